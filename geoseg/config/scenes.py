@@ -1,0 +1,58 @@
+"""Turn catalog entries into :class:`~geoseg.io.Scene` objects (generating the demo if needed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from geoseg.config.catalog import Catalog, Dataset, LabelSource, SceneEntry
+from geoseg.io.scene import Scene, open_scene
+
+__all__ = ["CatalogScene", "dataset_scenes", "scene_from_entry"]
+
+
+@dataclass(frozen=True)
+class CatalogScene:
+    """A scene of a dataset with its resolved label source (paths absolute)."""
+
+    entry: SceneEntry
+    scene: Scene
+    labels: LabelSource | None
+
+
+def scene_from_entry(catalog: Catalog, dataset: Dataset, entry: SceneEntry) -> CatalogScene:
+    labels = entry.labels
+    if entry.demo is not None:
+        from geoseg.demo import DemoScene, generate_demo_scene
+
+        root = entry.demo.directory()
+        demo = DemoScene(root) if (root / "labels.tif").exists() else generate_demo_scene(
+            root, size=entry.demo.size, seed=entry.demo.seed
+        )
+        path: Path = demo.scene
+        if labels is None:
+            labels = LabelSource(raster=demo.labels)
+    else:
+        assert entry.path is not None  # guaranteed by SceneEntry validation
+        path = catalog.resolve(entry.path)
+    if labels is not None:
+        labels = labels.model_copy(update={
+            "raster": catalog.resolve(labels.raster) if labels.raster else None,
+            "vector": catalog.resolve(labels.vector) if labels.vector else None,
+        })
+    scene = open_scene(
+        path,
+        offset=entry.offset,
+        band_names=entry.band_names,
+        invalid_scl=dataset.invalid_scl,
+        mask=catalog.resolve(entry.mask) if entry.mask else None,
+        scene_id=entry.id,
+    )
+    return CatalogScene(entry, scene, labels)
+
+
+def dataset_scenes(catalog: Catalog, name: str) -> list[CatalogScene]:
+    """Every scene of dataset ``name``; raises CatalogError when its data is not available."""
+    catalog.check_available(name)
+    dataset = catalog.dataset(name)
+    return [scene_from_entry(catalog, dataset, entry) for entry in dataset.scenes]

@@ -1,0 +1,120 @@
+"""Read one window of a :class:`Scene` onto its 10 m grid: reflectance bands + valid mask.
+
+Every consumer (feature stack, tiler, predictor) reads through :func:`read_window`, so there
+is one implementation of offsets, resampling and masking. File handles are cached per thread
+and per process (Dask workers open their own); GDAL state is scoped with ``rasterio.Env``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from geoseg.io.offsets import OffsetDecision, infer_offset
+from geoseg.io.resample import read_resampled
+from geoseg.io.scene import BandFile, Scene, open_raster
+from geoseg.io.sensors import REFLECTANCE_SCALE
+
+__all__ = ["read_window", "read_reflectance", "read_scl", "infer_scene_offset", "close_cached"]
+
+_local = threading.local()
+_GDAL_ENV = {"GDAL_NUM_THREADS": 1}  # Dask provides the parallelism
+
+
+def _dataset(path: str):
+    cache: dict = getattr(_local, "datasets", None) or {}
+    _local.datasets = cache
+    ds = cache.get(path)
+    if ds is None or ds.closed:
+        ds = cache[path] = open_raster(path)
+    return ds
+
+
+def close_cached() -> None:
+    """Close this thread's cached file handles."""
+    for ds in getattr(_local, "datasets", {}).values():
+        ds.close()
+    _local.datasets = {}
+
+
+def _groups(scene: Scene, bands: Sequence[str]) -> dict[str, list[tuple[str, BandFile]]]:
+    """Bands grouped by file, so a multi-band file is read with one call per window."""
+    groups: dict[str, list[tuple[str, BandFile]]] = {}
+    for name in bands:
+        band = scene.bands[name]
+        groups.setdefault(band.path, []).append((name, band))
+    return groups
+
+
+def read_reflectance(
+    scene: Scene, window: Window, bands: Sequence[str]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Reflectance ``(DN + offset) / 10000`` of ``bands`` and the pixels invalid in any of them."""
+    h, w = int(window.height), int(window.width)
+    invalid = np.zeros((h, w), dtype=bool)
+    out: dict[str, np.ndarray] = {}
+    offset = np.float32(scene.offset.offset)
+    scale = np.float32(REFLECTANCE_SCALE)
+    with rasterio.Env(**_GDAL_ENV):
+        for path, members in _groups(scene, bands).items():
+            first = members[0][1]
+            values, bad = read_resampled(
+                _dataset(path), [b.index for _, b in members], first.grid, scene.grid, window,
+                "bilinear", first.nodata,
+            )
+            invalid |= bad
+            for (name, _), arr in zip(members, values, strict=True):
+                out[name] = (arr + offset) / scale
+    return out, invalid
+
+
+def _read_class_layer(scene: Scene, layer: BandFile, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    values, bad = read_resampled(_dataset(layer.path), [layer.index], layer.grid, scene.grid, window, "nearest", None)
+    return values[0], bad
+
+
+def read_window(
+    scene: Scene, window: Window, bands: Sequence[str]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Reflectance of ``bands`` in ``window`` and the boolean valid-pixel mask.
+
+    A pixel is invalid when: a used band holds nodata (DN 0 for Sentinel-2) or a non-finite
+    value (bilinear: in any contributing source pixel); its SCL class is in
+    ``scene.invalid_scl``; or the external mask is non-zero there.
+    """
+    scene.require_bands(bands, "reading")
+    reflectance, invalid = read_reflectance(scene, window, bands)
+    with rasterio.Env(**_GDAL_ENV):
+        if scene.scl is not None:
+            scl, _ = _read_class_layer(scene, scene.scl, window)
+            invalid |= np.isin(scl, scene.invalid_scl)
+        if scene.mask is not None:
+            ext, bad = _read_class_layer(scene, scene.mask, window)
+            invalid |= (ext != 0) | bad
+    return reflectance, ~invalid
+
+
+def read_scl(scene: Scene, window: Window) -> np.ndarray | None:
+    """The SCL classes of ``window`` on the scene grid (nearest), or None without SCL."""
+    if scene.scl is None:
+        return None
+    with rasterio.Env(**_GDAL_ENV):
+        return _read_class_layer(scene, scene.scl, window)[0]
+
+
+def infer_scene_offset(scene: Scene, max_size: int = 512) -> OffsetDecision:
+    """Apply the documented inference rule to a decimated read of the scene's bands."""
+    samples = {}
+    with rasterio.Env(**_GDAL_ENV):
+        for name, band in scene.bands.items():
+            with open_raster(band.path) as ds:
+                factor = max(1, int(np.ceil(max(ds.width, ds.height) / max_size)))
+                shape = (max(1, ds.height // factor), max(1, ds.width // factor))
+                samples[name] = ds.read(band.index, out_shape=shape, resampling=Resampling.nearest).astype(np.float64)
+    nodata = next(iter(scene.bands.values())).nodata
+    return infer_offset(samples, nodata=nodata)
