@@ -1,0 +1,121 @@
+"""Self-contained model directories: weights + ``config.json`` = everything predict needs.
+
+Layout of a bundle directory (``MODEL_DIR/best``, ``MODEL_DIR/final``, ``MODEL_DIR/epoch_N``)::
+
+    config.json          BundleConfig: architecture spec, recipe, channel names, class map
+                         (training index → code, name, colour), normalisation, window size
+    model.safetensors    the weights
+
+The trainer writes bundles, the evaluator, predictor and ONNX exporter read them; nothing
+else about the training run is needed to use a model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from geoseg import __version__
+from geoseg.config.catalog import ClassDef
+from geoseg.config.schema import StrictModel, validate
+from geoseg.errors import CheckpointError
+from geoseg.features.recipes import Recipe
+from geoseg.utils.atomic import atomic_dir
+
+__all__ = ["BundleConfig", "Normalization", "ModelBundle", "save_bundle", "load_bundle", "normalize"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class Normalization(StrictModel):
+    """Per-channel mean/std over valid pixels (from the CubeStore's stats.json)."""
+
+    mean: list[float]
+    std: list[float]
+
+
+class BundleConfig(StrictModel):
+    schema_version: int = 1
+    geoseg_version: str = __version__
+    model: dict[str, Any] = Field(description="model.spec: rebuilds the architecture with create_model(**spec)")
+    recipe: dict[str, Any] = Field(description="Recipe.to_dict() of the input channels")
+    channel_names: list[str]
+    classes: list[ClassDef] = Field(description="class of training index i is classes[i]")
+    normalization: Normalization
+    window: int = Field(description="cube/window size the model was trained on (pixels)")
+    mask_channels: int = Field(11, description="leading channels that are all 0 at invalid pixels")
+    extra: dict[str, Any] = Field(default_factory=dict, description="metrics, epoch, training options")
+
+    def recipe_obj(self) -> Recipe:
+        return Recipe.from_dict(self.recipe)
+
+
+class ModelBundle:
+    """A loaded bundle: the model in eval mode and its config."""
+
+    def __init__(self, model: torch.nn.Module, config: BundleConfig, path: Path | None = None):
+        self.model, self.config, self.path = model, config, path
+
+    @property
+    def codes(self) -> np.ndarray:
+        """Class code of each output channel (index → code)."""
+        return np.array([c.code for c in self.config.classes], dtype=np.uint8)
+
+
+def normalize(x: torch.Tensor, norm: Normalization, mask_channels: int = 11) -> torch.Tensor:
+    """``(x - mean) / std`` on valid pixels; invalid pixels (first channels all 0) stay exactly 0.
+
+    Works on (C, H, W) or (N, C, H, W) tensors.
+    """
+    channel_dim = x.dim() - 3
+    shape = [1] * x.dim()
+    shape[channel_dim] = -1
+    mean = torch.as_tensor(norm.mean, dtype=x.dtype, device=x.device).view(shape)
+    std = torch.as_tensor(norm.std, dtype=x.dtype, device=x.device).view(shape)
+    valid = x.narrow(channel_dim, 0, mask_channels).abs().sum(dim=channel_dim, keepdim=True) > 0
+    return torch.where(valid, (x - mean) / std.clamp_min(1e-12), torch.zeros_like(x))
+
+
+def save_bundle(model: torch.nn.Module, config: BundleConfig, directory: str | Path) -> Path:
+    """Write weights and config atomically to ``directory`` (replacing it)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_dir(directory) as tmp:
+        save_file(state, str(tmp / WEIGHTS_NAME))
+        (tmp / CONFIG_NAME).write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+    return Path(directory)
+
+
+def load_bundle(directory: str | Path, device: str | torch.device = "cpu") -> ModelBundle:
+    """Rebuild the model from ``config.json`` alone and load its weights (eval mode)."""
+    from safetensors.torch import load_file
+
+    from geoseg.models import create_model
+
+    d = Path(directory)
+    cfg_path, weights = d / CONFIG_NAME, d / WEIGHTS_NAME
+    if not cfg_path.is_file() or not weights.is_file():
+        raise CheckpointError(
+            f"not a model directory (needs {CONFIG_NAME} and {WEIGHTS_NAME})",
+            path=d,
+            hint="pass MODEL_DIR/best (or final, epoch_N) written by geoseg train",
+        )
+    try:
+        raw = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{CONFIG_NAME} is not valid JSON ({err.msg})", path=cfg_path) from None
+    config = validate(BundleConfig, raw, str(cfg_path))
+    model = create_model(**{**config.model, "pretrained": False})
+    try:
+        model.load_state_dict(load_file(str(weights), device="cpu"))
+    except RuntimeError as err:
+        raise CheckpointError(f"weights do not match the architecture ({str(err).splitlines()[0]})", path=weights) from None
+    model.to(device).eval()
+    return ModelBundle(model, config, d)
