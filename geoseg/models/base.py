@@ -1,0 +1,205 @@
+"""``SegmentationModel``: encoder → decoder → head, with ``forward`` written once.
+
+Subclasses build their decoder in ``__init__`` and implement :meth:`decode`, which maps
+the encoder features to class logits at any resolution (plus optional deep-supervision and
+auxiliary logits). This base class does everything else, for every architecture:
+
+* optional input normalisation (RSPRUNet++'s masked BatchNorm);
+* zero-padding the input to ``pad_divisor`` (the coarsest encoder stride) and cropping all
+  outputs back, so any input size works (``required_divisor`` is 1);
+* upsampling logits to the input resolution;
+* the aux classification head on the deepest encoder feature (``aux_params``);
+* PointRend point sampling (training) and subdivision (inference) when enabled;
+* ``freeze_backbone`` and the self-describing ``spec``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from geoseg.errors import ModelError
+from geoseg.models.encoders import FeatureEncoder, create_encoder
+from geoseg.models.heads import build_classification_head, resize
+from geoseg.models.options import ArchOptions
+from geoseg.models.outputs import ModelOutput
+from geoseg.models.pointrend import PointHead
+
+__all__ = ["Decoded", "SegmentationModel"]
+
+
+@dataclass
+class Decoded:
+    """What :meth:`SegmentationModel.decode` returns (all tensors on the padded grid)."""
+
+    logits: Tensor
+    deep: list[Tensor] = field(default_factory=list)
+    aux_mask: Tensor | None = None
+
+
+class SegmentationModel(nn.Module):
+    """Base class of every geoseg segmentation model.
+
+    Args:
+        in_channels: Input channels.
+        num_classes: Number of classes K.
+        encoder: Encoder name or module (None = the architecture's default encoder).
+        options: Validated architecture options.
+        aux_params: Validated aux classification-head parameters, or None.
+        channel_names: Name of each input channel (band-aware weight loading), or None.
+        timm_model: A pre-built (possibly pretrained) timm features model for the encoder.
+
+    Attributes:
+        required_divisor: Input size multiple the caller must respect (1: pads internally).
+        pad_divisor: Multiple the input is padded to internally.
+        supports_deep_supervision: The architecture can return deep-supervision logits.
+        supports_pointrend: The architecture accepts ``pointrend=True``.
+        has_aux_head: An aux classification head is present (``forward`` returns a tuple).
+        has_aux_mask_head: An auxiliary segmentation head fills ``ModelOutput.aux_mask``.
+    """
+
+    name: ClassVar[str] = "model"
+    Options: ClassVar[type[ArchOptions]] = ArchOptions
+    default_encoder: ClassVar[str] = "resnet34"
+    summary: ClassVar[str] = ""
+    supports_deep_supervision: ClassVar[bool] = False
+    supports_pointrend: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        encoder: str | nn.Module | None,
+        options: ArchOptions,
+        aux_params: dict[str, Any] | None = None,
+        channel_names: Sequence[str] | None = None,
+        timm_model: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        encoder = self.default_encoder if encoder is None else encoder
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.options = options
+        self.channel_names = None if channel_names is None else list(channel_names)
+        self.aux_params = aux_params
+        self.input_norm: nn.Module | None = None
+        self.encoder: FeatureEncoder = create_encoder(
+            encoder, in_channels, options.encoder_depth, self.encoder_output_stride(options), timm_model
+        )
+        self.pad_divisor = max(self.encoder.reductions)
+        self.required_divisor = 1
+        self.classification_head = (
+            None if aux_params is None
+            else build_classification_head(self.encoder.channels[-1], aux_params)
+        )
+        self.point_head: PointHead | None = None
+        if getattr(options, "pointrend", False):
+            if not self.supports_pointrend:
+                raise ModelError(f"{self.name} does not support pointrend")
+            fine_channels = self.encoder.channels[self.encoder.feature_at_level(self.fine_level)]
+            self.point_head = PointHead(fine_channels, num_classes, options)  # type: ignore[arg-type]
+        self.has_aux_mask_head = False
+        if options.freeze_backbone:
+            self.encoder.requires_grad_(False)
+
+    # ------------------------------------------------------------------ hooks
+    @classmethod
+    def encoder_output_stride(cls, options: ArchOptions) -> int | None:
+        """Output stride the encoder must be dilated to (None = undilated)."""
+        return None
+
+    def decode(self, features: list[Tensor], size: tuple[int, int], train: bool) -> Decoded:
+        """Map encoder features to logits; ``train`` asks for deep/aux outputs too."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def has_aux_head(self) -> bool:
+        """True when ``aux_params`` added a classification head."""
+        return self.classification_head is not None
+
+    @property
+    def deep_supervision(self) -> bool:
+        """True when ``forward_train`` fills ``ModelOutput.deep``."""
+        return bool(getattr(self.options, "deep_supervision", False))
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """JSON-serialisable description; ``create_model(**spec)`` rebuilds this architecture."""
+        return {
+            "name": self.name,
+            "in_channels": self.in_channels,
+            "num_classes": self.num_classes,
+            "encoder": self.encoder.name,
+            "options": self.options.to_dict(),
+            "aux_params": None if self.aux_params is None else dict(self.aux_params),
+            "channel_names": self.channel_names,
+        }
+
+    def train(self, mode: bool = True) -> SegmentationModel:
+        """Set train/eval mode; a frozen backbone stays in eval mode (fixed BN statistics)."""
+        super().train(mode)
+        if self.options.freeze_backbone:
+            self.encoder.eval()
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits (N, K, H, W) at input resolution, or ``(mask, label)`` with an aux head.
+
+        With PointRend the mask is refined by iterative subdivision.
+        """
+        out = self._run(x, train=False)
+        if self.classification_head is not None:
+            assert out.label is not None
+            return out.mask, out.label
+        return out.mask
+
+    def forward_train(self, x: Tensor) -> ModelOutput:
+        """All training outputs (deep supervision, aux heads, PointRend points)."""
+        return self._run(x, train=True)
+
+    def _run(self, x: Tensor, train: bool) -> ModelOutput:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ModelError(
+                f"{self.name} expects input (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        if self.input_norm is not None:
+            x = self.input_norm(x)
+        d = self.pad_divisor
+        ph, pw = (-h) % d, (-w) % d
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))  # zeros = no-data, right/bottom
+        size = (h + ph, w + pw)
+        features = self.encoder(x)
+        dec = self.decode(features, size, train)
+
+        def full(t: Tensor) -> Tensor:
+            return resize(t, size)[..., :h, :w]
+
+        out = ModelOutput(mask=full(dec.logits))
+        if train:
+            out.deep = [full(t) for t in dec.deep]
+            out.aux_mask = None if dec.aux_mask is None else full(dec.aux_mask)
+        if self.point_head is not None:
+            fine = features[self.encoder.feature_at_level(self.fine_level)]
+            region = (h / size[0], w / size[1])
+            if train:
+                out.point_logits, out.point_coords = self.point_head.forward_train(
+                    dec.logits, fine, region
+                )
+            else:
+                out.mask = self.point_head.inference(dec.logits, fine, size, (h, w))[..., :h, :w]
+        if self.classification_head is not None:
+            out.label = self.classification_head(features[-1])
+        return out
+
+    @property
+    def fine_level(self) -> int:
+        """Pyramid level of the fine-grained features PointRend samples (P2, or the finest)."""
+        return 2 if 2 in self.encoder.levels else self.encoder.levels[0]

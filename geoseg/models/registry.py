@@ -1,0 +1,143 @@
+"""The model registry: ``create_model``, ``list_models`` and ``describe_models``.
+
+A plain dict name → model class. Capabilities are read from class attributes, never from
+``if name == ...`` checks. Unknown names and options raise :class:`~geoseg.errors.ModelError`
+with the valid names and the closest match.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from geoseg.errors import ModelError
+from geoseg.models.base import SegmentationModel
+from geoseg.models.deeplabv3plus import DeepLabV3Plus
+from geoseg.models.heads import validate_aux_params
+from geoseg.models.pspnet import PSPNet
+from geoseg.models.rsprunetpp import RSPRUNetPlusPlus
+from geoseg.models.unet import UNet
+from geoseg.models.unet3plus import UNet3Plus
+
+__all__ = ["MODELS", "create_model", "list_models", "describe_models", "get_model_class"]
+
+MODELS: dict[str, type[SegmentationModel]] = {
+    cls.name: cls for cls in (RSPRUNetPlusPlus, UNet3Plus, DeepLabV3Plus, PSPNet, UNet)
+}
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`, in registry order."""
+    return list(MODELS)
+
+
+def get_model_class(name: str) -> type[SegmentationModel]:
+    """The class registered under ``name``.
+
+    Raises:
+        ModelError: Unknown name (the message lists valid names and the closest match).
+    """
+    try:
+        return MODELS[name]
+    except (KeyError, TypeError):
+        close = difflib.get_close_matches(str(name), list(MODELS), n=1, cutoff=0.4)
+        raise ModelError(
+            f"unknown model {name!r}; valid models are {', '.join(MODELS)}",
+            hint=f"did you mean {close[0]!r}?" if close else None,
+        ) from None
+
+
+def describe_models() -> dict[str, dict[str, Any]]:
+    """Per model: summary, default encoder, options (name/type/default/help), capabilities."""
+    return {
+        name: {
+            "summary": cls.summary,
+            "default_encoder": cls.default_encoder,
+            "options": cls.Options.describe(),
+            "capabilities": {
+                "deep_supervision": cls.supports_deep_supervision,
+                "pointrend": cls.supports_pointrend,
+                "aux_mask_head": any(o["name"] == "aux_mask_head" for o in cls.Options.describe()),
+                "aux_classification_head": True,
+                "custom_encoders": True,
+                "any_input_size": True,
+            },
+        }
+        for name, cls in MODELS.items()
+    }
+
+
+def create_model(
+    name: str,
+    in_channels: int = 24,
+    num_classes: int = 3,
+    encoder: str | nn.Module | None = None,
+    pretrained: bool | str | Path = False,
+    channel_names: Sequence[str] | None = None,
+    aux_params: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    **architecture_options: Any,
+) -> SegmentationModel:
+    """Build a segmentation model.
+
+    Args:
+        name: Architecture, one of :func:`list_models`.
+        in_channels: Input channels (24 for the ``s2_24`` recipe).
+        num_classes: Number of classes K of the output logits.
+        encoder: timm model name, registered custom encoder name, or an encoder module;
+            None selects the architecture's default encoder.
+        pretrained: False (random), True (timm hub weights for the backbone; needs the
+            network) or a local weights file (safetensors, or a torch state dict loaded
+            with ``weights_only=True``): backbone weights, or a whole geoseg checkpoint.
+        channel_names: Name of each input channel (``"B04"``, ``"NDVI"``, ...). Required to
+            place pretrained RGB filters when ``in_channels != 3``.
+        aux_params: Classification head (keys ``classes``, ``pooling``, ``dropout``,
+            ``activation``); ``forward`` then returns ``(mask, label)``.
+        options: Architecture options as a dict (the ``options`` entry of ``model.spec``).
+        **architecture_options: Architecture options as keywords (see ``describe_models``).
+
+    Returns:
+        The model, in training mode.
+
+    Raises:
+        ModelError: Unknown model, encoder or option; invalid values; weights unavailable.
+        CheckpointError: A local weights file is missing or does not fit.
+    """
+    cls = get_model_class(name)
+    if not isinstance(in_channels, int) or in_channels < 1:
+        raise ModelError(f"in_channels must be a positive int, got {in_channels!r}")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ModelError(f"num_classes must be a positive int, got {num_classes!r}")
+    if channel_names is not None and len(channel_names) != in_channels:
+        raise ModelError(
+            f"channel_names has {len(channel_names)} names but in_channels={in_channels}"
+        )
+    merged = dict(options or {})
+    clash = sorted(set(merged) & set(architecture_options))
+    if clash:
+        raise ModelError(f"option(s) {clash} given both in options= and as keywords")
+    merged.update(architecture_options)
+    opts = cls.Options.from_dict(merged)
+    aux = validate_aux_params(aux_params, num_classes)
+    if isinstance(encoder, str) and encoder.startswith("custom:"):
+        raise ModelError(
+            f"encoder {encoder!r} was an unregistered module instance and cannot be rebuilt by name",
+            hint="register its class with geoseg.models.register_encoder and pass the name",
+        )
+
+    from geoseg.models import weights  # local import: weights imports this module's users
+
+    return weights.build_with_weights(
+        cls,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        encoder=encoder,
+        options=opts,
+        aux_params=aux,
+        channel_names=channel_names,
+        pretrained=pretrained,
+    )

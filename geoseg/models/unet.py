@@ -1,0 +1,85 @@
+"""U-Net baseline: any encoder + segmentation_models_pytorch's ``UnetDecoder``.
+
+smp's decoder expects features at strides 1, 2, 4, …; levels the encoder lacks (e.g.
+ConvNeXt starts at stride 4) are fed as zero-channel tensors, as smp's own timm adapter does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Literal
+
+import torch
+from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
+from torch import Tensor
+
+from geoseg.errors import ModelError
+from geoseg.models.base import Decoded, SegmentationModel
+from geoseg.models.heads import SegmentationHead
+from geoseg.models.options import ArchOptions, opt
+
+__all__ = ["UNet", "UNetOptions"]
+
+_DEFAULT_CHANNELS = (256, 128, 64, 32, 16)
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetOptions(ArchOptions):
+    """Options of the U-Net baseline."""
+
+    architecture: ClassVar[str] = "unet"
+
+    decoder_channels: tuple[int, ...] | None = opt(
+        None, "channels of each decoder block, deep to shallow (None: last encoder_depth of 256,128,64,32,16)"
+    )
+    decoder_attention: Literal["none", "scse"] = opt("none", "attention in decoder blocks")
+
+    def validate(self) -> None:
+        if self.decoder_channels is not None and len(self.decoder_channels) != self.encoder_depth:
+            raise ModelError(
+                f"unet.decoder_channels has {len(self.decoder_channels)} entries but "
+                f"encoder_depth={self.encoder_depth} needs one per decoder block"
+            )
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """Decoder channels resolved for the encoder depth."""
+        return self.decoder_channels or _DEFAULT_CHANNELS[5 - self.encoder_depth :]
+
+
+class UNet(SegmentationModel):
+    """Plain U-Net (Ronneberger et al. 2015) with smp's decoder blocks."""
+
+    name: ClassVar[str] = "unet"
+    Options: ClassVar[type[ArchOptions]] = UNetOptions
+    default_encoder: ClassVar[str] = "resnet34"
+    summary: ClassVar[str] = "U-Net baseline (smp UnetDecoder)"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        opts: UNetOptions = self.options  # type: ignore[assignment]
+        depth = opts.encoder_depth
+        by_level = dict(zip(self.encoder.levels, self.encoder.channels, strict=True))
+        if self.encoder.reductions != [2**lv for lv in self.encoder.levels]:
+            raise ModelError(f"unet needs an undilated encoder, got strides {self.encoder.reductions}")
+        self._missing = [lv for lv in range(1, depth + 1) if lv not in by_level]
+        enc_channels = [self.in_channels] + [by_level.get(lv, 0) for lv in range(1, depth + 1)]
+        self.decoder = UnetDecoder(
+            encoder_channels=enc_channels,
+            decoder_channels=list(opts.channels),
+            n_blocks=depth,
+            attention_type=None if opts.decoder_attention == "none" else opts.decoder_attention,
+        )
+        self.segmentation_head = SegmentationHead(opts.channels[-1], self.num_classes, kernel_size=3)
+
+    def decode(self, features: list[Tensor], size: tuple[int, int], train: bool) -> Decoded:
+        by_level = dict(zip(self.encoder.levels, features, strict=True))
+        ref = features[0]
+        full = [ref.new_zeros(ref.shape[0], 0, *size)]
+        for lv in range(1, self.options.encoder_depth + 1):
+            f = by_level.get(lv)
+            if f is None:  # zero-channel placeholder carrying the level's spatial size
+                f = torch.empty(ref.shape[0], 0, size[0] // 2**lv, size[1] // 2**lv,
+                                dtype=ref.dtype, device=ref.device)
+            full.append(f)
+        return Decoded(logits=self.segmentation_head(self.decoder(full)))
