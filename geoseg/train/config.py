@@ -1,0 +1,142 @@
+"""``TrainConfig``: every option of ``geoseg train`` as one typed model.
+
+The same model reads a ``--config`` YAML (unknown keys fail with the closest valid key),
+receives the CLI options (which override the YAML) and is written back, resolved, as
+``MODEL_DIR/config.yaml``. ``geoseg.train.train(TrainConfig(...))`` is the Python API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from geoseg.config.schema import StrictModel, load_yaml, validate
+from geoseg.train.losses import LossName
+
+__all__ = ["TrainConfig", "Precision", "Schedule", "Strategy", "load_train_config", "DEMO_DEFAULTS"]
+
+Precision = Literal["auto", "32", "32-true", "16-mixed", "bf16-mixed", "64"]
+Schedule = Literal["cosine", "onecycle", "plateau", "none"]
+Strategy = Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "deepspeed_stage_2",
+                   "deepspeed_stage_3", "fsdp"]
+
+# The defaults below are the demo configuration: they reach val mIoU >= 0.80 on the demo
+# scene in a few minutes on 2 CPU cores (tests/train/test_demo_quality.py, docs/training.md).
+DEMO_DEFAULTS = {"model": "unet", "encoder": "resnet18", "epochs": 12, "batch_size": 8, "lr": 2e-3}
+
+
+class TrainConfig(StrictModel):
+    """Options of a training run (``geoseg train``); see docs/training.md for a guide."""
+
+    schema_version: Literal[1] = 1
+    # --- data
+    cubes: Path | None = Field(None, description="CubeStore directory written by `geoseg tile`")
+    out: Path | None = Field(None, description="MODEL_DIR: best/, final/, epoch_N/, checkpoints/, plots, logs")
+    train_split: str = Field("train", description="split of the store used for training")
+    val_split: str = Field("val", description="split used for validation (early stopping, best/)")
+    target_size: int | None = Field(None, ge=8, description="train on target_size² cubes (None: the cube size)")
+    target_mode: Literal["crop", "resize"] = Field(
+        "crop", description="crop: random crops for training, whole cubes for validation; "
+                            "resize: nearest resize of training and validation cubes")
+    augment: bool = Field(True, description="random flips and 90° rotations of training batches (on the device)")
+    downsample: bool = Field(False, description="debug: train/validate on a random subset of the cubes")
+    downsample_size: int = Field(100, ge=1, description="cubes per split kept with --downsample")
+    in_memory: Literal["auto", "yes", "no"] = Field(
+        "auto", description="load the cubes into RAM (auto: when they take less than 2 GB)")
+    num_workers: int | None = Field(None, ge=0, description="DataLoader workers (None: 0 in memory, else 2)")
+    # --- model
+    model: str = Field(DEMO_DEFAULTS["model"], description="architecture: rsprunetpp, unet3plus, deeplabv3plus, pspnet, unet")
+    encoder: str | None = Field(DEMO_DEFAULTS["encoder"], description="timm encoder (backbone); None: the architecture's default")
+    pretrained: bool | Path = Field(False, description="False (offline default), True (timm hub) or a local weights file")
+    freeze_backbone: bool = False
+    deep_supervision: bool = Field(False, description="train the deep-supervision heads (rsprunetpp, unet3plus)")
+    cat_channels: int | None = Field(None, ge=1, description="UNet3+ channels per skip connection")
+    aux_head: bool = Field(False, description="add the aux classification head (class presence, BCE)")
+    model_options: dict[str, Any] = Field(default_factory=dict, description="other architecture options (geoseg models)")
+    # --- optimisation
+    epochs: int = Field(DEMO_DEFAULTS["epochs"], ge=1)
+    batch_size: int = Field(DEMO_DEFAULTS["batch_size"], ge=1, description="batch size per device")
+    lr: float = Field(DEMO_DEFAULTS["lr"], gt=0, description="(peak) learning rate")
+    weight_decay: float = Field(1e-4, ge=0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    schedule: Schedule = Field("cosine", description="learning-rate schedule")
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up (cosine schedule)")
+    loss: LossName = Field("ce_dice", description="mask loss")
+    focal_gamma: float = Field(2.0, ge=0)
+    class_weights: Literal["none", "auto"] = Field("none", description="auto: median-frequency weights from the store's class counts")
+    deep_weight: float = Field(0.4, ge=0, description="weight of each deep-supervision head")
+    aux_weight: float = Field(0.4, ge=0, description="weight of PSPNet's aux mask head")
+    label_weight: float = Field(0.4, ge=0, description="weight of the aux classification loss")
+    point_weight: float = Field(1.0, ge=0, description="weight of the PointRend point loss")
+    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm")
+    accumulate: int = Field(1, ge=1, description="accumulate gradients over this many batches")
+    # --- schedule of the run
+    patience: int | None = Field(15, ge=1, description="early stopping after this many validations without improvement")
+    validate_every: int = Field(1, ge=1, description="validate every N epochs")
+    save_every: int | None = Field(None, ge=1, description="also write epoch_N/ every N epochs")
+    monitor: Literal["val_miou", "val_loss"] = Field("val_miou", description="metric selecting best/ and early stopping")
+    seed: int = 0
+    # --- hardware
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | str = Field("auto", description="devices per node (int, 'auto' or a list like '0,1')")
+    num_nodes: int = Field(1, ge=1)
+    strategy: Strategy = "auto"
+    precision: Precision = Field("auto", description="auto: bf16/16-mixed on CUDA, 32 on CPU")
+    channels_last: Literal["auto", "yes", "no"] = Field("auto", description="auto: on CUDA")
+    compile: bool = Field(False, description="torch.compile the model")
+    sync_batchnorm: bool = Field(False, description="SyncBatchNorm across devices (multi-GPU)")
+    deterministic: bool = Field(False, description="torch deterministic algorithms")
+    # --- run control
+    resume: bool | Literal["auto"] | Path = Field(
+        False, description="True: continue from MODEL_DIR/checkpoints/last.ckpt; 'auto': if it exists; or a .ckpt path")
+    overwrite: bool = Field(False, description="replace the outputs of an earlier run in MODEL_DIR")
+    progress: bool = True
+    max_time: str | None = Field(None, description="stop after DD:HH:MM:SS (the checkpoint allows --resume)")
+    limit_batches: int | None = Field(None, ge=1, description="debug: batches per epoch (train and val)")
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _devices(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        return value
+
+    @field_validator("precision", mode="after")
+    @classmethod
+    def _precision(cls, value: str) -> str:
+        return "32-true" if value == "32" else value
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.cat_channels is not None and self.model != "unet3plus":
+            raise ValueError(f"cat_channels is a unet3plus option, but model is {self.model!r}")
+        return self
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Architecture options for ``create_model`` (explicit flags override ``model_options``)."""
+        opts = dict(self.model_options)
+        if self.freeze_backbone:
+            opts["freeze_backbone"] = True
+        if self.deep_supervision:
+            opts["deep_supervision"] = True
+        if self.cat_channels is not None:
+            opts["cat_channels"] = self.cat_channels
+        return opts
+
+    def to_yaml(self) -> str:
+        """The resolved configuration as YAML (paths as strings)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def load_train_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Read a YAML config (optional) and apply ``overrides`` (None values are skipped).
+
+    Raises:
+        ConfigError: Unknown keys (with the closest valid key) or invalid values.
+    """
+    base = load_yaml(path, TrainConfig).model_dump(exclude_unset=True) if path is not None else {}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return validate(TrainConfig, base, str(path) if path is not None else "train options")
