@@ -1,8 +1,9 @@
 """A tiny, safe evaluator for index formulas declared in recipes.
 
-Formulas are parsed once with :mod:`ast` into a closure over numpy arrays. Only band names,
-numbers, ``+ - * / **``, unary minus and ``sqrt`` are allowed. Every division records where
-its denominator is 0, so the caller can set the index to 0 there ("division by zero gives 0").
+Formulas are parsed once with :mod:`ast` and evaluated over numpy arrays. Only band names,
+numbers, ``+ - * / **``, unary minus and ``sqrt`` are allowed. A division by zero gives 0
+(DESIGN.md): ``a / b`` is 0 wherever ``b == 0``, and the rest of the formula goes on from
+there (so ``B8A / B03 - 1`` is ``-1`` where B03 is 0).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _BINOPS: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 
 
 class Formula:
-    """A compiled index formula: ``formula(bands) -> (values, zero_denominator_mask)``."""
+    """A compiled index formula: ``formula(bands) -> float32 values``."""
 
     def __init__(self, text: str, name: str = "index"):
         self.text = text
@@ -55,31 +56,28 @@ class Formula:
             if not isinstance(sub, allowed + (ast.operator, ast.Load, ast.unaryop)):
                 raise ConfigError(f"index {self.name!r}: {type(sub).__name__} not allowed in {self.text!r}")
 
-    def __call__(self, bands: Arrays) -> tuple[np.ndarray, np.ndarray | None]:
-        zero_den: list[np.ndarray] = []
+    def __call__(self, bands: Arrays) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            values = self._eval(self._tree, bands, zero_den)
-        bad = None
-        for mask in zero_den:
-            bad = mask if bad is None else bad | mask
-        return np.asarray(values, dtype=np.float32), bad
+            values = self._eval(self._tree, bands)
+        return np.asarray(values)
 
-    def _eval(self, node: ast.AST, bands: Arrays, zero_den: list[np.ndarray]):
+    def _eval(self, node: ast.AST, bands: Arrays):
         if isinstance(node, ast.Name):
             return bands[node.id]
         if isinstance(node, ast.Constant):
-            return np.float32(node.value)
+            return node.value
         if isinstance(node, ast.UnaryOp):
-            value = self._eval(node.operand, bands, zero_den)
+            value = self._eval(node.operand, bands)
             return -value if isinstance(node.op, ast.USub) else value
         if isinstance(node, ast.Call):
-            return np.sqrt(self._eval(node.args[0], bands, zero_den))
+            return np.sqrt(self._eval(node.args[0], bands))
         assert isinstance(node, ast.BinOp)  # guaranteed by _check
-        left = self._eval(node.left, bands, zero_den)
-        right = self._eval(node.right, bands, zero_den)
+        left = self._eval(node.left, bands)
+        right = self._eval(node.right, bands)
         if isinstance(node.op, ast.Div):
-            zero_den.append(np.asarray(right == 0))
-            return np.divide(left, right)
+            left, right = np.broadcast_arrays(np.asarray(left), np.asarray(right))
+            out = np.zeros(left.shape, dtype=np.result_type(left, right))
+            return np.divide(left, right, out=out, where=right != 0)
         return _BINOPS[type(node.op)](left, right)
 
 

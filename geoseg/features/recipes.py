@@ -75,13 +75,10 @@ class Recipe:
         for i, band in enumerate(self.bands):
             out[i] = reflectance[band]
         for j, formula in enumerate(self._formulas, start=len(self.bands)):
-            values, zero_den = formula(reflectance)
-            bad = ~np.isfinite(values)
-            if zero_den is not None:
-                bad |= zero_den
-            values[bad] = 0.0
-            out[j] = values
-        out[:, ~valid] = 0.0
+            out[j] = formula(reflectance)
+        # Invalid pixels are 0 in every channel (valid pixels have finite inputs and guarded
+        # divisions, so their values are finite).
+        np.copyto(out, 0.0, where=~valid[None])
         return out
 
     def to_dict(self) -> dict:

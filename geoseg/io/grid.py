@@ -46,8 +46,8 @@ class Grid:
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in CRS units."""
         a = self.affine
-        x0, y0 = a * (0, 0)
-        x1, y1 = a * (self.width, self.height)
+        x0, y0 = a @ (0, 0)
+        x1, y1 = a @ (self.width, self.height)
         return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
     def with_resolution(self, resolution: float) -> Grid:
@@ -58,7 +58,7 @@ class Grid:
         return Grid(self.crs_wkt, (resolution, 0.0, left, 0.0, -resolution, top), width, height)
 
     def window_transform(self, window: Window) -> Affine:
-        return self.affine * Affine.translation(window.col_off, window.row_off)
+        return self.affine @ Affine.translation(window.col_off, window.row_off)
 
     def window_bounds(self, window: Window) -> tuple[float, float, float, float]:
         sub = Grid(self.crs_wkt, tuple(self.window_transform(window))[:6], int(window.width), int(window.height))

@@ -54,12 +54,15 @@ def _groups(scene: Scene, bands: Sequence[str]) -> dict[str, list[tuple[str, Ban
 def read_reflectance(
     scene: Scene, window: Window, bands: Sequence[str]
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Reflectance ``(DN + offset) / 10000`` of ``bands`` and the pixels invalid in any of them."""
+    """Reflectance ``(DN + offset) / 10000`` of ``bands`` and the pixels invalid in any of them.
+
+    Reflectance is float64 so that indices with small denominators (dark pixels) keep full
+    precision; the feature stack rounds to float32 once, at the end.
+    """
     h, w = int(window.height), int(window.width)
     invalid = np.zeros((h, w), dtype=bool)
     out: dict[str, np.ndarray] = {}
-    offset = np.float32(scene.offset.offset)
-    scale = np.float32(REFLECTANCE_SCALE)
+    offset, scale = float(scene.offset.offset), float(REFLECTANCE_SCALE)
     with rasterio.Env(**_GDAL_ENV):
         for path, members in _groups(scene, bands).items():
             first = members[0][1]
@@ -69,7 +72,7 @@ def read_reflectance(
             )
             invalid |= bad
             for (name, _), arr in zip(members, values, strict=True):
-                out[name] = (arr + offset) / scale
+                out[name] = (arr.astype(np.float64) + offset) / scale
     return out, invalid
 
 

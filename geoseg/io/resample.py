@@ -56,8 +56,8 @@ def read_resampled(
     """Read ``window`` of ``target_grid`` from bands ``indexes`` of the open dataset ``ds``.
 
     Returns:
-        ``(values, invalid)``: ``(len(indexes), h, w)`` values (float32 for bilinear, the
-        native dtype for nearest) and a boolean ``(h, w)`` mask of pixels touched by a nodata
+        ``(values, invalid)``: ``(len(indexes), h, w)`` values (the native dtype where no
+        resampling is needed or with nearest, float32 when interpolated) and a boolean ``(h, w)`` mask of pixels touched by a nodata
         or non-finite source pixel in any band (with bilinear, a pixel is invalid when any of
         its contributing source pixels is).
     """
@@ -65,7 +65,7 @@ def read_resampled(
     h, w = int(window.height), int(window.width)
     if source_grid.same_as(target_grid):
         data = ds.read(indexes, window=window)
-        return _with_invalid(data.astype(np.float32) if method == "bilinear" else data, data, nodata)
+        return data, _invalid(data, nodata)
 
     src_aff = source_grid.affine
     ys = source_coords(target_grid.affine, src_aff, row0, h, axis=0)
@@ -75,27 +75,26 @@ def read_resampled(
         ri, ci = _nearest_index(ys, sh), _nearest_index(xs, sw)
         r_lo, r_hi, c_lo, c_hi = ri.min(), ri.max() + 1, ci.min(), ci.max() + 1
         src = ds.read(indexes, window=Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo))
-        data = src[:, ri - r_lo][:, :, ci - c_lo]
-        return _with_invalid(data, data, nodata)
+        return src[:, ri - r_lo][:, :, ci - c_lo], _invalid(src, nodata)[ri - r_lo][:, ci - c_lo]
 
     r0, r1, wr = _bilinear_index(ys, sh)
     c0, c1, wc = _bilinear_index(xs, sw)
     r_lo, r_hi = int(r0.min()), int(r1.max()) + 1
     c_lo, c_hi = int(c0.min()), int(c1.max()) + 1
     src = ds.read(indexes, window=Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo))
-    bad = _invalid(src, nodata).astype(np.float32)[None]
-    src = src.astype(np.float32)
+    bad = _invalid(src, nodata)
     r0, r1, c0, c1 = r0 - r_lo, r1 - r_lo, c0 - c_lo, c1 - c_lo
-    wr, wc = wr[:, None], wc[None, :]
-
-    def interp(a: np.ndarray) -> np.ndarray:
-        rows = a[:, r0] * (1 - wr) + a[:, r1] * wr
-        return rows[:, :, c0] * (1 - wc) + rows[:, :, c1] * wc
-
-    values = interp(np.where(bad > 0, 0.0, src).astype(np.float32))
-    # A pixel is invalid when any source pixel with non-zero weight is invalid.
-    touched = interp(bad)[0] > 0
-    return values.astype(np.float32), touched
+    # Separable linear interpolation, rows then columns: a0 + (a1 - a0) * w.
+    rows = src[:, r0].astype(np.float32)
+    rows += (src[:, r1] - rows) * wr[:, None]
+    values = rows[:, :, c0]
+    values += (rows[:, :, c1] - values) * wc[None, :]
+    if not bad.any():
+        return values, np.zeros((h, w), dtype=bool)
+    # Invalid where any source pixel with non-zero weight is invalid.
+    bad_rows = (bad[r0] & (wr < 1)[:, None]) | (bad[r1] & (wr > 0)[:, None])
+    touched = (bad_rows[:, c0] & (wc < 1)[None, :]) | (bad_rows[:, c1] & (wc > 0)[None, :])
+    return values, touched
 
 
 def _invalid(data: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -106,7 +105,3 @@ def _invalid(data: np.ndarray, nodata: float | None) -> np.ndarray:
     if np.issubdtype(data.dtype, np.floating):
         bad |= ~np.isfinite(data)
     return bad.any(axis=0)
-
-
-def _with_invalid(values: np.ndarray, raw: np.ndarray, nodata: float | None):
-    return values, _invalid(raw, nodata)

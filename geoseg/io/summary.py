@@ -44,7 +44,7 @@ class SceneSummary:
         return out
 
 
-def summarise_scene(scene: Scene, block: int = 1024) -> SceneSummary:
+def summarise_scene(scene: Scene, block: int = 2048) -> SceneSummary:
     """Valid fraction and SCL class shares over the whole scene (one pass, block by block)."""
     total = valid = 0
     counts = np.zeros(256, dtype=np.int64)
