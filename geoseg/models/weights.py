@@ -63,8 +63,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]
         raise CheckpointError("weights file not found", path=path)
     with open(path, "rb") as fh:
         head = fh.read(16)
-    is_torch = head[:2] == b"PK" or head[:1] == b"\x80"  # zip archive or legacy pickle
-    if not is_torch:
+    if head[8:9] == b"{":  # safetensors: u64 header length, then a JSON header
         try:
             with safetensors.safe_open(str(path), framework="pt") as f:
                 meta = dict(f.metadata() or {})
