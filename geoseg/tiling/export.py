@@ -1,0 +1,71 @@
+"""Plain-numpy export of a CubeStore (the seed's array form) and a printable summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from geoseg.errors import EmptyAreaError, GeosegError
+from geoseg.tiling.store import CubeStore, Split
+from geoseg.utils.atomic import atomic_path
+
+__all__ = ["export_npy", "store_info"]
+
+
+def export_npy(store: str | Path | CubeStore, out: str | Path, *, with_labels: bool = False,
+               split: Split | None = None) -> Path:
+    """Write cubes as one ``.npy`` array ``(N, C[+1], H, W)`` float32, cube by cube (memory-mapped).
+
+    With ``with_labels`` the last channel is the label as a float32 training index (255 =
+    ignore). Cubes are in cube-id order (of ``split`` only, when given). Written atomically.
+    """
+    cubes = store if isinstance(store, CubeStore) else CubeStore.open(store)
+    if with_labels and not cubes.has_labels:
+        raise GeosegError("this CubeStore has no labels", path=cubes.path, hint="export without --with-labels")
+    ids = cubes.ids(split)
+    if len(ids) == 0:
+        raise EmptyAreaError(f"no cubes in split {split!r}", path=cubes.path, hint="choose another --split")
+    channels = cubes.num_channels + (1 if with_labels else 0)
+    size = cubes.cube_size
+    out = Path(out)
+    if out.suffix != ".npy":
+        raise GeosegError("the export must be a .npy file", path=out, hint="e.g. --out cubes.npy")
+    with atomic_path(out) as tmp:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(ids), channels, size, size))
+        for k, i in enumerate(ids):
+            arr[k, : cubes.num_channels] = cubes.read_cube(i)
+            if with_labels:
+                arr[k, -1] = cubes.read_label(i).astype(np.float32)
+        arr.flush()
+        del arr
+    return out
+
+
+def store_info(store: str | Path | CubeStore) -> list[str]:
+    """Human-readable summary lines of a store."""
+    cubes = store if isinstance(store, CubeStore) else CubeStore.open(store)
+    m, index = cubes.manifest, cubes.index
+    lines = [
+        f"CubeStore {cubes.path}",
+        f"  dataset {m['dataset']!r}, recipe {m['recipe']['name']} ({cubes.num_channels} channels), "
+        f"geoseg {m['geoseg_version']}",
+        f"  {len(cubes)} cubes of {m['cube_size']} px, overlap {m['overlap']}, min-valid {m['min_valid']}; "
+        f"skipped: " + (", ".join(f"{n} {why}" for why, n in m.get("skipped", {}).items() if n) or "none"),
+        "  splits: " + ", ".join(f"{s} {n}" for s, n in m.get("splits", {}).items())
+        + f" (blocks of {m['split']['block']} cubes, seed {m['split']['seed']})",
+        f"  scenes: {', '.join(sorted(index['scene_id'].unique()))}",
+        f"  CRSs: {', '.join(sorted(index['crs'].unique()))}; footprints in {m.get('index_crs')}",
+        f"  edge cubes: {m.get('edge', {}).get('shifted', 0)} shifted inside, {m.get('edge', {}).get('padded', 0)} padded",
+    ]
+    if cubes.has_labels:
+        counts = cubes.stats["class_counts"]
+        total = sum(counts.values()) or 1
+        lines.append("  classes (index code name: labelled pixels):")
+        for i, c in enumerate(cubes.classes):
+            n = counts.get(str(c.code), 0)
+            lines.append(f"    {i:3d} {c.code:3d} {c.name}: {n} ({100 * n / total:.1f}%)")
+    else:
+        lines.append("  no labels")
+    lines.append(f"  valid pixels: {cubes.stats['count']}; mean valid fraction {index['valid_fraction'].mean():.3f}")
+    return lines

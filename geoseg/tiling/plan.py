@@ -1,0 +1,220 @@
+"""Plan a tiling run: scenes, checked labels, candidate windows, tasks and the manifest draft.
+
+Everything here is cheap (headers, label checks, window arithmetic): no feature is computed.
+The plan fixes the candidate numbering (scene order, then row-major windows), which makes the
+final store independent of how many workers run it and in which order tasks finish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from geoseg import __version__
+from geoseg.config.catalog import Catalog, Dataset, load_catalog
+from geoseg.config.scenes import CatalogScene, dataset_scenes
+from geoseg.errors import ConfigError, LabelError
+from geoseg.features.recipes import Recipe, get_recipe
+from geoseg.io.labels import LabelMap, SceneLabels, prepare_labels
+from geoseg.tiling.layout import CubeWindow, check_tiling, cube_windows
+from geoseg.tiling.split import check_fractions
+from geoseg.tiling.store import STORE_FORMAT
+from geoseg.tiling.worker import TileTask
+
+__all__ = ["TilingParams", "TilePlan", "make_plan"]
+
+_STAGING = "_staging"
+
+
+@dataclass(frozen=True)
+class TilingParams:
+    """Parameters that define a store's content (changing one means a different store)."""
+
+    cube_size: int = 256
+    overlap: int = 32
+    min_valid: float = 0.2
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    seed: int = 0
+    split_block: int = 4
+    group: int = 4  # cubes per task (along a row); does not change the store's content
+
+    def check(self) -> int:
+        if not 0.0 <= self.min_valid <= 1.0:
+            raise ConfigError(f"min-valid {self.min_valid} must be between 0 and 1", hint="e.g. --min-valid 0.2")
+        if self.group < 1:
+            raise ConfigError(f"group {self.group} must be at least 1")
+        check_fractions(self.split)
+        return check_tiling(self.cube_size, self.overlap, self.split_block)
+
+
+@dataclass
+class TilePlan:
+    """A planned run: what to read, where to write, and the manifest describing it."""
+
+    dataset_name: str
+    dataset: Dataset
+    scenes: list[CatalogScene]
+    recipe: Recipe
+    params: TilingParams
+    windows: list[CubeWindow]
+    labels: list[SceneLabels | None]
+    has_labels: bool
+    out: Path
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def staging(self) -> Path:
+        return self.out / _STAGING
+
+    @property
+    def staging_arrays(self) -> Path:
+        return self.staging / "candidates.zarr"
+
+    @property
+    def records(self) -> Path:
+        return self.staging / "done"
+
+    @property
+    def scene_pixels(self) -> int:
+        return sum(s.scene.grid.width * s.scene.grid.height for s in self.scenes)
+
+    def tasks(self) -> list[TileTask]:
+        """Runs of up to ``params.group`` neighbouring cubes of one cube row, in candidate order."""
+        recipe_json = json.dumps(self.recipe.to_dict(), sort_keys=True)
+        runs: list[list[tuple[int, CubeWindow]]] = []
+        for candidate, win in enumerate(self.windows):
+            last = runs[-1][-1][1] if runs else None
+            if (last is None or last.scene != win.scene or last.row_off != win.row_off
+                    or len(runs[-1]) >= self.params.group):
+                runs.append([])
+            runs[-1].append((candidate, win))
+        tasks = []
+        for task_id, run in enumerate(runs):
+            scene = self.scenes[run[0][1].scene].scene
+            labels = self.labels[run[0][1].scene]
+            if labels is not None:
+                first, last = run[0][1], run[-1][1]
+                union = type(first.window)(first.col_off, first.row_off,
+                                           last.col_off + last.width - first.col_off, first.height)
+                labels = labels.subset(scene.grid.window_bounds(union))
+            tasks.append(TileTask(
+                task_id=task_id, scene=scene, labels=labels, has_labels=self.has_labels, recipe=recipe_json,
+                num_classes=len(self.dataset.classes), cubes=tuple(run), cube_size=self.params.cube_size,
+                min_valid=self.params.min_valid, staging=str(self.staging_arrays), records=str(self.records),
+            ))
+        return tasks
+
+
+def _fingerprint(path: str | Path) -> dict:
+    p = Path(path)
+    st = p.stat()
+    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _scene_sources(cs: CatalogScene) -> dict:
+    scene = cs.scene
+    files = sorted({b.path for b in scene.bands.values()} | {x.path for x in (scene.scl, scene.mask) if x})
+    source = {
+        "scene_id": scene.scene_id,
+        "path": scene.path,
+        "offset": scene.offset.offset,
+        "invalid_scl": list(scene.invalid_scl),
+        "grid": {"crs": scene.grid.crs_wkt, "transform": list(scene.grid.transform),
+                 "width": scene.grid.width, "height": scene.grid.height},
+        "files": [_fingerprint(f) for f in files],
+        "labels": None,
+    }
+    if cs.labels is not None:
+        label_file = cs.labels.raster or cs.labels.vector
+        source["labels"] = {**_fingerprint(label_file), "column": cs.labels.column, "layer": cs.labels.layer}
+    return source
+
+
+def make_plan(catalog: str | Path | Catalog, dataset: str, out: str | Path, params: TilingParams) -> TilePlan:
+    """Open the dataset's scenes, check their labels and lay out the candidate windows.
+
+    Raises:
+        CatalogError: unknown dataset or missing data. BandError: the recipe needs absent
+        bands. LabelError / CRSMismatchError: labels that do not fit the class map or scene.
+    """
+    params.check()
+    cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
+    ds = cat.dataset(dataset)
+    scenes = dataset_scenes(cat, dataset)
+    recipe = get_recipe(ds.recipe)
+    for cs in scenes:
+        cs.scene.require_bands(recipe.required_bands, f"recipe {recipe.name}")
+    label_map = LabelMap(tuple(c.code for c in ds.classes), tuple(ds.ignore_codes))
+    labels: list[SceneLabels | None] = []
+    for cs in scenes:
+        if cs.labels is None:
+            labels.append(None)
+            continue
+        if not ds.classes:
+            raise LabelError(f"dataset {dataset!r} has labels but no classes", path=cat.source,
+                             hint="list the classes (code, name, color) of the dataset in the catalog")
+        labels.append(prepare_labels(cs.labels.raster, cs.labels.vector, cs.scene.grid, label_map,
+                                     column=cs.labels.column, layer=cs.labels.layer))
+    windows = [
+        w
+        for i, cs in enumerate(scenes)
+        for w in cube_windows(i, cs.scene.grid.height, cs.scene.grid.width, params.cube_size, params.overlap,
+                              params.split_block)
+    ]
+    has_labels = any(lab is not None for lab in labels)
+    plan = TilePlan(dataset, ds, scenes, recipe, params, windows, labels, has_labels, Path(out))
+    plan.manifest = {
+        "format": STORE_FORMAT,
+        "geoseg_version": __version__,
+        "dataset": dataset,
+        "catalog": str(cat.source) if cat.source else None,
+        "recipe": recipe.to_dict(),
+        "channel_names": list(recipe.channel_names),
+        "mask_channels": recipe.num_mask_channels,
+        "classes": [{"index": i, "code": c.code, "name": c.name, "color": c.color} for i, c in enumerate(ds.classes)],
+        "ignore_codes": list(ds.ignore_codes),
+        "ignore_index": 255,
+        "has_labels": has_labels,
+        "cube_size": params.cube_size,
+        "overlap": params.overlap,
+        "stride": params.cube_size - params.overlap,
+        "min_valid": params.min_valid,
+        "split": {"fractions": dict(zip(("train", "val", "test"), params.split, strict=True)),
+                  "seed": params.seed, "block": params.split_block},
+        "sources": [_scene_sources(cs) for cs in scenes],
+        "num_candidates": len(windows),
+        "complete": False,
+    }
+    return plan
+
+
+def content_key(manifest: dict) -> dict:
+    """The parts of a manifest that decide the store's content (compared when resuming)."""
+    keys = ("format", "dataset", "recipe", "classes", "ignore_codes", "cube_size", "overlap", "min_valid",
+            "split", "sources", "num_candidates")
+    return {k: manifest.get(k) for k in keys}
+
+
+def describe_difference(old: dict, new: dict) -> str:
+    """Name what changed between two manifests (for the refusal message)."""
+    a, b = content_key(old), content_key(new)
+    changed = [k for k in a if a[k] != b[k]]
+    if "sources" in changed and len(a["sources"] or []) == len(b["sources"] or []):
+        for s_old, s_new in zip(a["sources"], b["sources"], strict=True):
+            if s_old != s_new:
+                what = [k for k in s_old if s_old.get(k) != s_new.get(k)]
+                return f"source of scene {s_new['scene_id']!r} changed ({', '.join(what)})"
+    return "parameters changed: " + ", ".join(f"{k} {a[k]!r} -> {b[k]!r}" if k != "sources" else k for k in changed)
+
+
+def remove_tree(path: Path) -> None:
+    import shutil
+
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(os.scandir(path))

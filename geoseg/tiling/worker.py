@@ -1,0 +1,110 @@
+"""What one Dask task does: read a run of neighbouring cubes once, cut, mask, write, summarise.
+
+A task covers up to ``group`` cubes of one cube row of one scene. It reads their union
+window with :func:`~geoseg.features.read_features` (values do not depend on the window, so a
+slice of the union equals a read of the cube's own window, bit for bit), cuts the cubes,
+pads cubes of scenes smaller than a cube, derives labels, and writes each kept cube into its
+own chunk of the staging arrays (chunk = candidate number, so tasks never share a chunk and
+need no lock). It then writes a small JSON *record* (valid fraction, float64 moments, class
+counts per cube) atomically: a task with a record is complete, which is what resuming checks.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from geoseg.features.recipes import Recipe
+from geoseg.io.labels import IGNORE_INDEX, SceneLabels
+from geoseg.io.scene import Scene
+from geoseg.tiling.layout import CubeWindow
+from geoseg.tiling.stats import cube_moments
+from geoseg.tiling.store import open_arrays, write_json_atomic
+
+__all__ = ["TileTask", "run_task", "record_path", "load_record"]
+
+
+@dataclass(frozen=True)
+class TileTask:
+    """Everything a worker needs for one run of cubes (picklable, no open handles)."""
+
+    task_id: int
+    scene: Scene
+    labels: SceneLabels | None
+    has_labels: bool
+    recipe: str  # JSON of Recipe.to_dict(): rebuilt (and cached) in the worker
+    num_classes: int
+    cubes: tuple[tuple[int, CubeWindow], ...]  # (candidate number, window)
+    cube_size: int
+    min_valid: float
+    staging: str  # zarr group of the staging arrays
+    records: str  # folder of task records
+
+    @property
+    def union(self) -> Window:
+        windows = [w for _, w in self.cubes]
+        col0 = min(w.col_off for w in windows)
+        col1 = max(w.col_off + w.width for w in windows)
+        return Window(col0, windows[0].row_off, col1 - col0, windows[0].height)
+
+
+def record_path(records: str | Path, task_id: int) -> Path:
+    return Path(records) / f"{task_id:07d}.json"
+
+
+def load_record(records: str | Path, task_id: int) -> dict | None:
+    path = record_path(records, task_id)
+    if not path.exists():
+        return None
+    with open(path) as fh:
+        return json.load(fh)
+
+
+@functools.lru_cache(maxsize=8)
+def _recipe(text: str) -> Recipe:
+    return Recipe.from_dict(json.loads(text))
+
+
+def run_task(task: TileTask) -> dict:
+    """Compute, write and record the task's cubes; returns the record."""
+    from geoseg.features.stack import read_features
+
+    recipe = _recipe(task.recipe)
+    union = task.union
+    features, valid = read_features(task.scene, union, recipe)
+    labels = None
+    if task.has_labels:
+        if task.labels is None:  # a scene without labels in a labelled dataset: all ignore
+            labels = np.full(valid.shape, IGNORE_INDEX, dtype=np.uint8)
+        else:
+            labels = task.labels.read(union, valid)
+    cubes_arr, labels_arr = open_arrays(task.staging, mode="r+")
+    size, area = task.cube_size, task.cube_size * task.cube_size
+    entries = []
+    for candidate, win in task.cubes:
+        c0 = win.col_off - int(union.col_off)
+        cols = slice(c0, c0 + win.width)
+        cube_valid = valid[:, cols]
+        fraction = float(cube_valid.sum()) / area
+        entry: dict = {"candidate": candidate, "valid_fraction": fraction, "kept": fraction >= task.min_valid
+                       and fraction > 0}
+        if entry["kept"]:
+            cube = np.zeros((features.shape[0], size, size), dtype=np.float32)
+            cube[:, : win.height, : win.width] = features[:, :, cols]
+            cubes_arr[candidate] = cube
+            entry["moments"] = cube_moments(features[:, :, cols], cube_valid).to_json()
+            if labels is not None and labels_arr is not None:
+                lab = np.full((size, size), IGNORE_INDEX, dtype=np.uint8)
+                lab[: win.height, : win.width] = labels[:, cols]
+                labels_arr[candidate] = lab
+                counts = np.bincount(lab[lab != IGNORE_INDEX], minlength=task.num_classes)
+                entry["class_counts"] = counts[: task.num_classes].tolist()
+        entries.append(entry)
+    record = {"task": task.task_id, "cubes": entries, "pixels": int(union.width * union.height)}
+    write_json_atomic(record_path(task.records, task.task_id), record)
+    return record
