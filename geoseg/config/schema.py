@@ -26,12 +26,9 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The valid field names of the sub-model reached by ``loc`` (best effort)."""
     current: Any = model
     for part in loc[:-1]:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
-            continue
-        field = current.model_fields.get(part)
-        if field is None:
-            return []
-        current = _innermost_model(field.annotation)
+        # Descend into fields; dict keys and list indices keep the current (item) model.
+        if isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
+            current = _innermost_model(current.model_fields[part].annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return list(current.model_fields)
     return []

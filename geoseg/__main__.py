@@ -1,0 +1,5 @@
+"""``python -m geoseg`` is the ``geoseg`` command."""
+
+from geoseg.cli.main import main
+
+main()

@@ -1,0 +1,59 @@
+"""`geoseg features`: the 24-band GeoTIFF on the scene's exact grid, block by block."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from geoseg.features import feature_stack, get_recipe, read_features, write_feature_stack
+from geoseg.io import open_scene
+
+
+def test_written_stack_equals_read_features(demo_small, tmp_path: Path) -> None:
+    scene = open_scene(demo_small.scene)
+    out = write_feature_stack(scene, tmp_path / "stack.tif", block=96, progress=False)
+    expected, valid = read_features(scene, Window(0, 0, 240, 240))
+    with rasterio.open(out) as ds:
+        assert ds.count == 24 and ds.dtypes[0] == "float32"
+        assert ds.descriptions == get_recipe("s2_24").channel_names
+        assert ds.crs == scene.grid.crs and ds.transform == scene.grid.affine
+        assert (ds.width, ds.height) == (240, 240)
+        assert ds.profile["tiled"] and ds.compression.name.lower() == "deflate"
+        np.testing.assert_array_equal(ds.read(), expected)
+        np.testing.assert_array_equal(ds.dataset_mask() > 0, valid)
+        assert ds.tags()["recipe"] == "s2_24" and ds.tags()["offset"] == "-1000.0"
+    # invalid pixels are 0 in all 24 channels, and the first 11 sum to 0 exactly there
+    assert (expected[:, ~valid] == 0).all()
+    assert (np.abs(expected[:11]).sum(axis=0)[valid] > 0).all()
+
+
+def test_lazy_stack_is_chunked_and_matches(demo_small) -> None:
+    scene = open_scene(demo_small.scene)
+    ds = feature_stack(scene, block=64)
+    assert ds.features.chunks is not None and ds.features.data.chunksize == (24, 64, 64)
+    assert list(ds.band.values[-2:]) == ["NDRE3", "DRS"]
+    sub = ds.features.isel(y=slice(70, 130), x=slice(100, 200)).values
+    direct, _ = read_features(scene, Window(100, 70, 100, 60))
+    np.testing.assert_array_equal(sub, direct)
+    aff = scene.grid.affine
+    assert ds.x.values[0] == aff.c + 5 and ds.y.values[0] == aff.f - 5
+
+
+def test_cli_features_and_inspect(demo_small, tmp_path: Path) -> None:
+    out = tmp_path / "cli_stack.tif"
+    run = subprocess.run([sys.executable, "-m", "geoseg", "features", str(demo_small.scene), "--out", str(out),
+                          "--no-progress"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "24 channels" in run.stdout and out.exists()
+    run = subprocess.run([sys.executable, "-m", "geoseg", "inspect", str(demo_small.scene)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    text = run.stdout
+    for expected in ("per_band", "EPSG:32633", "240 x 240 px at 10 m", "-1000 DN  [metadata]", "B8A@20m",
+                     "B01@60m", "valid", "cloud high probability"):
+        assert expected in text, expected
