@@ -13,6 +13,7 @@ else about the training run is needed to use a model.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +83,16 @@ def normalize(x: torch.Tensor, norm: Normalization, mask_channels: int = 11) -> 
     return torch.where(valid, (x - mean) / std.clamp_min(1e-12), torch.zeros_like(x))
 
 
-def save_bundle(model: torch.nn.Module, config: BundleConfig, directory: str | Path) -> Path:
-    """Write weights and config atomically to ``directory`` (replacing it)."""
+def save_bundle(model: torch.nn.Module | Mapping[str, torch.Tensor], config: BundleConfig,
+                directory: str | Path) -> Path:
+    """Write weights and config atomically to ``directory`` (replacing it).
+
+    ``model`` is the model or its state dict (e.g. gathered from a sharded strategy).
+    """
     from safetensors.torch import save_file
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    sd = model if isinstance(model, Mapping) else model.state_dict()
+    state = {k: v.detach().cpu().contiguous() for k, v in sd.items()}
     with atomic_dir(directory) as tmp:
         save_file(state, str(tmp / WEIGHTS_NAME))
         (tmp / CONFIG_NAME).write_text(json.dumps(config.model_dump(mode="json"), indent=2))

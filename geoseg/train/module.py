@@ -70,7 +70,7 @@ class SegmentationTask(pl.LightningModule):
             aux_weight=cfg.aux_weight, label_weight=cfg.label_weight, point_weight=cfg.point_weight,
         )
         self.confusion = nn.ModuleDict({
-            stage: MulticlassConfusionMatrix(k, ignore_index=IGNORE_INDEX, validate_args=False)
+            f"{stage}_cm": MulticlassConfusionMatrix(k, ignore_index=IGNORE_INDEX, validate_args=False)
             for stage in ("train", "val", "test")
         })
         self.scores: dict[str, Scores] = {}
@@ -100,7 +100,7 @@ class SegmentationTask(pl.LightningModule):
         else:
             logits = self(x)
             loss = self.criterion.mask_loss(logits, y)
-        self.confusion[stage].update(logits.detach().argmax(1), y)
+        self.confusion[f"{stage}_cm"].update(logits.detach().argmax(1), y)
         self.log(f"{stage}_loss", loss.detach(), on_step=stage == "train", on_epoch=True,
                  prog_bar=True, sync_dist=True, batch_size=x.shape[0])
         return loss
@@ -116,7 +116,7 @@ class SegmentationTask(pl.LightningModule):
 
     # ------------------------------------------------------------------ epoch ends
     def _epoch_end(self, stage: Stage) -> None:
-        cm = self.confusion[stage]
+        cm = self.confusion[f"{stage}_cm"]
         if not cm.update_called and not self.trainer.world_size > 1:
             return
         scores = confusion_scores(cm.compute())  # synced over processes by torchmetrics

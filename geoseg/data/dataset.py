@@ -1,0 +1,80 @@
+"""Torch datasets over a CubeStore split, read lazily from zarr or held in memory.
+
+A sample is ``{"image": float32 (C, H, W), "mask": uint8 (H, W)}`` — the raw cube (not
+normalised) and its labels (training indices, 255 = ignore). Normalisation and
+augmentation run later, on the batch on the device (:class:`~geoseg.data.CubeDataModule`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from geoseg.tiling.store import IGNORE_INDEX, CubeStore
+
+__all__ = ["CubeDataset", "InMemoryCubes"]
+
+
+class InMemoryCubes:
+    """Cubes and labels held as numpy arrays (a drop-in for :class:`CubeStore` reads).
+
+    Args:
+        cubes: (N, C, H, W) float32.
+        labels: (N, H, W) uint8 (255 = ignore), or None for unlabelled cubes.
+    """
+
+    def __init__(self, cubes: np.ndarray, labels: np.ndarray | None) -> None:
+        if cubes.ndim != 4:
+            raise ValueError(f"cubes must be (N, C, H, W), got shape {cubes.shape}")
+        if labels is not None and labels.shape != (cubes.shape[0], *cubes.shape[2:]):
+            raise ValueError(f"labels shape {labels.shape} does not match cubes {cubes.shape}")
+        self.cubes = np.ascontiguousarray(cubes, dtype=np.float32)
+        self.labels = None if labels is None else np.ascontiguousarray(labels, dtype=np.uint8)
+
+    @classmethod
+    def from_store(cls, store: CubeStore, ids: Sequence[int]) -> InMemoryCubes:
+        """Read cubes ``ids`` of ``store`` into memory (position k holds cube ``ids[k]``)."""
+        ids = [int(i) for i in ids]
+        labels = store.read_labels(ids) if store.has_labels else None
+        return cls(store.read_cubes(ids), labels)
+
+    def __len__(self) -> int:
+        return int(self.cubes.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.cubes.nbytes + (0 if self.labels is None else self.labels.nbytes))
+
+
+class CubeDataset(Dataset):
+    """The cubes ``ids`` of a store (read per item) or of an :class:`InMemoryCubes`.
+
+    Args:
+        source: A :class:`CubeStore` (lazy zarr reads, picklable for DataLoader workers) or
+            :class:`InMemoryCubes`.
+        ids: For a store, the cube ids of the split; for in-memory cubes, positions
+            (default: all).
+    """
+
+    def __init__(self, source: CubeStore | InMemoryCubes, ids: Sequence[int] | None = None) -> None:
+        self.source = source
+        self.ids = np.arange(len(source), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        i = int(self.ids[k])
+        src = self.source
+        if isinstance(src, InMemoryCubes):
+            cube = src.cubes[i]
+            label = src.labels[i] if src.labels is not None else None
+        else:
+            cube = src.read_cube(i)
+            label = src.read_label(i) if src.has_labels else None
+        if label is None:
+            label = np.full(cube.shape[1:], IGNORE_INDEX, np.uint8)
+        return {"image": torch.from_numpy(np.asarray(cube)), "mask": torch.from_numpy(np.asarray(label))}

@@ -1,0 +1,150 @@
+"""Callbacks of geoseg train: per-epoch seeding and the model bundles, history and plots.
+
+* :class:`EpochSeed` reseeds torch / numpy / random at the start of every training epoch
+  from ``(seed, epoch, rank)``: dropout, augmentation and PointRend sampling of epoch ``e``
+  are the same whether the run was interrupted before ``e`` or not (resume equivalence).
+* :class:`BundleWriter` writes ``best/`` (when the monitored validation metric improves),
+  ``epoch_N/`` (every ``save_every`` epochs) and ``final/`` (end of training) with
+  :func:`~geoseg.train.bundle.save_bundle`, keeps the per-epoch history and redraws
+  ``training_plots.png``. It is a Lightning ``Checkpoint`` so that it runs after the
+  module's epoch-end metrics and before ``last.ckpt`` is saved; its state (history, best
+  score) is part of that checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, Checkpoint
+
+from geoseg.train.bundle import BundleConfig, save_bundle
+from geoseg.train.plots import plot_training
+
+__all__ = ["EpochSeed", "BundleWriter", "epoch_seed"]
+
+log = logging.getLogger(__name__)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of one rank's training epoch."""
+    return (seed * 1_000_003 + epoch * 7_919 + rank * 104_729) % (2**31 - 1)
+
+
+class EpochSeed(Callback):
+    """Reseed every random generator at the start of each training epoch."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        s = epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank)
+        random.seed(s)
+        np.random.seed(s)
+        torch.manual_seed(s)  # also seeds every CUDA device
+
+
+def _value(metrics: dict[str, Any], key: str) -> float | None:
+    v = metrics.get(key)
+    if v is None:
+        return None
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+class BundleWriter(Checkpoint):
+    """Write model bundles, the history and the training plots (see module docstring).
+
+    Args:
+        out: MODEL_DIR.
+        template: Bundle config without ``model`` spec and metrics (filled in here).
+        monitor: ``val_miou`` (higher is better) or ``val_loss``.
+        save_every: Also write ``epoch_N/`` every N epochs (None: never).
+    """
+
+    def __init__(self, out: Path, template: dict[str, Any], monitor: str = "val_miou",
+                 save_every: int | None = None) -> None:
+        self.out, self.template, self.monitor, self.save_every = Path(out), template, monitor, save_every
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.history: list[dict[str, Any]] = []
+        self._val: dict[str, Any] | None = None
+
+    @property
+    def state_key(self) -> str:
+        return "geoseg.BundleWriter"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score = state_dict["best_score"]
+        self.best_epoch = state_dict["best_epoch"]
+        self.history = list(state_dict["history"])
+
+    # ------------------------------------------------------------------ writing
+    def _improved(self, score: float) -> bool:
+        if math.isnan(score):
+            return False
+        if self.best_score is None:
+            return True
+        return score > self.best_score if self.monitor == "val_miou" else score < self.best_score
+
+    def write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, name: str,
+              metrics: dict[str, Any] | None = None) -> Path:
+        """Write bundle ``MODEL_DIR/name`` (a collective call: every rank must call it)."""
+        state = trainer.strategy.lightning_module_state_dict()  # gathers sharded weights
+        path = self.out / name
+        if trainer.is_global_zero:
+            model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+            extra = {**self.template.get("extra", {}), "epoch": trainer.current_epoch + 1,
+                     "global_step": trainer.global_step, "metrics": metrics or {}}
+            config = BundleConfig.model_validate({**self.template, "model": pl_module.model.spec, "extra": extra})
+            save_bundle(model_state, config, path)
+        trainer.strategy.barrier("geoseg-bundle")
+        return path
+
+    # ------------------------------------------------------------------ hooks
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or "val" not in getattr(pl_module, "scores", {}):
+            return
+        scores = pl_module.scores["val"]
+        loss = _value(trainer.callback_metrics, "val_loss")
+        self._val = {"epoch": trainer.current_epoch + 1, "val_loss": loss, **{f"val_{k}": v for k, v in scores.summary().items()}}
+        current = scores.miou if self.monitor == "val_miou" else (loss if loss is not None else math.nan)
+        if self._improved(current):
+            self.best_score, self.best_epoch = float(current), trainer.current_epoch + 1
+            metrics = scores.to_dict(pl_module.class_names)
+            metrics.update(val_loss=loss)
+            self.write(trainer, pl_module, "best", metrics)
+            log.info("epoch %d: new best %s = %.4f -> %s", self.best_epoch, self.monitor, current, self.out / "best")
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1  # epochs are counted from 1 in every output
+        train = getattr(pl_module, "scores", {}).get("train")
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": _value(trainer.callback_metrics, "train_loss_epoch")}
+        if train is not None:
+            row.update({f"train_{k}": (None if math.isnan(v) else v) for k, v in train.summary().items()})
+        if self._val is not None and self._val["epoch"] == epoch:
+            row.update({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self._val.items()})
+        opt = trainer.optimizers[0] if trainer.optimizers else None
+        if opt is not None:
+            row["lr"] = float(opt.param_groups[0]["lr"])
+        self.history = [h for h in self.history if h["epoch"] != epoch] + [row]
+        if self.save_every and epoch % self.save_every == 0:
+            self.write(trainer, pl_module, f"epoch_{epoch}", {"history": row})
+        if trainer.is_global_zero:
+            plot_training(self.history, self.out / "training_plots.png")
+            (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        last = self.history[-1] if self.history else {}
+        self.write(trainer, pl_module, "final", {"history": last, "best_epoch": self.best_epoch,
+                                                 "best_" + self.monitor: self.best_score})

@@ -1,0 +1,236 @@
+"""``train(config) -> TrainResult``: one Lightning run from a CubeStore to MODEL_DIR.
+
+MODEL_DIR layout::
+
+    best/  final/  epoch_N/        model bundles (config.json + model.safetensors)
+    checkpoints/last.ckpt          Lightning checkpoint (weights, optimiser, scheduler, loops,
+                                   early stopping, history) for --resume
+    config.yaml                    the resolved TrainConfig
+    history.json                   per-epoch losses and scores
+    training_plots.png             loss, mIoU, F1 per epoch (train and val)
+    logs/metrics.csv               Lightning's CSV log (+ TensorBoard events if installed)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from geoseg.errors import CheckpointError, ConfigError
+from geoseg.train.config import TrainConfig
+from geoseg.train.losses import class_weights_from_counts
+
+__all__ = ["TrainResult", "train", "resolve_hardware", "OUTPUT_NAMES"]
+
+log = logging.getLogger(__name__)
+
+OUTPUT_NAMES = ("best", "final", "checkpoints", "logs", "config.yaml", "history.json", "training_plots.png")
+_ARCH_KEYS = ("model", "encoder", "aux_head", "freeze_backbone", "deep_supervision", "cat_channels", "model_options")
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        out: MODEL_DIR.
+        best: ``MODEL_DIR/best`` (None if no validation ran).
+        final: ``MODEL_DIR/final``.
+        best_epoch: Epoch (from 1) of the best validation score.
+        best_score: Best value of ``monitor``.
+        monitor: ``val_miou`` or ``val_loss``.
+        metrics: Validation scores of the best epoch (per class with names).
+        history: One dict per epoch (losses, mIoU, OA, F1, kappa, learning rate).
+        epochs: Epochs completed.
+        stopped_early: Early stopping ended the run.
+        seconds: Wall time of ``trainer.fit``.
+    """
+
+    out: Path
+    best: Path | None
+    final: Path | None
+    best_epoch: int | None
+    best_score: float | None
+    monitor: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epochs: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def resolve_hardware(cfg: TrainConfig) -> tuple[str, str, bool]:
+    """``(accelerator, precision, channels_last)`` with the ``auto`` choices made.
+
+    CUDA present (and not excluded): mixed precision (bf16 where supported, else fp16) and
+    channels-last; otherwise CPU in float32.
+    """
+    accelerator = cfg.accelerator
+    cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    if accelerator == "auto":
+        accelerator = "cuda" if cuda else "cpu"
+    precision = cfg.precision
+    if precision == "auto":
+        precision = ("bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed") if cuda else "32-true"
+    channels_last = cfg.channels_last == "yes" or (cfg.channels_last == "auto" and cuda)
+    return accelerator, precision, channels_last
+
+
+def _is_rank_zero() -> bool:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _resume_path(cfg: TrainConfig, out: Path) -> Path | None:
+    last = out / "checkpoints" / "last.ckpt"
+    if cfg.resume is False:
+        return None
+    if cfg.resume == "auto":
+        return last if last.is_file() else None
+    path = last if cfg.resume is True else Path(cfg.resume)
+    if not path.is_file():
+        raise CheckpointError("no checkpoint to resume from", path=path,
+                              hint="check MODEL_DIR (an earlier run writes checkpoints/last.ckpt) or drop --resume")
+    return path
+
+
+def _prepare_out(cfg: TrainConfig, out: Path, resume: Path | None) -> None:
+    """Refuse to mix runs in one MODEL_DIR; check a resumed run trains the same architecture."""
+    previous = [name for name in OUTPUT_NAMES if (out / name).exists()] + [p.name for p in out.glob("epoch_*")]
+    if resume is not None:
+        old_cfg = out / "config.yaml"
+        if old_cfg.is_file():
+            old = yaml.safe_load(old_cfg.read_text()) or {}
+            new = cfg.model_dump(mode="json")
+            diff = [k for k in _ARCH_KEYS if k in old and old[k] != new[k]]
+            if diff:
+                raise CheckpointError(f"cannot resume: {', '.join(diff)} differ from the checkpointed run",
+                                      path=old_cfg, hint="use the same model options, or train into a new --out")
+        return
+    if previous and not cfg.overwrite:
+        raise ConfigError(f"MODEL_DIR already holds a training run ({', '.join(sorted(previous))})", path=out,
+                          hint="pass --resume to continue it, --overwrite to replace it, or choose another --out")
+    for name in previous:
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
+def _loggers(out: Path) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers: list[Any] = [CSVLogger(str(out), name="logs", version="")]
+    if importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(str(out), name="logs", version="tensorboard"))
+    return loggers
+
+
+def _strategy(cfg: TrainConfig, accelerator: str) -> Any:
+    if cfg.strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(f"strategy {cfg.strategy!r} needs DeepSpeed", hint="pip install deepspeed (CUDA only)")
+    if cfg.strategy == "ddp" and accelerator == "cpu":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(process_group_backend="gloo")
+    return cfg.strategy
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train a model on a CubeStore and write MODEL_DIR (see the module docstring).
+
+    Args:
+        config: The run's options; ``cubes`` and ``out`` are required.
+
+    Returns:
+        The :class:`TrainResult` (on every process; outputs are written by rank 0).
+
+    Raises:
+        ConfigError: Missing paths, an occupied MODEL_DIR, unusable strategy or sizes.
+        CheckpointError: ``resume`` without a checkpoint, or with another architecture.
+        ModelError: Unknown architecture, encoder or option.
+        MissingFileError: No CubeStore at ``cubes``.
+    """
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+
+    from geoseg.data.datamodule import CubeDataModule
+    from geoseg.train.callbacks import BundleWriter, EpochSeed
+    from geoseg.train.module import SegmentationTask
+
+    if config.cubes is None or config.out is None:
+        raise ConfigError("training needs `cubes` (a CubeStore) and `out` (MODEL_DIR)",
+                          hint="geoseg train CUBES --out MODEL_DIR, or set both in the --config YAML")
+    out = Path(config.out)
+    resume = _resume_path(config, out)
+    if _is_rank_zero():
+        _prepare_out(config, out, resume)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    dm = CubeDataModule(
+        config.cubes, batch_size=config.batch_size, num_workers=config.num_workers, target_size=config.target_size,
+        target_mode=config.target_mode, augment=config.augment, train_split=config.train_split,
+        val_split=config.val_split, downsample=config.downsample_size if config.downsample else None,
+        seed=config.seed, in_memory=config.in_memory,
+    )
+    weights = None
+    if config.class_weights == "auto":
+        weights = [float(w) for w in class_weights_from_counts(dm.class_counts(config.train_split))]
+    accelerator, precision, channels_last = resolve_hardware(config)
+    task = SegmentationTask(config.model_dump(mode="json"), in_channels=dm.store.num_channels,
+                            channel_names=dm.channel_names, class_names=dm.class_names,
+                            class_weights=weights, channels_last=channels_last)
+    template = {
+        "recipe": dm.store.recipe.to_dict(), "channel_names": dm.channel_names,
+        "classes": [c.model_dump() for c in dm.classes], "normalization": dm.normalization.model_dump(),
+        "window": dm.window, "mask_channels": dm.mask_channels,
+        "extra": {"cubes": str(Path(config.cubes).resolve()), "cube_size": dm.store.cube_size,
+                  "target_size": config.target_size, "target_mode": config.target_mode,
+                  "class_weights": weights, "train": config.model_dump(mode="json")},
+    }
+    writer = BundleWriter(out, template, monitor=config.monitor, save_every=config.save_every)
+    mode = "max" if config.monitor == "val_miou" else "min"
+    callbacks: list[Any] = [EpochSeed(config.seed), LearningRateMonitor(logging_interval="epoch"), writer,
+                            ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                                            save_on_train_epoch_end=True, enable_version_counter=False)]
+    if config.patience is not None:
+        callbacks.insert(0, EarlyStopping(monitor=config.monitor, mode=mode, patience=config.patience, strict=False))
+    if config.progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    trainer = pl.Trainer(
+        max_epochs=config.epochs, accelerator=accelerator, devices=config.devices, num_nodes=config.num_nodes,
+        strategy=_strategy(config, accelerator), precision=precision, callbacks=callbacks, logger=_loggers(out),
+        check_val_every_n_epoch=config.validate_every, gradient_clip_val=config.grad_clip,
+        accumulate_grad_batches=config.accumulate, deterministic=config.deterministic,
+        sync_batchnorm=config.sync_batchnorm, default_root_dir=str(out / "checkpoints"),
+        enable_progress_bar=config.progress, enable_model_summary=config.progress, log_every_n_steps=10,
+        max_time=config.max_time, limit_train_batches=config.limit_batches, limit_val_batches=config.limit_batches,
+        use_distributed_sampler=False, num_sanity_val_steps=0 if resume else 1,
+    )
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(config.to_yaml())
+    start = time.perf_counter()
+    trainer.fit(task, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    seconds = time.perf_counter() - start
+    best = out / "best" if (out / "best").is_dir() else None
+    metrics: dict[str, Any] = {}
+    if best is not None:
+        import json
+
+        metrics = json.loads((best / "config.json").read_text())["extra"].get("metrics", {})
+    stopper = next((c for c in callbacks if isinstance(c, EarlyStopping)), None)
+    return TrainResult(
+        out=out, best=best, final=out / "final" if (out / "final").is_dir() else None,
+        best_epoch=writer.best_epoch, best_score=writer.best_score, monitor=config.monitor, metrics=metrics,
+        history=list(writer.history), epochs=trainer.current_epoch,
+        stopped_early=bool(stopper is not None and stopper.stopped_epoch > 0), seconds=seconds,
+    )
