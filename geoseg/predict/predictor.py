@@ -1,0 +1,180 @@
+"""The streaming predictor: windows → features → model → blended rows → land-cover COG.
+
+Three stages overlap: a thread pool computes the next windows' features
+(:func:`geoseg.features.read_features`, the one feature implementation), the calling thread
+runs batches through the model, and a single stitching thread blends each batch's
+probabilities into the :class:`~geoseg.stitch.Stitcher` and writes finished rows. Memory is
+bounded by window size × scene width (accumulators) plus a few batches in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from geoseg.errors import CheckpointError
+from geoseg.features import read_features
+from geoseg.io.scene import Scene, open_scene
+from geoseg.predict.prefetch import prefetch
+from geoseg.predict.runner import Device, ModelRunner
+from geoseg.predict.windows import DEFAULT_FLOOR, WindowLayout, window_layout
+from geoseg.stitch.cog import GDAL_CACHE_BYTES
+from geoseg.stitch.stitcher import BlockSink, Stitcher
+from geoseg.train.bundle import CONFIG_NAME, ModelBundle, load_bundle
+from geoseg.utils.progress import progress_bar
+
+__all__ = ["StreamStats", "load_model_bundle", "plan_windows", "stream_predictions", "DEFAULT_BATCH_SIZE"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 8
+
+
+def load_model_bundle(model: ModelBundle | str | Path) -> ModelBundle:
+    """A loaded bundle; a path may be the bundle itself or a training run holding ``best``/``final``.
+
+    Raises:
+        CheckpointError: the folder does not exist or holds no bundle.
+    """
+    if isinstance(model, ModelBundle):
+        return model
+    path = Path(model)
+    if not path.exists():
+        raise CheckpointError("model directory does not exist", path=path,
+                              hint="pass --model MODEL_DIR written by geoseg train (MODEL_DIR/best)")
+    if not (path / CONFIG_NAME).is_file():
+        for sub in ("best", "final"):
+            if (path / sub / CONFIG_NAME).is_file():
+                log.info("using the %s bundle of %s", sub, path)
+                path = path / sub
+                break
+    return load_bundle(path)
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    """Counters of one streaming run."""
+
+    layout: WindowLayout
+    windows_run: int
+    model_seconds: float
+    seconds: float
+    device: str
+    accumulator_bytes: int
+
+
+def plan_windows(scene: Scene, bundle: ModelBundle, window: int | None = None, overlap: int | None = None) -> WindowLayout:
+    """The window layout used for ``scene``: default window = the bundle's, overlap = window / 4."""
+    size = int(window or bundle.config.window)
+    return window_layout(scene.grid.height, scene.grid.width, size, size // 4 if overlap is None else int(overlap))
+
+
+def stream_predictions(
+    scene: Scene,
+    bundle: ModelBundle,
+    sink: BlockSink,
+    *,
+    window: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: Device | str = "auto",
+    fp16: bool = True,
+    tta: bool = False,
+    workers: int | None = None,
+    floor: float = DEFAULT_FLOOR,
+    progress: bool = True,
+) -> StreamStats:
+    """Predict ``scene`` window by window and feed blended row blocks to ``sink``.
+
+    Args:
+        scene: the opened scene (its 10 m grid is the output grid).
+        bundle: the model bundle (model, recipe, normalisation, class map).
+        sink: receives every finished :class:`~geoseg.stitch.StitchedBlock`, top to bottom.
+        window: window size in pixels (default: the bundle's training window).
+        overlap: overlap between neighbouring windows (default: window // 4).
+        batch_size: windows per forward pass.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        fp16: float16 autocast on CUDA.
+        tta: average over flips and 90° rotations (8 forward passes per batch).
+        workers: feature-reading threads (default: 2).
+        floor: minimum blending weight of a window pixel.
+        progress: show a progress bar over windows.
+
+    Raises:
+        BandError: the scene lacks a band the model's recipe needs.
+        ConfigError: invalid window/overlap/batch size or device.
+    """
+    from geoseg.errors import ConfigError
+
+    start = time.perf_counter()
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    recipe = bundle.config.recipe_obj()
+    scene.require_bands(recipe.required_bands, f"the model's recipe {recipe.name}")
+    layout = plan_windows(scene, bundle, window, overlap)
+    runner = ModelRunner(bundle, device=device, fp16=fp16, tta=tta)
+    stitcher = Stitcher(scene.grid, runner.num_classes, layout.window_height, sink)
+    workers = max(1, workers if workers is not None else min(2, os.cpu_count() or 1))
+    grid = scene.grid
+    model_seconds = 0.0
+    windows_run = 0
+
+    def read(w: Window) -> tuple[np.ndarray, np.ndarray]:
+        return read_features(scene, w, recipe)
+
+    def stitch(items: list[tuple[Window, np.ndarray]], probs: np.ndarray) -> None:
+        for (w, valid), p in zip(items, probs, strict=True):
+            stitcher.add(grid, w, p, layout.weights(w, floor), valid)
+
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), ThreadPoolExecutor(1, thread_name_prefix="geoseg-stitch") as pool:
+        previous: Future | None = None
+        batch: list[tuple[Window, np.ndarray, np.ndarray]] = []
+
+        def run(items: list[tuple[Window, np.ndarray, np.ndarray]]) -> Future:
+            nonlocal model_seconds, windows_run, previous
+            t0 = time.perf_counter()
+            probs = runner(np.stack([f for _, f, _ in items]))
+            model_seconds += time.perf_counter() - t0
+            windows_run += len(items)
+            if previous is not None:
+                previous.result()  # one batch in the stitcher at a time; raises its errors
+            return pool.submit(stitch, [(w, v) for w, _, v in items], probs)
+
+        stream = prefetch(read, layout, workers=workers, depth=max(2 * batch_size, workers + 1))
+        for w, (features, valid) in progress_bar(stream, total=len(layout), desc=scene.scene_id, unit="win",
+                                                 enabled=progress):
+            if not valid.any():  # nothing to classify: its pixels stay nodata
+                continue
+            batch.append((w, features, valid))
+            if len(batch) == batch_size:
+                previous = run(batch)
+                batch = []
+        if batch:
+            previous = run(batch)
+        if previous is not None:
+            previous.result()
+        pool.submit(stitcher.close).result()
+    return StreamStats(layout, windows_run, model_seconds, time.perf_counter() - start, str(runner.device),
+                       stitcher.nbytes)
+
+
+def resolve_scene(scene: Scene | str | Path) -> Scene:
+    """An opened :class:`Scene` (paths are opened with :func:`geoseg.io.open_scene`)."""
+    return scene if isinstance(scene, Scene) else open_scene(scene)
+
+
+def describe_model(bundle: ModelBundle) -> str:
+    """A short model name for tags and logs, e.g. ``unet/resnet34``."""
+    spec = bundle.config.model
+    name = str(spec.get("name", "model"))
+    encoder = spec.get("encoder")
+    return f"{name}/{encoder}" if encoder else name
+

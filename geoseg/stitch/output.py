@@ -1,0 +1,143 @@
+"""The land-cover outputs of one scene, fed block by block by the :class:`~geoseg.stitch.Stitcher`.
+
+:class:`LandCoverWriter` is a block sink: each :class:`~geoseg.stitch.StitchedBlock` becomes
+class codes (0 where the input is invalid) and, optionally, confidence (max probability as
+0–100, 255 = nodata). Used as a context manager, it writes everything under temporary names
+and, only when the whole scene went through without error, converts to COG, polygonises,
+renames the outputs into place and writes the ``.aux.xml``/``.qml`` sidecars after the
+``.tif`` exists. On error nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from geoseg.config.catalog import ClassDef
+from geoseg.io.grid import Grid
+from geoseg.stitch.cog import OverviewResampling, StreamingCOG, temp_sibling
+from geoseg.stitch.sidecars import class_colormap, write_sidecars
+from geoseg.stitch.stitcher import StitchedBlock
+
+__all__ = ["LandCoverWriter", "classes_from_probs", "CONFIDENCE_NODATA", "BAND_DESCRIPTION"]
+
+CONFIDENCE_NODATA = 255
+BAND_DESCRIPTION = "land_cover"
+
+
+def classes_from_probs(probs: np.ndarray, valid: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class codes (uint8, 0 where invalid) and the max probability (float32) of a block."""
+    best = probs[0].copy()
+    index = np.zeros(best.shape, dtype=np.uint8)
+    for k in range(1, probs.shape[0]):
+        better = probs[k] > best
+        np.copyto(best, probs[k], where=better)
+        index[better] = k
+    out = codes[index]
+    out[~valid] = 0
+    return out, best
+
+
+class LandCoverWriter:
+    """Write stitched blocks as the land-cover COG (+ confidence COG, + class polygons).
+
+    Args:
+        out: the land-cover GeoTIFF (``.tif``); sidecars go beside it.
+        grid: the scene's grid (the outputs' exact grid).
+        classes: output channel i ↔ ``classes[i]`` (code, name, colour).
+        tags: dataset tags (model, version, date, source scene...).
+        confidence: optional confidence GeoTIFF path.
+        vector: optional GeoPackage path for class polygons.
+        overviews: overview resampling of the class raster (``mode`` or ``nearest``).
+    """
+
+    def __init__(
+        self,
+        out: str | Path,
+        grid: Grid,
+        classes: Sequence[ClassDef],
+        *,
+        tags: Mapping[str, str] | None = None,
+        confidence: str | Path | None = None,
+        vector: str | Path | None = None,
+        overviews: OverviewResampling = "mode",
+    ):
+        self.out = Path(out)
+        self.confidence = None if confidence is None else Path(confidence)
+        self.vector = None if vector is None else Path(vector)
+        self.grid, self.classes = grid, list(classes)
+        self.codes = np.array([c.code for c in self.classes], dtype=np.uint8)
+        self.tags = dict(tags or {})
+        self.overviews = overviews
+        self.counts = np.zeros(256, dtype=np.int64)
+        self._class_raster: StreamingCOG | None = None
+        self._conf_raster: StreamingCOG | None = None
+        self._temps: list[Path] = []
+
+    # ------------------------------------------------------------------ context
+    def __enter__(self) -> LandCoverWriter:
+        for path in (self.out, self.confidence, self.vector):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        self._class_raster = StreamingCOG(
+            self.grid, self._temp(self.out, "stream"), nodata=0, description=BAND_DESCRIPTION, tags=self.tags,
+            colormap=class_colormap(self.classes), overviews=self.overviews,
+        )
+        if self.confidence is not None:
+            self._conf_raster = StreamingCOG(
+                self.grid, self._temp(self.confidence, "stream"), nodata=CONFIDENCE_NODATA,
+                description="confidence", tags={**self.tags, "units": "percent (max class probability)"},
+                overviews="average",
+            )
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._finish()
+        finally:
+            for raster in (self._class_raster, self._conf_raster):
+                if raster is not None:
+                    raster.close()
+            for tmp in self._temps:
+                for leftover in (tmp, Path(f"{tmp}.aux.xml")):
+                    with contextlib.suppress(FileNotFoundError):
+                        leftover.unlink()
+
+    def _temp(self, final: Path, tag: str) -> Path:
+        tmp = temp_sibling(final, tag)
+        self._temps.append(tmp)
+        return tmp
+
+    # ------------------------------------------------------------------ sink
+    def __call__(self, block: StitchedBlock) -> None:
+        """Write one finished block of rows."""
+        assert self._class_raster is not None, "use LandCoverWriter as a context manager"
+        classes, best = classes_from_probs(block.probs, block.valid, self.codes)
+        self.counts += np.bincount(classes.ravel(), minlength=256)
+        self._class_raster.write(block.row_off, classes)
+        if self._conf_raster is not None:
+            conf = np.rint(best * 100).astype(np.uint8)
+            conf[~block.valid] = CONFIDENCE_NODATA
+            self._conf_raster.write(block.row_off, conf)
+
+    # ------------------------------------------------------------------ finish
+    def _finish(self) -> None:
+        assert self._class_raster is not None
+        final_tif = self._class_raster.finish(self._temp(self.out, "cog"))
+        moves = [(final_tif, self.out)]
+        if self._conf_raster is not None and self.confidence is not None:
+            moves.append((self._conf_raster.finish(self._temp(self.confidence, "cog")), self.confidence))
+        if self.vector is not None:
+            from geoseg.stitch.vector import polygonize_classes
+
+            gpkg = self._temp(self.vector, "vec")
+            polygonize_classes(final_tif, gpkg, self.classes)
+            moves.append((gpkg, self.vector))
+        for tmp, final in moves:
+            os.replace(tmp, final)
+        write_sidecars(self.out, self.classes, BAND_DESCRIPTION)
