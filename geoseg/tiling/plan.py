@@ -82,7 +82,7 @@ class TilePlan:
 
     def tasks(self) -> list[TileTask]:
         """Runs of up to ``params.group`` neighbouring cubes of one cube row, in candidate order."""
-        recipe_json = json.dumps(self.recipe.to_dict(), sort_keys=True)
+        recipe_json = json.dumps(self.recipe.to_dict())  # key order = channel order
         runs: list[list[tuple[int, CubeWindow]]] = []
         for candidate, win in enumerate(self.windows):
             last = runs[-1][-1][1] if runs else None
