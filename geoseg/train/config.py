@@ -134,9 +134,18 @@ class TrainConfig(StrictModel):
 def load_train_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Read a YAML config (optional) and apply ``overrides`` (None values are skipped).
 
+    Relative paths in the YAML are taken relative to the YAML's folder; paths given as
+    overrides stay as they are (relative to the working directory).
+
     Raises:
         ConfigError: Unknown keys (with the closest valid key) or invalid values.
     """
-    base = load_yaml(path, TrainConfig).model_dump(exclude_unset=True) if path is not None else {}
+    base: dict[str, Any] = {}
+    if path is not None:
+        base = load_yaml(path, TrainConfig).model_dump(exclude_unset=True)
+        root = Path(path).resolve().parent  # relative paths in the YAML are relative to the YAML
+        for key in ("cubes", "out", "pretrained", "resume"):
+            if isinstance(base.get(key), Path) and not base[key].is_absolute():
+                base[key] = root / base[key]
     base.update({k: v for k, v in overrides.items() if v is not None})
     return validate(TrainConfig, base, str(path) if path is not None else "train options")
