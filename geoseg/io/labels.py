@@ -7,7 +7,8 @@ pixel never depends on the window it is read in:
 
 - a raster on the scene grid is read directly; one in the same CRS at another resolution or
   alignment is sampled by nearest neighbour at target pixel centres (exact, in numpy); one in
-  another CRS is warped with GDAL (nearest, exact transformer: ``tolerance=0``);
+  another CRS is sampled by nearest neighbour at target pixel centres transformed point by
+  point with PROJ (GDAL's warper can flip near-tie pixels between windows);
 - vector polygons are reprojected to the scene CRS once and burnt with the pixel-centre rule
   (later features win where polygons overlap).
 
@@ -19,6 +20,7 @@ every polygon, and (with ``valid``) invalid pixels. Codes outside the class map 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +28,6 @@ from typing import Literal
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from geoseg.errors import CRSMismatchError, LabelError, MissingFileError
@@ -152,17 +153,36 @@ class SceneLabels:
         return codes
 
     def _warp(self, ds, window: Window) -> np.ndarray:
-        from rasterio.warp import reproject
+        """Nearest neighbour across CRSs: each target pixel centre is transformed point by point.
 
+        Centres are computed from absolute pixel indices and PROJ transforms each point on its
+        own, so a pixel's label never depends on the window (GDAL's warper does not promise that).
+        """
+        src = self.source_grid
+        assert src is not None
         h, w = int(window.height), int(window.width)
-        out = np.full((h, w), _UNLABELLED, dtype=np.int32)
-        source = np.int32(self.nodata) if self.nodata is not None and not np.isnan(self.nodata) else None
-        reproject(
-            rasterio.band(ds, 1), out, src_nodata=source, dst_transform=self.grid.window_transform(window),
-            dst_crs=self.grid.crs, dst_nodata=_UNLABELLED, resampling=Resampling.nearest,
-            init_dest_nodata=True, tolerance=0.0,
-        )
-        return out
+        a = self.grid.affine
+        cols = np.arange(int(window.col_off), int(window.col_off) + w) + 0.5
+        rows = np.arange(int(window.row_off), int(window.row_off) + h) + 0.5
+        cc, rr = np.meshgrid(cols, rows)
+        x = a.c + a.a * cc + a.b * rr
+        y = a.f + a.d * cc + a.e * rr
+        tx, ty = _transformer(self.grid.crs_wkt, src.crs_wkt).transform(x, y)
+        inv = ~src.affine
+        fc = inv.c + inv.a * tx + inv.b * ty
+        fr = inv.f + inv.d * tx + inv.e * ty
+        ok = np.isfinite(fc) & np.isfinite(fr)
+        ci = np.where(ok, np.floor(np.where(ok, fc, -1)), -1).astype(np.int64)
+        ri = np.where(ok, np.floor(np.where(ok, fr, -1)), -1).astype(np.int64)
+        inside = (ri >= 0) & (ri < src.height) & (ci >= 0) & (ci < src.width)
+        codes = np.full((h, w), _UNLABELLED, dtype=np.int32)
+        if not inside.any():
+            return codes
+        r_lo, r_hi = int(ri[inside].min()), int(ri[inside].max()) + 1
+        c_lo, c_hi = int(ci[inside].min()), int(ci[inside].max()) + 1
+        block = ds.read(1, window=Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo)).astype(np.int32)
+        codes[inside] = block[ri[inside] - r_lo, ci[inside] - c_lo]
+        return codes
 
     # -- vector -------------------------------------------------------------------------------
     def _burn(self, window: Window) -> np.ndarray:
@@ -179,6 +199,13 @@ class SceneLabels:
             transform=self.grid.window_transform(window), fill=_UNLABELLED, dtype="int32",
             all_touched=False,
         )
+
+
+@functools.lru_cache(maxsize=16)
+def _transformer(src_wkt: str, dst_wkt: str):
+    from pyproj import Transformer
+
+    return Transformer.from_crs(src_wkt, dst_wkt, always_xy=True)
 
 
 def _north_up(grid: Grid) -> bool:
