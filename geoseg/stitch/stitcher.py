@@ -28,8 +28,7 @@ class StitchedBlock:
 
     Attributes:
         row_off: first scene row of the block.
-        probs: float32 ``(K, height, width)`` blended class probabilities (0 where no window
-            contributed, i.e. at invalid pixels).
+        probs: float32 ``(K, height, width)`` blended class probabilities (0 at invalid pixels).
         valid: bool ``(height, width)`` valid-input mask.
     """
 
@@ -127,10 +126,10 @@ class Stitcher:
         n = min(n, self.grid.height - self._top)
         while n > 0:
             k = min(n, self.capacity)
-            weight = self._weight[:k]
+            weight, valid = self._weight[:k], self._valid[:k].copy()
             with np.errstate(invalid="ignore", divide="ignore"):
-                probs = np.where(weight > 0, self._scores[:, :k] / weight, np.float32(0))
-            self.sink(StitchedBlock(self._top, probs.astype(np.float32, copy=False), self._valid[:k].copy()))
+                probs = np.where(valid & (weight > 0), self._scores[:, :k] / weight, np.float32(0))
+            self.sink(StitchedBlock(self._top, probs.astype(np.float32, copy=False), valid))
             keep = max(self._filled - k, 0)
             if keep:
                 self._scores[:, :keep] = self._scores[:, k : k + keep]
