@@ -78,9 +78,12 @@ def _compact(plan: TilePlan, kept_ids: np.ndarray) -> None:
         for name, ndim in names:
             src = chunk_path(plan.staging_arrays, name, int(candidate), ndim)
             if src.exists():  # absent: moved already, or never written (all fill value)
-                dst = chunk_path(final, name, dense, ndim)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, dst)
+                _move(src, chunk_path(final, name, dense, ndim))
+
+
+def _move(src, dst) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dst)
 
 
 def _index(plan: TilePlan, outcome: Outcome, kept_ids: np.ndarray, splits: list[str]):

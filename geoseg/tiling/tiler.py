@@ -231,7 +231,7 @@ def tile_dataset(
                            scene_megapixels=plan.scene_pixels / 1e6, splits=existing.get("splits", {}),
                            already_complete=True)
     tasks = plan.tasks()
-    done = {t.task_id: load_record(plan.records, t.task_id) for t in tasks}
+    done = {t.task_id: load_record(t) for t in tasks}
     pending = [t for t in tasks if done[t.task_id] is None]
     resumed = sum(len(t.cubes) for t in tasks if done[t.task_id] is not None)
     if resumed:

@@ -57,12 +57,16 @@ def record_path(records: str | Path, task_id: int) -> Path:
     return Path(records) / f"{task_id:07d}.json"
 
 
-def load_record(records: str | Path, task_id: int) -> dict | None:
-    path = record_path(records, task_id)
+def load_record(task: TileTask) -> dict | None:
+    """The record of a finished task, or None (also when it was written for other cubes)."""
+    path = record_path(task.records, task.task_id)
     if not path.exists():
         return None
     with open(path) as fh:
-        return json.load(fh)
+        record = json.load(fh)
+    if [e["candidate"] for e in record["cubes"]] != [c for c, _ in task.cubes]:
+        return None
+    return record
 
 
 @functools.lru_cache(maxsize=8)
