@@ -82,7 +82,7 @@ class ModelRunner:
         self.cuda = self.device.type == "cuda"
         self.fp16 = bool(fp16 and self.cuda)
         if fp16 and not self.cuda:
-            log.info("fp16 applies to CUDA only; running float32 on %s", self.device)
+            log.debug("fp16 applies to CUDA only; running float32 on %s", self.device)
         self.tta = tta
         self.num_classes = len(cfg.classes)
         self.in_channels = len(cfg.channel_names)
