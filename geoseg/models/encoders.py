@@ -36,6 +36,7 @@ __all__ = [
     "registered_encoders",
     "create_encoder",
     "nominal_levels",
+    "build_timm_features",
 ]
 
 # name -> (encoder class, constructor params)
@@ -214,45 +215,62 @@ def _unknown_encoder(name: str) -> ModelError:
     return ModelError(f"unknown encoder {name!r}", hint=hint)
 
 
-def _timm_probe(name: str, kwargs: dict[str, Any]) -> tuple[list[int], list[int]]:
-    """Channels and reductions of a timm features model, built on the meta device if possible."""
-    try:
-        with torch.device("meta"):
-            probe = timm.create_model(name, features_only=True, pretrained=False, **kwargs)
-    except (RuntimeError, NotImplementedError):  # some models compute values at init
-        probe = timm.create_model(name, features_only=True, pretrained=False, **kwargs)
-    return list(probe.feature_info.channels()), list(probe.feature_info.reduction())
+# (name, depth, output_stride) -> (out_indices, levels): avoids building a model twice
+_PLANS: dict[tuple[str, int, int | None], tuple[tuple[int, ...], list[int]]] = {}
 
 
-def timm_build_kwargs(name: str, depth: int, output_stride: int | None) -> dict[str, Any]:
-    """timm ``create_model`` keyword arguments selecting the features up to level ``depth``.
+def build_timm_features(
+    name: str, in_channels: int, depth: int, output_stride: int | None, **create_kwargs: Any
+) -> tuple[nn.Module, list[int]]:
+    """Build a timm ``features_only`` model keeping the features of level ≤ ``depth``.
+
+    Args:
+        name: timm model name.
+        in_channels: ``in_chans`` of the model.
+        depth: Deepest nominal level kept.
+        output_stride: Dilate to this stride (None or 32: undilated).
+        **create_kwargs: Passed to ``timm.create_model`` (``pretrained``, overlays).
+
+    Returns:
+        The model and the nominal level of each returned feature.
 
     Raises:
-        ModelError: If the model cannot be dilated to ``output_stride`` or has no feature
-            at levels ≤ ``depth``.
+        ModelError: The model cannot be dilated to ``output_stride`` or has no feature at
+            levels ≤ ``depth``.
     """
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(features_only=True, in_chans=in_channels, **create_kwargs)
     if output_stride is not None and output_stride != 32:
         kwargs["output_stride"] = output_stride
+    key = (name, depth, output_stride)
+    if key in _PLANS:
+        out_indices, levels = _PLANS[key]
+        return timm.create_model(name, out_indices=out_indices, **kwargs), list(levels)
     try:
-        _, reductions = _timm_probe(name, kwargs)
-    except (AssertionError, TypeError, ValueError) as err:
+        model = timm.create_model(name, **kwargs)
+    except (AssertionError, TypeError) as err:
+        if "output_stride" not in kwargs:
+            raise
         raise ModelError(
-            f"encoder {name!r} cannot be built with output_stride={output_stride}: {err or type(err).__name__}",
+            f"encoder {name!r} cannot be built with output_stride={output_stride}: "
+            f"{err or type(err).__name__}",
             hint="use a dilatable backbone (ResNet, ResNeSt, EfficientNet, ConvNeXt) or output_stride=32",
         ) from err
+    reductions = list(model.feature_info.reduction())
     if output_stride is not None and max(reductions) > output_stride:
         raise ModelError(
             f"encoder {name!r} ignores output_stride={output_stride} (strides {reductions})",
             hint="use a dilatable backbone or output_stride=32",
         )
-    levels = nominal_levels(reductions)
-    keep = [i for i, lv in enumerate(levels) if lv <= depth]
+    all_levels = nominal_levels(reductions)
+    keep = [i for i, lv in enumerate(all_levels) if lv <= depth]
     if not keep:
-        raise ModelError(f"encoder {name!r} has no feature at level <= {depth} (levels {levels})")
-    kwargs["out_indices"] = tuple(keep)
-    kwargs["_levels"] = [levels[i] for i in keep]
-    return kwargs
+        raise ModelError(f"encoder {name!r} has no feature at level <= {depth} (levels {all_levels})")
+    out_indices = tuple(model.feature_info.out_indices[i] for i in keep)
+    levels = [all_levels[i] for i in keep]
+    _PLANS[key] = (out_indices, levels)
+    if len(keep) < len(all_levels):  # drop the deeper stages (parameters and compute)
+        model = timm.create_model(name, out_indices=out_indices, **kwargs)
+    return model, list(levels)
 
 
 def create_encoder(
@@ -301,12 +319,10 @@ def create_encoder(
         return _check_custom(ModuleEncoder(cls(**kwargs), encoder, in_channels), depth, output_stride)
     if not timm.is_model(encoder):
         raise _unknown_encoder(encoder)
-    kwargs = timm_build_kwargs(encoder, depth, output_stride)
-    levels = kwargs.pop("_levels")
     if timm_model is None:
-        timm_model = timm.create_model(
-            encoder, features_only=True, pretrained=False, in_chans=in_channels, **kwargs
-        )
+        timm_model, levels = build_timm_features(encoder, in_channels, depth, output_stride)
+    else:
+        levels = nominal_levels(list(timm_model.feature_info.reduction()))
     return TimmEncoder(timm_model, encoder, in_channels, levels)
 
 

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from geoseg.errors import CheckpointError, ModelError
 from geoseg.models.base import SegmentationModel
-from geoseg.models.encoders import TimmEncoder, timm_build_kwargs
+from geoseg.models.encoders import TimmEncoder, build_timm_features
 from geoseg.models.first_conv import RGB_BANDS, adapt_first_conv_weight, normalize_band_name
 from geoseg.models.options import ArchOptions
 
@@ -177,7 +177,7 @@ def pretrained_timm_features(
         name: timm model name.
         in_channels: Input channels of the new model.
         channel_names: Their names (None allowed only when they equal the source bands).
-        depth: Deepest level kept (see :func:`~geoseg.models.encoders.timm_build_kwargs`).
+        depth: Deepest level kept (see :func:`~geoseg.models.encoders.build_timm_features`).
         output_stride: Dilation target or None.
         state_dict: Backbone weights in timm's format; None downloads timm's hub weights.
         source_bands: Bands of ``state_dict``'s first conv (None: RGB for 3 channels, else
@@ -187,8 +187,6 @@ def pretrained_timm_features(
         ModelError: Download failure, or channel names needed but missing.
         CheckpointError: ``state_dict`` does not fit the architecture.
     """
-    kwargs = timm_build_kwargs(name, depth, output_stride)
-    kwargs.pop("_levels")
     overlay: dict[str, Any] = {}
     if state_dict is not None:
         cfg = timm.models.get_pretrained_cfg(name)
@@ -216,8 +214,8 @@ def pretrained_timm_features(
         raise CheckpointError(f"cannot tell which bands the {src_chans}-channel first conv expects",
                               hint='store them as safetensors metadata {"bands": "[...]"}')
     try:
-        src = timm.create_model(name, features_only=True, pretrained=True, in_chans=src_chans,
-                                pretrained_cfg_overlay=overlay, **kwargs)
+        src, _ = build_timm_features(name, src_chans, depth, output_stride, pretrained=True,
+                                     pretrained_cfg_overlay=overlay)
     except (RuntimeError, KeyError) as err:
         if state_dict is None:
             raise _download_error(name, err) from err
@@ -232,7 +230,7 @@ def pretrained_timm_features(
     sd = src.state_dict()
     key = _first_conv_key(sd, src.pretrained_cfg.get("first_conv"), src_chans)
     sd[key], _ = adapt_first_conv_weight(sd[key], source_bands, target, log_name=f"{name}.{key}")
-    model = timm.create_model(name, features_only=True, pretrained=False, in_chans=in_channels, **kwargs)
+    model, _ = build_timm_features(name, in_channels, depth, output_stride)
     model.load_state_dict(sd, strict=True)
     return model
 
