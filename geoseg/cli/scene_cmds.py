@@ -49,9 +49,11 @@ def inspect_cmd(scene: Path, resolution: float, offset: float | None, mask: Path
 @_invalid_scl
 @click.option("--block", type=int, default=512, show_default=True, help="Block size in pixels (memory bound).")
 @click.option("--workers", type=int, default=None, help="Threads (default: all cores).")
+@click.option("--compress", type=click.Choice(["zstd", "deflate", "lzw", "none"]), default="zstd", show_default=True,
+              help="Lossless compression (deflate for GDAL < 2.3 readers).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def features_cmd(scene: Path, out: Path, recipe: str, resolution: float, offset: float | None, mask: Path | None,
-                 invalid_scl: str, block: int, workers: int | None, no_progress: bool) -> None:
+                 invalid_scl: str, block: int, workers: int | None, compress: str, no_progress: bool) -> None:
     """Write SCENE's feature stack (default: the 24-channel s2_24 recipe) as a GeoTIFF."""
     import time
 
@@ -61,7 +63,8 @@ def features_cmd(scene: Path, out: Path, recipe: str, resolution: float, offset:
     chosen = get_recipe(recipe)
     opened.require_bands(chosen.required_bands, f"recipe {chosen.name}")
     start = time.perf_counter()
-    write_feature_stack(opened, out, chosen, block=block, workers=workers, progress=not no_progress)
+    write_feature_stack(opened, out, chosen, block=block, workers=workers, compress=compress,  # type: ignore[arg-type]
+                        progress=not no_progress)
     seconds = time.perf_counter() - start
     g = opened.grid
     click.echo(f"wrote {out}: {chosen.num_channels} channels ({chosen.name}), {g.width} x {g.height} px, "

@@ -1,6 +1,15 @@
 """Typed configuration: the data catalog and the shared YAML schema machinery."""
 
-from geoseg.config.catalog import Catalog, ClassDef, Dataset, DemoSource, LabelSource, SceneEntry, cache_dir, load_catalog
+from geoseg.config.catalog import (
+    Catalog,
+    ClassDef,
+    Dataset,
+    DemoSource,
+    LabelSource,
+    SceneEntry,
+    cache_dir,
+    load_catalog,
+)
 from geoseg.config.closest import closest, did_you_mean
 from geoseg.config.scenes import CatalogScene, dataset_scenes, scene_from_entry
 from geoseg.config.schema import StrictModel, load_yaml, validate

@@ -12,9 +12,11 @@ import numpy as np
 import xarray as xr
 from rasterio.windows import Window
 
+from geoseg.features.kernel import compile_recipe_kernel
 from geoseg.features.recipes import DEFAULT_RECIPE, Recipe, get_recipe
-from geoseg.io.reader import read_window
+from geoseg.io.reader import read_raw, read_valid
 from geoseg.io.scene import Scene
+from geoseg.io.sensors import REFLECTANCE_SCALE
 
 __all__ = ["read_features", "feature_stack", "DEFAULT_BLOCK"]
 
@@ -31,9 +33,18 @@ def read_features(
         and the boolean ``(h, w)`` valid mask.
     """
     recipe = get_recipe(recipe)
-    scene.require_bands(recipe.required_bands, f"recipe {recipe.name}")
-    reflectance, valid = read_window(scene, window, recipe.required_bands)
-    return recipe.compute(reflectance, valid), valid
+    bands = recipe.required_bands
+    scene.require_bands(bands, f"recipe {recipe.name}")
+    raw, invalid = read_raw(scene, window, bands)
+    valid = read_valid(scene, window, invalid)
+    kernel = compile_recipe_kernel(recipe)
+    if kernel is None:  # numpy path (numba not installed)
+        offset, scale = float(scene.offset.offset), REFLECTANCE_SCALE
+        reflectance = {b: (raw[i].astype(np.float64) + offset) / scale for i, b in enumerate(bands)}
+        return recipe.compute(reflectance, valid), valid
+    out = np.empty((recipe.num_channels, *valid.shape), dtype=np.float32)
+    kernel(raw, float(scene.offset.offset), REFLECTANCE_SCALE, valid, out)
+    return out, valid
 
 
 def _block(scene: Scene, recipe: Recipe, block_info=None) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Literal
 
 import dask
 import dask.array as da
@@ -18,7 +19,15 @@ from geoseg.io.scene import Scene
 from geoseg.utils.atomic import atomic_path
 from geoseg.utils.progress import DaskProgress
 
-__all__ = ["write_feature_stack"]
+__all__ = ["write_feature_stack", "Compression"]
+
+Compression = Literal["zstd", "deflate", "lzw", "none"]
+_COMPRESSION: dict[str, dict] = {
+    "zstd": {"compress": "zstd", "zstd_level": 1, "predictor": 3},
+    "deflate": {"compress": "deflate", "zlevel": 6, "predictor": 3},
+    "lzw": {"compress": "lzw", "predictor": 3},
+    "none": {},
+}
 
 
 class _WindowWriter:
@@ -43,13 +52,16 @@ def write_feature_stack(
     *,
     block: int = DEFAULT_BLOCK,
     workers: int | None = None,
+    compress: Compression = "zstd",
     progress: bool = True,
 ) -> Path:
     """Compute and write the stack; memory is bounded by ``block`` (never the whole scene).
 
     The file is a float32 GeoTIFF on the scene's exact grid, one band per channel with the
-    channel name as band description, DEFLATE + floating-point predictor, 512 px tiles, and a
-    per-dataset mask (invalid pixels masked; their values are 0). Written atomically.
+    channel name as band description, 512 px tiles, lossless compression with the
+    floating-point predictor (ZSTD by default: ~3x faster than DEFLATE at the same size, read
+    by GDAL ≥ 2.3 and QGIS; ``deflate`` for older readers), and a per-dataset mask (invalid
+    pixels masked; their values are 0). Compression runs on all cores. Written atomically.
     """
     recipe = get_recipe(recipe)
     stack = feature_stack(scene, recipe, block=block)
@@ -57,23 +69,22 @@ def write_feature_stack(
     profile = {
         "driver": "GTiff", "dtype": "float32", "count": recipe.num_channels,
         "width": grid.width, "height": grid.height, "crs": grid.crs, "transform": grid.affine,
-        "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "deflate",
-        "predictor": 3, "zlevel": 6, "bigtiff": "if_safer", "interleave": "pixel",
+        "tiled": True, "blockxsize": 512, "blockysize": 512, "bigtiff": "if_safer",
+        "interleave": "pixel", "num_threads": "all_cpus", **_COMPRESSION[compress],
     }
     lock = threading.Lock()
-    with atomic_path(out) as tmp:
-        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **profile) as ds:
-            for i, name in enumerate(recipe.channel_names, start=1):
-                ds.set_band_description(i, name)
-            ds.update_tags(
-                recipe=recipe.name, scene_id=scene.scene_id, source=scene.path,
-                offset=str(scene.offset.offset), offset_source=scene.offset.source,
-                software=f"geoseg {__version__}",
-            )
-            targets = [_WindowWriter(ds), _WindowWriter(ds, mask=True)]
-            sources = [stack.features.data, stack.valid.data]
-            with DaskProgress("features", "geoseg-features", enabled=progress), dask.config.set(
-                scheduler="threads", num_workers=workers
-            ):
-                da.store(sources, targets, lock=lock)
+    with atomic_path(out) as tmp, rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **profile) as ds:
+        for i, name in enumerate(recipe.channel_names, start=1):
+            ds.set_band_description(i, name)
+        ds.update_tags(
+            recipe=recipe.name, scene_id=scene.scene_id, source=scene.path,
+            offset=str(scene.offset.offset), offset_source=scene.offset.source,
+            software=f"geoseg {__version__}",
+        )
+        targets = [_WindowWriter(ds), _WindowWriter(ds, mask=True)]
+        sources = [stack.features.data, stack.valid.data]
+        with DaskProgress("features", "geoseg-features", enabled=progress), dask.config.set(
+            scheduler="threads", num_workers=workers
+        ):
+            da.store(sources, targets, lock=lock)
     return Path(out)

@@ -20,7 +20,7 @@ from geoseg.io.resample import read_resampled
 from geoseg.io.scene import BandFile, Scene, open_raster
 from geoseg.io.sensors import REFLECTANCE_SCALE
 
-__all__ = ["read_window", "read_reflectance", "read_scl", "infer_scene_offset", "close_cached"]
+__all__ = ["read_window", "read_raw", "read_valid", "read_reflectance", "read_scl", "infer_scene_offset", "close_cached"]
 
 _local = threading.local()
 _GDAL_ENV = {"GDAL_NUM_THREADS": 1}  # Dask provides the parallelism
@@ -51,18 +51,15 @@ def _groups(scene: Scene, bands: Sequence[str]) -> dict[str, list[tuple[str, Ban
     return groups
 
 
-def read_reflectance(
-    scene: Scene, window: Window, bands: Sequence[str]
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Reflectance ``(DN + offset) / 10000`` of ``bands`` and the pixels invalid in any of them.
+def read_raw(scene: Scene, window: Window, bands: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """DN of ``bands`` on the scene grid as float32 ``(len(bands), h, w)`` and the invalid mask.
 
-    Reflectance is float64 so that indices with small denominators (dark pixels) keep full
-    precision; the feature stack rounds to float32 once, at the end.
+    Bands on the target grid are exact integers; resampled bands are bilinear interpolants.
     """
     h, w = int(window.height), int(window.width)
     invalid = np.zeros((h, w), dtype=bool)
-    out: dict[str, np.ndarray] = {}
-    offset, scale = float(scene.offset.offset), float(REFLECTANCE_SCALE)
+    raw = np.empty((len(bands), h, w), dtype=np.float32)
+    position = {name: i for i, name in enumerate(bands)}
     with rasterio.Env(**_GDAL_ENV):
         for path, members in _groups(scene, bands).items():
             first = members[0][1]
@@ -72,13 +69,38 @@ def read_reflectance(
             )
             invalid |= bad
             for (name, _), arr in zip(members, values, strict=True):
-                out[name] = (arr.astype(np.float64) + offset) / scale
-    return out, invalid
+                raw[position[name]] = arr
+    return raw, invalid
+
+
+def read_reflectance(
+    scene: Scene, window: Window, bands: Sequence[str]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Reflectance ``(DN + offset) / 10000`` of ``bands`` and the pixels invalid in any of them.
+
+    Reflectance is float64 so that indices with small denominators (dark pixels) keep full
+    precision; the feature stack rounds to float32 once, at the end.
+    """
+    raw, invalid = read_raw(scene, window, bands)
+    offset, scale = float(scene.offset.offset), float(REFLECTANCE_SCALE)
+    return {name: (raw[i].astype(np.float64) + offset) / scale for i, name in enumerate(bands)}, invalid
 
 
 def _read_class_layer(scene: Scene, layer: BandFile, window: Window) -> tuple[np.ndarray, np.ndarray]:
     values, bad = read_resampled(_dataset(layer.path), [layer.index], layer.grid, scene.grid, window, "nearest", None)
     return values[0], bad
+
+
+def read_valid(scene: Scene, window: Window, invalid: np.ndarray) -> np.ndarray:
+    """The valid mask: not ``invalid`` (band nodata), SCL class allowed, external mask zero."""
+    with rasterio.Env(**_GDAL_ENV):
+        if scene.scl is not None:
+            scl, _ = _read_class_layer(scene, scene.scl, window)
+            invalid |= np.isin(scl, scene.invalid_scl)
+        if scene.mask is not None:
+            ext, bad = _read_class_layer(scene, scene.mask, window)
+            invalid |= (ext != 0) | bad
+    return ~invalid
 
 
 def read_window(
@@ -92,14 +114,7 @@ def read_window(
     """
     scene.require_bands(bands, "reading")
     reflectance, invalid = read_reflectance(scene, window, bands)
-    with rasterio.Env(**_GDAL_ENV):
-        if scene.scl is not None:
-            scl, _ = _read_class_layer(scene, scene.scl, window)
-            invalid |= np.isin(scl, scene.invalid_scl)
-        if scene.mask is not None:
-            ext, bad = _read_class_layer(scene, scene.mask, window)
-            invalid |= (ext != 0) | bad
-    return reflectance, ~invalid
+    return reflectance, read_valid(scene, window, invalid)
 
 
 def read_scl(scene: Scene, window: Window) -> np.ndarray | None:

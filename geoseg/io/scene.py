@@ -18,7 +18,12 @@ from typing import Literal
 import rasterio
 from rasterio.errors import RasterioIOError
 
-from geoseg.errors import BandError, CorruptRasterError, CRSMismatchError, MissingFileError, SceneError
+from geoseg.errors import (
+    BandError,
+    CorruptRasterError,
+    CRSMismatchError,
+    MissingFileError,
+)
 from geoseg.io.grid import Grid
 from geoseg.io.offsets import OffsetDecision, offset_from_safe_xml, offset_from_tags
 from geoseg.io.sensors import (

@@ -31,7 +31,7 @@ class SceneSummary:
             f"bounds      left {left:.1f}  bottom {bottom:.1f}  right {right:.1f}  top {top:.1f}",
             f"offset      {s.offset.offset:+g} DN  [{s.offset.source}] {s.offset.detail}",
             "bands       " + "  ".join(f"{b}@{f.resolution:g}m" for b, f in s.bands.items()),
-            f"SCL         {'%g m' % s.scl.resolution if s.scl else 'none'}"
+            f"SCL         {f'{s.scl.resolution:g} m' if s.scl else 'none'}"
             + (f"   invalid classes {list(s.invalid_scl)}" if s.scl else ""),
             f"mask        {s.mask.path if s.mask else 'none'}",
             f"valid       {100 * self.valid_fraction:.2f} % of pixels",

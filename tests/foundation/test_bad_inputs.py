@@ -13,7 +13,13 @@ import rasterio
 from rasterio.crs import CRS
 
 from geoseg.config import load_catalog
-from geoseg.errors import BandError, CatalogError, CorruptRasterError, CRSMismatchError, MissingFileError
+from geoseg.errors import (
+    BandError,
+    CatalogError,
+    CorruptRasterError,
+    CRSMismatchError,
+    MissingFileError,
+)
 from geoseg.features import write_feature_stack
 from geoseg.io import open_scene
 

@@ -67,7 +67,7 @@ def test_demo_size_must_be_multiple_of_6(tmp_path: Path) -> None:
 
 def test_division_by_zero_gives_zero() -> None:
     ndvi = compile_formula("(B8A - B04) / (B8A + B04)")
-    b8a = np.array([0.3, 0.0, 0.2]); b04 = np.array([0.1, 0.0, 0.2])
+    b8a, b04 = np.array([0.3, 0.0, 0.2]), np.array([0.1, 0.0, 0.2])
     np.testing.assert_allclose(ndvi({"B8A": b8a, "B04": b04}), [0.5, 0.0, 0.0])
     cig = compile_formula("B8A / B03 - 1")
     np.testing.assert_allclose(cig({"B8A": np.array([0.4, 0.4]), "B03": np.array([0.2, 0.0])}), [1.0, -1.0])

@@ -23,7 +23,7 @@ def test_written_stack_equals_read_features(demo_small, tmp_path: Path) -> None:
         assert ds.descriptions == get_recipe("s2_24").channel_names
         assert ds.crs == scene.grid.crs and ds.transform == scene.grid.affine
         assert (ds.width, ds.height) == (240, 240)
-        assert ds.profile["tiled"] and ds.compression.name.lower() == "deflate"
+        assert ds.profile["tiled"] and ds.compression.name.lower() == "zstd"
         np.testing.assert_array_equal(ds.read(), expected)
         np.testing.assert_array_equal(ds.dataset_mask() > 0, valid)
         assert ds.tags()["recipe"] == "s2_24" and ds.tags()["offset"] == "-1000.0"
@@ -57,3 +57,21 @@ def test_cli_features_and_inspect(demo_small, tmp_path: Path) -> None:
     for expected in ("per_band", "EPSG:32633", "240 x 240 px at 10 m", "-1000 DN  [metadata]", "B8A@20m",
                      "B01@60m", "valid", "cloud high probability"):
         assert expected in text, expected
+
+
+def test_compiled_kernel_equals_numpy_path(demo_small) -> None:
+    from geoseg.features.kernel import compile_recipe_kernel
+    from geoseg.io.reader import read_raw, read_valid
+
+    scene = open_scene(demo_small.scene)
+    recipe = get_recipe("s2_24")
+    window = Window(0, 0, 240, 240)
+    raw, invalid = read_raw(scene, window, recipe.required_bands)
+    valid = read_valid(scene, window, invalid)
+    reflectance = {b: (raw[i].astype(np.float64) - 1000) / 10000 for i, b in enumerate(recipe.required_bands)}
+    numpy_path = recipe.compute(reflectance, valid)
+    kernel = compile_recipe_kernel(recipe)
+    assert kernel is not None
+    fused = np.empty_like(numpy_path)
+    kernel(raw, -1000.0, 10000.0, valid, fused)
+    np.testing.assert_array_equal(fused, numpy_path)
