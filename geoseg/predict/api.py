@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from geoseg import __version__
@@ -12,12 +12,14 @@ from geoseg.errors import ConfigError
 from geoseg.io.scene import Scene
 from geoseg.predict.predictor import (
     DEFAULT_BATCH_SIZE,
+    check_batch_size,
     describe_model,
     load_model_bundle,
+    plan_windows,
     resolve_scene,
     stream_predictions,
 )
-from geoseg.predict.runner import Device
+from geoseg.predict.runner import Device, resolve_device
 from geoseg.predict.summary import ClassArea, PredictionSummary
 from geoseg.stitch.cog import OverviewResampling
 from geoseg.stitch.output import LandCoverWriter
@@ -116,7 +118,7 @@ def predict_scene(
         CheckpointError, BandError, SceneError, ConfigError: bad model, scene, options or
             output paths — always before anything is written.
     """
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
     out = Path(out)
     conf_path = None if confidence is None else Path(confidence)
     vec_path = None if vector is None else Path(vector)
@@ -126,6 +128,9 @@ def predict_scene(
     opened = resolve_scene(scene)
     recipe = bundle.config.recipe_obj()
     opened.require_bands(recipe.required_bands, f"the model's recipe {recipe.name}")
+    plan_windows(opened, bundle, window, overlap)  # option errors before anything is written
+    check_batch_size(batch_size)
+    resolve_device(device)
     check_output_paths(out, conf_path, vec_path, opened)
     tags = {
         "model": describe_model(bundle),
@@ -151,7 +156,7 @@ def predict_scene(
     classes = tuple(ClassArea(c.code, c.name, int(writer.counts[c.code]), float(writer.counts[c.code] * pixel_ha))
                     for c in bundle.config.classes)
     pixels = grid.width * grid.height
-    seconds = (datetime.now(timezone.utc) - start).total_seconds()
+    seconds = (datetime.now(UTC) - start).total_seconds()
     return PredictionSummary(
         scene_id=opened.scene_id, source=opened.path, output=out, width=grid.width, height=grid.height,
         crs=grid.crs.to_string(), pixels=pixels, valid_pixels=pixels - int(writer.counts[0]), classes=classes,

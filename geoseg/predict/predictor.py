@@ -20,7 +20,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from geoseg.errors import CheckpointError
+from geoseg.errors import CheckpointError, ConfigError
 from geoseg.features import read_features
 from geoseg.io.scene import Scene, open_scene
 from geoseg.predict.prefetch import prefetch
@@ -73,8 +73,14 @@ class StreamStats:
 
 def plan_windows(scene: Scene, bundle: ModelBundle, window: int | None = None, overlap: int | None = None) -> WindowLayout:
     """The window layout used for ``scene``: default window = the bundle's, overlap = window / 4."""
-    size = int(window or bundle.config.window)
+    size = int(bundle.config.window if window is None else window)
     return window_layout(scene.grid.height, scene.grid.width, size, size // 4 if overlap is None else int(overlap))
+
+
+def check_batch_size(batch_size: int) -> None:
+    """Raise :class:`ConfigError` unless ``batch_size`` ≥ 1."""
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}", hint="e.g. --batch-size 8")
 
 
 def stream_predictions(
@@ -112,11 +118,8 @@ def stream_predictions(
         BandError: the scene lacks a band the model's recipe needs.
         ConfigError: invalid window/overlap/batch size or device.
     """
-    from geoseg.errors import ConfigError
-
     start = time.perf_counter()
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    check_batch_size(batch_size)
     recipe = bundle.config.recipe_obj()
     scene.require_bands(recipe.required_bands, f"the model's recipe {recipe.name}")
     layout = plan_windows(scene, bundle, window, overlap)

@@ -7,7 +7,12 @@ import pytest
 
 from geoseg.io import open_scene
 from geoseg.predict import stream_predictions
-from tests.predict._predict_helpers import CollectSink, full_forward, pointwise_bundle, write_multiband_scene
+from tests.predict._predict_helpers import (
+    CollectSink,
+    full_forward,
+    pointwise_bundle,
+    write_multiband_scene,
+)
 
 
 @pytest.fixture(scope="module")
