@@ -35,8 +35,8 @@ class TrainConfig(StrictModel):
     # --- data
     cubes: Path | None = Field(None, description="CubeStore directory written by `geoseg tile`")
     out: Path | None = Field(None, description="MODEL_DIR: best/, final/, epoch_N/, checkpoints/, plots, logs")
-    train_split: str = Field("train", description="split of the store used for training")
-    val_split: str = Field("val", description="split used for validation (early stopping, best/)")
+    train_split: Literal["train", "val", "test"] = Field("train", description="split of the store used for training")
+    val_split: Literal["train", "val", "test"] = Field("val", description="split used for validation (early stopping, best/)")
     target_size: int | None = Field(None, ge=8, description="train on target_size² cubes (None: the cube size)")
     target_mode: Literal["crop", "resize"] = Field(
         "crop", description="crop: random crops for training, whole cubes for validation; "
