@@ -45,7 +45,8 @@ def _innermost_model(annotation: Any) -> Any:
 
 
 def format_validation_error(err: ValidationError, model: type[BaseModel], source: str) -> ConfigError:
-    first = err.errors()[0]
+    # an unknown key explains more than the "field required" it often causes (a misspelt key)
+    first = next((e for e in err.errors() if e["type"] == "extra_forbidden"), err.errors()[0])
     loc = tuple(first["loc"])
     where = ".".join(str(p) for p in loc) or "(top level)"
     if first["type"] == "extra_forbidden":
