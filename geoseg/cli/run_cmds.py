@@ -1,0 +1,41 @@
+"""``geoseg run PIPELINE.yaml``: every step of a pipeline, resumable, into one run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+__all__ = ["run_cmd"]
+
+_STEPS = ("tile", "train", "evaluate", "predict", "export", "all")
+
+
+@click.command("run")
+@click.argument("pipeline", type=click.Path(path_type=Path))
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the steps write (default: runs/<pipeline name> in the current folder).")
+@click.option("--force", "force", multiple=True, type=click.Choice(_STEPS),
+              help="Rerun this step from scratch, and every step after it that reads its outputs (repeatable).")
+@click.option("--scheduler", default=None,
+              help="Dask scheduler address (tcp://HOST:PORT) for tiling and the per-scene prediction fan-out.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def run_cmd(pipeline: Path, run_dir: Path | None, force: tuple[str, ...], scheduler: str | None,
+            no_progress: bool) -> None:
+    """Run PIPELINE (tile → train → evaluate → predict → export) into runs/<name>/<step>/.
+
+    Each step writes its resolved config.yaml and a manifest.json. A step whose inputs,
+    parameters and geoseg version are unchanged is skipped; an interrupted run resumes
+    where it stopped. The end of the run says where the outputs are and how to open the
+    land-cover map in QGIS. Everything printed also goes to runs/<name>/run.log.
+
+    \b
+    Examples:
+      geoseg run pipelines/demo.yaml
+      geoseg run pipelines/demo.yaml --force train        # retrain; re-evaluate, re-predict
+      geoseg run pipelines/rsprunetpp.yaml --scheduler tcp://10.0.0.5:8786
+    """
+    from geoseg.pipeline import run_pipeline
+
+    run_pipeline(pipeline, run_dir=run_dir, force=force, scheduler=scheduler, progress=not no_progress,
+                 echo=click.echo)

@@ -1,0 +1,94 @@
+"""Prediction over many scenes: in this process, or one task per scene on a Dask cluster.
+
+With a scheduler address each scene becomes one ``distributed`` task running
+:func:`geoseg.predict.predict_scene` on a worker (which loads the bundle from the shared
+file system and uses its own device: a GPU worker predicts on its GPU). Without one, the
+scenes run one after the other here, the model loaded once. Either way every map is written
+atomically by the predictor, and ``on_done`` is called as each scene finishes, so an
+interrupted run keeps its finished scenes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from geoseg.errors import ConfigError
+
+__all__ = ["predict_jobs", "connect", "predict_one"]
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def connect(address: str) -> Iterator[Any]:
+    """A ``distributed.Client`` of the scheduler at ``address`` (one-line error when unreachable)."""
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout="20s")
+    except OSError as err:
+        raise ConfigError(f"cannot reach the Dask scheduler at {address} ({err})",
+                          hint="check the address (tcp://HOST:PORT) and that the scheduler is running") from None
+    with client:
+        yield client
+
+
+def predict_one(scene: Any, bundle: str, out: str, confidence: str | None, vector: str | None,
+                options: dict[str, Any]) -> Any:
+    """One scene on a worker (a module-level function, so workers can import it)."""
+    from geoseg.predict import predict_scene
+
+    return predict_scene(scene, bundle, out, confidence=confidence, vector=vector, progress=False, **options)
+
+
+def predict_jobs(jobs: Sequence[Any], bundle: Path, options: dict[str, Any], on_done: Callable[[Any, Any], None],
+                 *, scheduler: str | None = None, progress: bool = True) -> None:
+    """Predict every job (``scene``, ``out``, ``confidence``, ``vector``) with the bundle at ``bundle``.
+
+    Args:
+        jobs: what to predict and where to write it.
+        bundle: the model bundle directory (visible to every worker).
+        options: keyword options of :func:`geoseg.predict.predict_scene`.
+        on_done: called with ``(job, PredictionSummary)`` as each scene finishes.
+        scheduler: Dask scheduler address; None predicts here, one scene after the other.
+        progress: progress bars (per window here, per scene on a cluster).
+    """
+    if not jobs:
+        return
+    if scheduler is None:
+        from geoseg.predict import load_model_bundle, predict_scene
+
+        model = load_model_bundle(bundle)
+        for job in jobs:
+            summary = predict_scene(job.scene, model, job.out, confidence=job.confidence, vector=job.vector,
+                                    progress=progress, **options)
+            on_done(job, summary)
+        return
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    tag = uuid.uuid4().hex[:8]
+    with connect(scheduler) as client:
+        futures = {
+            client.submit(predict_one, job.scene, str(bundle), str(job.out),
+                          None if job.confidence is None else str(job.confidence),
+                          None if job.vector is None else str(job.vector), options,
+                          key=f"geoseg-predict-{tag}-{job.scene.scene_id}", pure=False): job
+            for job in jobs
+        }
+        log.info("predicting %d scene(s) on %s", len(futures), scheduler)
+        bar = tqdm(total=len(futures), desc="predicting", unit="scene", disable=not progress, dynamic_ncols=True)
+        try:
+            for future in as_completed(futures):
+                on_done(futures[future], future.result())
+                bar.update(1)
+        except BaseException:
+            client.cancel(list(futures))
+            raise
+        finally:
+            bar.close()

@@ -1,0 +1,218 @@
+"""``pipelines/*.yaml``: a dataset of the catalog and the steps to run on it, as typed models.
+
+Unknown keys fail with the file, the key and the closest valid key (the catalog's
+``StrictModel``/``load_yaml`` machinery). The train step *is* the trainer's
+:class:`~geoseg.train.TrainConfig` (minus the paths the runner owns), so every training
+option — strategies, devices, nodes, precision — is reachable from the pipeline YAML.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from geoseg.config.catalog import Catalog, load_catalog
+from geoseg.config.schema import StrictModel, load_yaml
+from geoseg.errors import ConfigError
+from geoseg.train.config import TrainConfig
+
+__all__ = [
+    "STEP_NAMES",
+    "DEPENDS",
+    "StepName",
+    "TileStep",
+    "TrainStep",
+    "EvaluateStep",
+    "PredictStep",
+    "ExportStep",
+    "Steps",
+    "Pipeline",
+    "load_pipeline",
+    "default_catalog",
+]
+
+StepName = Literal["tile", "train", "evaluate", "predict", "export"]
+STEP_NAMES: tuple[StepName, ...] = ("tile", "train", "evaluate", "predict", "export")
+# what each step reads: a step reruns when one of these reran
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "tile": (),
+    "train": ("tile",),
+    "evaluate": ("tile", "train"),
+    "predict": ("train",),
+    "export": ("train",),
+}
+BundleChoice = Literal["best", "final"]
+
+
+class _Step(StrictModel):
+    # fields that change where or how fast a step runs, not what it writes (not hashed)
+    EXECUTION: ClassVar[frozenset[str]] = frozenset()
+
+    def content_params(self) -> dict[str, Any]:
+        """The parameters that decide the step's outputs (hashed to decide reruns)."""
+        return self.model_dump(mode="json", exclude=set(self.EXECUTION))
+
+
+class TileStep(_Step):
+    """Parameters of :func:`geoseg.tiling.tile_dataset` (``geoseg tile``)."""
+
+    EXECUTION: ClassVar[frozenset[str]] = frozenset({"workers"})
+    cube_size: int = Field(256, ge=8, description="cube height and width (pixels)")
+    overlap: int = Field(32, ge=0, description="pixels shared by neighbouring cubes")
+    min_valid: float = Field(0.2, ge=0, le=1, description="skip cubes with fewer valid pixels")
+    split: tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="train, val, test fractions")
+    split_block: int = Field(4, ge=1, description="cubes per side of a split block")
+    seed: int = Field(0, description="seed of the block split")
+    workers: int | None = Field(None, ge=1, description="local Dask worker processes (ignored with a scheduler)")
+
+
+class TrainStep(TrainConfig, _Step):
+    """The trainer's :class:`~geoseg.train.TrainConfig`; ``cubes``, ``out``, ``resume`` and
+    ``overwrite`` are set by the runner (the tile step's store, ``train/model``, resume after a
+    crash, replace after a change)."""
+
+    EXECUTION: ClassVar[frozenset[str]] = frozenset({"progress", "num_workers"})
+    MANAGED: ClassVar[tuple[str, ...]] = ("cubes", "out", "resume", "overwrite")
+
+    @model_validator(mode="after")
+    def _runner_owned(self) -> TrainStep:
+        owned = [k for k in self.MANAGED if k in self.model_fields_set]
+        if owned:
+            raise ValueError(f"{', '.join(owned)} is set by the pipeline runner; remove it from the train step")
+        return self
+
+    def content_params(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={*self.EXECUTION, *self.MANAGED})
+
+
+class EvaluateStep(_Step):
+    """Parameters of :func:`geoseg.train.evaluate` (``geoseg evaluate``)."""
+
+    EXECUTION: ClassVar[frozenset[str]] = frozenset({"batch_size", "num_workers"})
+    split: Literal["train", "val", "test"] = Field("test", description="split of the tile step's store")
+    bundle: BundleChoice = Field("best", description="which bundle of the training run")
+    batch_size: int = Field(16, ge=1)
+    save_examples: int = Field(4, ge=0, description="example figures (RGB | truth | prediction)")
+    fp16: bool = Field(False, description="reduced precision (float16 on CUDA, bfloat16 on CPU)")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1...")
+    num_workers: int | None = Field(None, ge=0)
+
+
+class PredictStep(_Step):
+    """Parameters of :func:`geoseg.predict.predict_scene` (``geoseg predict``), per scene."""
+
+    EXECUTION: ClassVar[frozenset[str]] = frozenset({"batch_size", "workers"})
+    dataset: str | None = Field(None, description="catalog dataset whose scenes are predicted (default: the pipeline's)")
+    scenes: list[str] | None = Field(None, description="scene ids to predict (default: every scene of the dataset)")
+    bundle: BundleChoice = "best"
+    window: int | None = Field(None, ge=8, description="window size (default: the model's training window)")
+    overlap: int | None = Field(None, ge=0, description="window overlap in pixels (default: window // 4)")
+    batch_size: int = Field(8, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    fp16: bool = Field(True, description="float16 autocast on CUDA (CPU runs float32)")
+    tta: bool = Field(False, description="average over the 8 flips/rotations")
+    confidence: bool = Field(True, description="also write <scene>_confidence.tif (max probability, 0-100)")
+    vector: bool = Field(False, description="also write <scene>_classes.gpkg (class polygons)")
+    overviews: Literal["mode", "nearest"] = "mode"
+    workers: int | None = Field(None, ge=1, description="feature-reading threads per scene")
+
+
+class ExportStep(_Step):
+    """Parameters of :func:`geoseg.export.export_onnx` (``geoseg export``)."""
+
+    format: Literal["onnx"] = "onnx"
+    bundle: BundleChoice = "best"
+    opset: int = Field(17, ge=13, le=20, description="ONNX opset (Deepness needs <= 20)")
+    tile_size: int | None = Field(None, ge=8, description="input tile size (default: the model's window)")
+    overlap: int = Field(25, ge=0, lt=100, description="Deepness tile overlap in percent")
+    resolution: float = Field(10.0, gt=0, description="input pixel size in metres")
+    mask_invalid: bool = Field(True, description="re-apply the zero mask of invalid pixels in the graph")
+    batch: int | None = Field(None, ge=1, description="static batch size (default: dynamic)")
+    exporter: Literal["torchscript", "dynamo"] = "torchscript"
+
+
+class Steps(StrictModel):
+    """The steps to run, in this order; omit a step to leave it out."""
+
+    tile: TileStep | None = None
+    train: TrainStep | None = None
+    evaluate: EvaluateStep | None = None
+    predict: PredictStep | None = None
+    export: ExportStep | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any) -> Any:
+        return {} if value is None else value  # "evaluate:" with no options = the defaults
+
+    def present(self) -> list[str]:
+        return [name for name in STEP_NAMES if getattr(self, name) is not None]
+
+
+def default_catalog() -> Path:
+    """The repository's ``data_catalog.yaml`` (beside the ``geoseg`` package of a source checkout)."""
+    return Path(__file__).resolve().parents[2] / "data_catalog.yaml"
+
+
+class Pipeline(StrictModel):
+    """A pipeline file: which dataset, which steps with which parameters."""
+
+    schema_version: Literal[1] = 1
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="run name (default: the file name)")
+    description: str = ""
+    catalog: Path | None = Field(None, description="data_catalog.yaml, relative to this file (default: the repo's)")
+    dataset: str = Field(description="dataset of the catalog that is tiled and trained on")
+    scheduler: str | None = Field(None, description="Dask scheduler address for tiling and prediction fan-out")
+    steps: Steps
+    _source: Path | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this pipeline was read from (relative paths are relative to its folder)."""
+        return self._source
+
+    @model_validator(mode="after")
+    def _dependencies(self) -> Pipeline:
+        present = self.steps.present()
+        if not present:
+            raise ValueError("no steps: add at least one of " + ", ".join(STEP_NAMES))
+        for step in present:
+            missing = [d for d in DEPENDS[step] if d not in present]
+            if missing:
+                raise ValueError(f"step {step!r} needs step(s) {', '.join(missing)} in the same pipeline")
+        return self
+
+    @property
+    def run_name(self) -> str:
+        return self.name or (self.source.stem if self.source else "pipeline")
+
+    def catalog_path(self) -> Path:
+        if self.catalog is None:
+            return default_catalog()
+        if self.catalog.is_absolute() or self.source is None:
+            return self.catalog
+        return (self.source.parent / self.catalog).resolve()
+
+    def load_catalog(self) -> Catalog:
+        """The catalog, with the pipeline's datasets checked (unknown name → closest one)."""
+        path = self.catalog_path()
+        if not path.is_file():
+            raise ConfigError("data catalog not found", path=path,
+                              hint=f"set 'catalog:' in {self.source or 'the pipeline'} (relative to that file)")
+        catalog = load_catalog(path)
+        for name in {self.dataset, *([self.steps.predict.dataset] if self.steps.predict else [])} - {None}:
+            if name not in catalog.datasets:
+                from geoseg.config.closest import did_you_mean
+
+                raise ConfigError(f"dataset {name!r} is not in {path}", path=self.source,
+                                  hint=did_you_mean(str(name), catalog.datasets))
+        return catalog
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Read and validate a pipeline YAML (unknown keys → one-line ConfigError naming the closest key)."""
+    pipeline = load_yaml(path, Pipeline)
+    pipeline._source = Path(path).resolve()
+    return pipeline

@@ -1,0 +1,338 @@
+"""The five steps: each turns a :class:`StepContext` into outputs through a stage's public API.
+
+A step declares its parameters (hashed), its inputs (fingerprints, upstream run ids), its
+resolved configuration (written beside its outputs), whether its outputs still exist, and
+how to run. The runner (``runner.py``) decides *whether* to run; this module only knows
+*how*. Output layout under ``RUN_DIR``::
+
+    tile/cubes/            CubeStore               train/model/           MODEL_DIR (best/, final/...)
+    evaluate/report/       metrics.json, plots     predict/maps/          <scene_id>.tif (+ sidecars)
+    export/model.onnx      ONNX for Deepness
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from geoseg.config.catalog import Catalog
+from geoseg.config.closest import did_you_mean
+from geoseg.errors import ConfigError
+from geoseg.pipeline.schema import Pipeline
+from geoseg.pipeline.state import scene_fingerprints
+
+__all__ = ["StepContext", "StepOutcome", "STEPS", "bundle_dir"]
+
+
+@dataclass
+class StepContext:
+    """Everything a step needs to run.
+
+    Attributes:
+        name: the step name.
+        pipeline: the validated pipeline.
+        catalog: its data catalog.
+        run_dir: ``runs/<pipeline>`` (absolute).
+        scheduler: Dask scheduler address (tiling and prediction fan-out), or None.
+        progress: show progress bars.
+        report: write a line to the terminal and the run log.
+        upstream: manifests of the steps already completed in this run.
+        forced: the user asked to rerun this step from scratch.
+        previous: manifest of an unfinished attempt with the same key (resume from it), or None.
+        save_progress: persist partial progress (e.g. scenes done) in the running manifest.
+    """
+
+    name: str
+    pipeline: Pipeline
+    catalog: Catalog
+    run_dir: Path
+    scheduler: str | None
+    progress: bool
+    report: Callable[[str], None]
+    upstream: dict[str, dict[str, Any]] = field(default_factory=dict)
+    forced: bool = False
+    previous: dict[str, Any] | None = None
+    save_progress: Callable[[dict[str, Any]], None] = lambda _: None
+
+    @property
+    def step_dir(self) -> Path:
+        return self.run_dir / self.name
+
+    @property
+    def params(self) -> Any:
+        return getattr(self.pipeline.steps, self.name)
+
+    def run_id(self, step: str) -> str:
+        return str(self.upstream[step]["run_id"])
+
+
+@dataclass
+class StepOutcome:
+    """What a step wrote (``outputs``, stored in its manifest) and a one-line ``summary``."""
+
+    outputs: dict[str, Any]
+    summary: str
+
+
+def store_dir(run_dir: Path) -> Path:
+    return run_dir / "tile" / "cubes"
+
+
+def model_dir(run_dir: Path) -> Path:
+    return run_dir / "train" / "model"
+
+
+def bundle_dir(run_dir: Path, choice: str) -> Path:
+    """The training run's ``best`` (or ``final``) bundle; ``final`` when no validation ran."""
+    root = model_dir(run_dir)
+    chosen = root / choice
+    return chosen if (chosen / "config.json").is_file() else root / "final"
+
+
+def _store_complete(path: Path) -> bool:
+    try:
+        return bool(json.loads((path / "manifest.json").read_text()).get("complete"))
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+# ----------------------------------------------------------------------------------- tile
+class TileStepRunner:
+    def params(self, ctx: StepContext) -> dict[str, Any]:
+        return {"dataset": ctx.pipeline.dataset, **ctx.params.content_params()}
+
+    def inputs(self, ctx: StepContext) -> dict[str, Any]:
+        return {"scenes": scene_fingerprints(ctx.catalog, ctx.pipeline.dataset)}
+
+    def config(self, ctx: StepContext) -> dict[str, Any]:
+        return {"catalog": str(ctx.catalog.source), "dataset": ctx.pipeline.dataset, "out": str(store_dir(ctx.run_dir)),
+                "scheduler": ctx.scheduler, **ctx.params.model_dump(mode="json")}
+
+    def outputs_exist(self, ctx: StepContext, manifest: dict[str, Any]) -> bool:
+        return _store_complete(store_dir(ctx.run_dir))
+
+    def run(self, ctx: StepContext) -> StepOutcome:
+        from geoseg.tiling import tile_dataset
+
+        p, out = ctx.params, store_dir(ctx.run_dir)
+        if ctx.forced and out.exists():
+            shutil.rmtree(out)
+        summary = tile_dataset(ctx.catalog, ctx.pipeline.dataset, out, cube_size=p.cube_size, overlap=p.overlap,
+                               min_valid=p.min_valid, split=p.split, seed=p.seed, split_block=p.split_block,
+                               workers=None if ctx.scheduler else p.workers, scheduler=ctx.scheduler,
+                               overwrite=True, progress=ctx.progress)
+        for line in summary.lines():
+            ctx.report(f"  {line}")
+        splits = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
+        return StepOutcome({"cubes": str(out), "num_cubes": summary.cubes, "splits": summary.splits},
+                           f"{out} ({summary.cubes} cubes: {splits})")
+
+
+# ---------------------------------------------------------------------------------- train
+class TrainStepRunner:
+    def params(self, ctx: StepContext) -> dict[str, Any]:
+        return ctx.params.content_params()
+
+    def inputs(self, ctx: StepContext) -> dict[str, Any]:
+        return {"tile": ctx.run_id("tile")}
+
+    def config(self, ctx: StepContext) -> dict[str, Any]:
+        return self._train_config(ctx, resume=False).model_dump(mode="json")
+
+    def outputs_exist(self, ctx: StepContext, manifest: dict[str, Any]) -> bool:
+        return (bundle_dir(ctx.run_dir, "best") / "config.json").is_file()
+
+    @staticmethod
+    def _train_config(ctx: StepContext, resume: bool):
+        from geoseg.config.schema import validate
+        from geoseg.pipeline.schema import TrainStep
+        from geoseg.train import TrainConfig
+
+        step = ctx.params
+        data = step.model_dump(exclude=set(TrainStep.MANAGED))
+        data.update(cubes=store_dir(ctx.run_dir), out=model_dir(ctx.run_dir), resume=resume, overwrite=not resume,
+                    progress=bool(step.progress and ctx.progress))
+        weights, source = data.get("pretrained"), ctx.pipeline.source
+        if isinstance(weights, Path) and not weights.is_absolute() and source is not None:
+            data["pretrained"] = source.parent / weights  # relative to the pipeline file
+        return validate(TrainConfig, data, str(ctx.pipeline.source or "pipeline"))
+
+    def run(self, ctx: StepContext) -> StepOutcome:
+        from geoseg.train import train
+
+        last = model_dir(ctx.run_dir) / "checkpoints" / "last.ckpt"
+        resume = ctx.previous is not None and not ctx.forced and last.is_file()
+        if resume:
+            ctx.report(f"  resuming the interrupted training from {last}")
+        result = train(self._train_config(ctx, resume))
+        score = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
+        best = result.best or result.final
+        ctx.report(f"  {result.epochs} epoch(s) in {result.seconds:.0f} s; best {result.monitor} {score} "
+                   f"at epoch {result.best_epoch}{' (early stop)' if result.stopped_early else ''}")
+        return StepOutcome(
+            {"model_dir": str(result.out), "best": str(best) if best else None,
+             "final": str(result.final) if result.final else None, "monitor": result.monitor,
+             "best_score": result.best_score, "best_epoch": result.best_epoch, "epochs": result.epochs},
+            f"{best} ({result.monitor} {score} at epoch {result.best_epoch})",
+        )
+
+
+# ------------------------------------------------------------------------------- evaluate
+class EvaluateStepRunner:
+    def params(self, ctx: StepContext) -> dict[str, Any]:
+        return ctx.params.content_params()
+
+    def inputs(self, ctx: StepContext) -> dict[str, Any]:
+        return {"tile": ctx.run_id("tile"), "train": ctx.run_id("train")}
+
+    def config(self, ctx: StepContext) -> dict[str, Any]:
+        return {"model": str(bundle_dir(ctx.run_dir, ctx.params.bundle)), "cubes": str(store_dir(ctx.run_dir)),
+                "out": str(ctx.step_dir / "report"), **ctx.params.model_dump(mode="json")}
+
+    def outputs_exist(self, ctx: StepContext, manifest: dict[str, Any]) -> bool:
+        return (ctx.step_dir / "report" / "metrics.json").is_file()
+
+    def run(self, ctx: StepContext) -> StepOutcome:
+        from geoseg.train import evaluate
+
+        p, out = ctx.params, ctx.step_dir / "report"
+        result = evaluate(bundle_dir(ctx.run_dir, p.bundle), store_dir(ctx.run_dir), out, split=p.split,
+                          batch_size=p.batch_size, save_examples=p.save_examples, fp16=p.fp16, device=p.device,
+                          num_workers=p.num_workers)
+        s = result.scores
+        line = f"{p.split} mIoU {s.miou:.4f}, OA {s.oa:.4f}, macro F1 {s.f1_macro:.4f}, kappa {s.kappa:.4f}"
+        ctx.report(f"  {line} over {result.metrics['num_cubes']} cubes")
+        return StepOutcome({"report": str(out), "metrics": str(out / "metrics.json"), "split": p.split,
+                            "miou": s.miou, "oa": s.oa, "f1": s.f1_macro, "kappa": s.kappa},
+                           f"{out / 'metrics.json'} ({line})")
+
+
+# -------------------------------------------------------------------------------- predict
+@dataclass(frozen=True)
+class _Job:
+    scene: Any  # geoseg.io.Scene (picklable: sent to Dask workers as is)
+    out: Path
+    confidence: Path | None
+    vector: Path | None
+
+
+class PredictStepRunner:
+    def _dataset(self, ctx: StepContext) -> str:
+        return ctx.params.dataset or ctx.pipeline.dataset
+
+    def params(self, ctx: StepContext) -> dict[str, Any]:
+        return {"dataset": self._dataset(ctx), **ctx.params.content_params()}
+
+    def inputs(self, ctx: StepContext) -> dict[str, Any]:
+        return {"train": ctx.run_id("train"),
+                "scenes": scene_fingerprints(ctx.catalog, self._dataset(ctx), ctx.params.scenes)}
+
+    def config(self, ctx: StepContext) -> dict[str, Any]:
+        return {"model": str(bundle_dir(ctx.run_dir, ctx.params.bundle)), "catalog": str(ctx.catalog.source),
+                "out": str(ctx.step_dir / "maps"), "scheduler": ctx.scheduler,
+                **ctx.params.model_dump(mode="json"), "dataset": self._dataset(ctx)}
+
+    def outputs_exist(self, ctx: StepContext, manifest: dict[str, Any]) -> bool:
+        maps = manifest.get("outputs", {}).get("maps", [])  # checked by name: run dirs may be moved
+        return bool(maps) and all((ctx.step_dir / "maps" / Path(m).name).is_file() for m in maps)
+
+    def _jobs(self, ctx: StepContext) -> list[_Job]:
+        from geoseg.config import dataset_scenes
+
+        p, name = ctx.params, self._dataset(ctx)
+        scenes = [cs.scene for cs in dataset_scenes(ctx.catalog, name)]
+        ids = [s.scene_id for s in scenes]
+        for wanted in p.scenes or []:
+            if wanted not in ids:
+                raise ConfigError(f"dataset {name!r} has no scene {wanted!r}", path=ctx.pipeline.source,
+                                  hint=did_you_mean(wanted, ids))
+        maps = ctx.step_dir / "maps"
+        return [_Job(s, maps / f"{s.scene_id}.tif",
+                     maps / f"{s.scene_id}_confidence.tif" if p.confidence else None,
+                     maps / f"{s.scene_id}_classes.gpkg" if p.vector else None)
+                for s in scenes if p.scenes is None or s.scene_id in p.scenes]
+
+    def run(self, ctx: StepContext) -> StepOutcome:
+        from geoseg.pipeline.fanout import predict_jobs
+
+        p = ctx.params
+        jobs = self._jobs(ctx)
+        bundle = bundle_dir(ctx.run_dir, p.bundle)
+        self._warn_class_map(ctx, bundle)
+        maps = ctx.step_dir / "maps"
+        done: dict[str, dict[str, Any]] = {}
+        if ctx.previous is not None and not ctx.forced:
+            done = {k: v for k, v in ctx.previous.get("progress", {}).get("done", {}).items()
+                    if Path(v["map"]).is_file()}
+        elif maps.exists():
+            shutil.rmtree(maps)  # stale maps of other parameters or scenes
+        pending = [j for j in jobs if j.scene.scene_id not in done]
+        if done:
+            ctx.report(f"  {len(done)} scene(s) already predicted by the interrupted run; {len(pending)} to go")
+        options = {"window": p.window, "overlap": p.overlap, "batch_size": p.batch_size, "device": p.device,
+                   "fp16": p.fp16, "tta": p.tta, "workers": p.workers, "overviews": p.overviews}
+
+        def finished(job: _Job, summary: Any) -> None:
+            for line in summary.lines():
+                ctx.report(f"  {line}")
+            done[job.scene.scene_id] = {"map": str(job.out), "confidence": str(job.confidence) if job.confidence else None,
+                                        "vector": str(job.vector) if job.vector else None,
+                                        "valid_fraction": summary.valid_fraction, "hectares": summary.hectares}
+            ctx.save_progress({"done": done})
+
+        predict_jobs(pending, bundle, options, finished, scheduler=ctx.scheduler, progress=ctx.progress)
+        ordered = [done[j.scene.scene_id] for j in jobs]
+        where = f" on {ctx.scheduler}" if ctx.scheduler else ""
+        return StepOutcome({"maps": [d["map"] for d in ordered], "scenes": {j.scene.scene_id: done[j.scene.scene_id]
+                                                                            for j in jobs}},
+                           f"{maps} ({len(jobs)} land-cover map(s){where})")
+
+    @staticmethod
+    def _warn_class_map(ctx: StepContext, bundle: Path) -> None:
+        model_codes = [c["code"] for c in json.loads((bundle / "config.json").read_text())["classes"]]
+        name = ctx.params.dataset or ctx.pipeline.dataset
+        ds = ctx.catalog.dataset(name)
+        if ds.classes and [c.code for c in ds.classes] != model_codes:
+            ctx.report(f"  warning: dataset {name!r} class codes {[c.code for c in ds.classes]} differ from the "
+                       f"model's {model_codes}; the maps use the model's class map")
+
+
+# --------------------------------------------------------------------------------- export
+class ExportStepRunner:
+    def params(self, ctx: StepContext) -> dict[str, Any]:
+        return ctx.params.content_params()
+
+    def inputs(self, ctx: StepContext) -> dict[str, Any]:
+        return {"train": ctx.run_id("train")}
+
+    def config(self, ctx: StepContext) -> dict[str, Any]:
+        return {"model": str(bundle_dir(ctx.run_dir, ctx.params.bundle)), "out": str(ctx.step_dir / "model.onnx"),
+                **ctx.params.model_dump(mode="json")}
+
+    def outputs_exist(self, ctx: StepContext, manifest: dict[str, Any]) -> bool:
+        return (ctx.step_dir / "model.onnx").is_file()
+
+    def run(self, ctx: StepContext) -> StepOutcome:
+        from geoseg.export import export_onnx
+
+        p, out = ctx.params, ctx.step_dir / "model.onnx"
+        result = export_onnx(bundle_dir(ctx.run_dir, p.bundle), out, opset=p.opset, tile_size=p.tile_size,
+                             overlap=p.overlap, resolution_m=p.resolution, mask_invalid=p.mask_invalid,
+                             batch=p.batch, exporter=p.exporter)
+        for line in result.lines()[1:]:
+            ctx.report(f" {line}")
+        return StepOutcome({"onnx": str(out), "opset": result.opset, "max_abs_diff": result.max_abs_diff},
+                           f"{out} (opset {result.opset}, tile {result.metadata['tile_size']} px)")
+
+
+STEPS: dict[str, Any] = {
+    "tile": TileStepRunner(),
+    "train": TrainStepRunner(),
+    "evaluate": EvaluateStepRunner(),
+    "predict": PredictStepRunner(),
+    "export": ExportStepRunner(),
+}
