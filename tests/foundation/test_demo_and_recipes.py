@@ -85,3 +85,16 @@ def test_recipes_are_data() -> None:
     assert get_recipe("s2_24").required_bands == ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
     with pytest.raises(ConfigError, match="did you mean 's2_24'"):
         get_recipe("s2-24")
+
+
+def test_demo_safe_layout_reads_like_a_product(tmp_path: Path, demo_small) -> None:
+    demo = generate_demo_scene(tmp_path / "safe", size=240, seed=3, layout="safe", progress=False)
+    assert demo.scene.suffix == ".SAFE" and (demo.scene / "MTD_MSIL2A.xml").exists()
+    safe = open_scene(demo.scene)
+    assert safe.layout == "safe" and safe.level == "L2A"
+    assert safe.offset.offset == -1000 and "MTD_MSIL2A.xml" in safe.offset.detail
+    per_band = open_scene(demo_small.scene)
+    a, va = read_features(safe, Window(0, 0, 240, 240))
+    b, vb = read_features(per_band, Window(0, 0, 240, 240))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(va, vb)
