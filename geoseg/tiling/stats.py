@@ -1,7 +1,7 @@
 """Per-channel statistics over valid pixels, merged across cubes without a second pass.
 
 Each cube contributes ``(count, mean, M2)`` in float64 (M2 = sum of squared deviations
-from the cube's mean); partial results are merged with the parallel update of Chan, Golub
+from the cube's mean, see :func:`cube_moments`); partial results are merged with the parallel update of Chan, Golub
 & LeVeque (1979), which stays accurate where the naive ``sum(x²) - n·mean²`` cancels.
 Merging in a fixed order (cube order) makes the result independent of the worker count.
 """
@@ -55,11 +55,20 @@ class Moments:
 
 
 def cube_moments(cube: np.ndarray, valid: np.ndarray) -> Moments:
-    """Moments of the valid pixels of a ``(C, h, w)`` cube (two-pass within the cube)."""
-    values = cube[:, valid].astype(np.float64)
-    count = values.shape[1]
+    """Moments of the valid pixels of a ``(C, h, w)`` float32 cube whose invalid pixels are 0.
+
+    Two passes, no float64 copy of the cube: the float64 sum gives the mean (invalid pixels
+    add 0); then deviations from the mean rounded to float32 are masked, squared and summed in
+    float64, and the exact correction ``n·(mean − shift)²`` removes the rounding of the shift.
+    """
+    count = int(valid.sum())
+    channels = cube.shape[0]
     if count == 0:
-        return Moments.empty(cube.shape[0])
-    mean = values.mean(axis=1)
-    m2 = ((values - mean[:, None]) ** 2).sum(axis=1)
-    return Moments(count, mean, m2)
+        return Moments.empty(channels)
+    mean = cube.sum(axis=(1, 2), dtype=np.float64) / count
+    shift = mean.astype(cube.dtype)
+    dev = cube - shift[:, None, None]
+    dev *= valid
+    np.square(dev, out=dev)
+    m2 = dev.sum(axis=(1, 2), dtype=np.float64) - count * (mean - shift.astype(np.float64)) ** 2
+    return Moments(count, mean, np.maximum(m2, 0.0))

@@ -5,7 +5,8 @@ window with :func:`~geoseg.features.read_features` (values do not depend on the 
 slice of the union equals a read of the cube's own window, bit for bit), cuts the cubes,
 pads cubes of scenes smaller than a cube, derives labels, and writes each kept cube into its
 own chunk of the staging arrays (chunk = candidate number, so tasks never share a chunk and
-need no lock). It then writes a small JSON *record* (valid fraction, float64 moments, class
+need no lock; chunk files are written directly, see :func:`~geoseg.tiling.store.write_chunk`).
+It then writes a small JSON *record* (valid fraction, float64 moments, class
 counts per cube) atomically: a task with a record is complete, which is what resuming checks.
 """
 
@@ -24,7 +25,7 @@ from geoseg.io.labels import IGNORE_INDEX, SceneLabels
 from geoseg.io.scene import Scene
 from geoseg.tiling.layout import CubeWindow
 from geoseg.tiling.stats import cube_moments
-from geoseg.tiling.store import open_arrays, write_json_atomic
+from geoseg.tiling.store import write_chunk, write_json_atomic
 
 __all__ = ["TileTask", "run_task", "record_path", "load_record"]
 
@@ -87,25 +88,28 @@ def run_task(task: TileTask) -> dict:
             labels = np.full(valid.shape, IGNORE_INDEX, dtype=np.uint8)
         else:
             labels = task.labels.read(union, valid)
-    cubes_arr, labels_arr = open_arrays(task.staging, mode="r+")
     size, area = task.cube_size, task.cube_size * task.cube_size
     entries = []
     for candidate, win in task.cubes:
         c0 = win.col_off - int(union.col_off)
         cols = slice(c0, c0 + win.width)
-        cube_valid = valid[:, cols]
+        cube_valid = np.zeros((size, size), dtype=bool)
+        cube_valid[: win.height, : win.width] = valid[:, cols]
         fraction = float(cube_valid.sum()) / area
-        entry: dict = {"candidate": candidate, "valid_fraction": fraction, "kept": fraction >= task.min_valid
-                       and fraction > 0}
+        entry: dict = {"candidate": candidate, "valid_fraction": fraction,
+                       "kept": fraction >= task.min_valid and fraction > 0}
         if entry["kept"]:
-            cube = np.zeros((features.shape[0], size, size), dtype=np.float32)
-            cube[:, : win.height, : win.width] = features[:, :, cols]
-            cubes_arr[candidate] = cube
-            entry["moments"] = cube_moments(features[:, :, cols], cube_valid).to_json()
-            if labels is not None and labels_arr is not None:
+            if win.padded:
+                cube = np.zeros((features.shape[0], size, size), dtype=np.float32)
+                cube[:, : win.height, : win.width] = features[:, :, cols]
+            else:
+                cube = np.ascontiguousarray(features[:, :, cols])
+            write_chunk(task.staging, "cubes", candidate, cube)
+            entry["moments"] = cube_moments(cube, cube_valid).to_json()
+            if labels is not None:
                 lab = np.full((size, size), IGNORE_INDEX, dtype=np.uint8)
                 lab[: win.height, : win.width] = labels[:, cols]
-                labels_arr[candidate] = lab
+                write_chunk(task.staging, "labels", candidate, lab)
                 counts = np.bincount(lab[lab != IGNORE_INDEX], minlength=task.num_classes)
                 entry["class_counts"] = counts[: task.num_classes].tolist()
         entries.append(entry)

@@ -1,0 +1,232 @@
+"""Benchmark of the tiler: geoseg tile vs a plain rasterio read and torchgeo chip extraction.
+
+On a generated demo scene (default 4098 × 4098 px, ``--size 10980`` for a full tile), in one
+run:
+
+(a) a plain single-threaded rasterio windowed read of the bands the s2_24 recipe uses (+ SCL),
+    block by block at their native resolutions — reading only, nothing computed or written;
+(b) torchgeo ``RasterDataset`` + ``GridGeoSampler`` extracting the same chips (cube size and
+    stride; bands resampled onto the 10 m grid by torchgeo), held in memory, not written;
+(c) ``geoseg.tiling.tile_dataset`` with 1 and with 2 worker processes (reading, resampling,
+    masking, 13 indices, labels, statistics and writing the CubeStore included).
+
+Throughput is scene megapixels per second of wall time (cluster start-up excluded: the
+cluster is started before the clock). Peak RSS of each geoseg worker is measured at two scene
+sizes to show that it does not grow with the scene. Results are printed and written as a
+markdown table to ``docs/benchmarks_tiler.md``.
+
+    python benchmarks/bench_tiler.py [--size 4098] [--work /tmp/geoseg-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _scene(work: Path, size: int):
+    from geoseg.demo import DemoScene, generate_demo_scene
+
+    root = work / f"demo_{size}"
+    if (root / "labels.tif").exists():
+        return DemoScene(root)
+    print(f"generating a {size} x {size} demo scene in {root} ...", flush=True)
+    return generate_demo_scene(root, size=size, seed=0, progress=False)
+
+
+def _catalog(work: Path, demo, size: int) -> Path:
+    from geoseg.demo import DEMO_CLASSES
+
+    path = work / f"catalog_{size}.yaml"
+    data = {"schema_version": 1, "datasets": {"bench": {
+        "recipe": "s2_24", "ignore_codes": [0],
+        "classes": [{"code": c, "name": n, "color": col} for c, n, col in DEMO_CLASSES],
+        "scenes": [{"id": f"demo{size}", "path": str(demo.scene), "labels": {"raster": str(demo.labels)}}],
+    }}}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def plain_read(demo) -> float:
+    """(a) seconds for a single-threaded windowed read of the recipe's bands and SCL."""
+    from geoseg.features import get_recipe
+    from geoseg.io import open_scene
+
+    scene = open_scene(demo.scene)
+    files = [scene.bands[b].path for b in get_recipe("s2_24").required_bands] + [scene.scl.path]
+    start = time.perf_counter()
+    with rasterio.Env(GDAL_NUM_THREADS=1):
+        for path in files:
+            with rasterio.open(path) as ds:
+                for _, window in ds.block_windows(1):
+                    ds.read(1, window=window)
+    return time.perf_counter() - start
+
+
+def torchgeo_chips(demo, work: Path, size: int, cube: int, stride: int, limit: int | None) -> tuple[float, int, int]:
+    """(b) seconds for ``limit`` chips (or all), chips done, chips in the grid."""
+    from torchgeo.datasets import RasterDataset
+    from torchgeo.samplers import GridGeoSampler
+
+    from geoseg.features import get_recipe
+
+    bands = list(get_recipe("s2_24").required_bands)
+    links = work / f"torchgeo_{size}"
+    links.mkdir(exist_ok=True)
+    for path in demo.scene.glob("*.tif"):  # torchgeo swaps the band token: drop the _10m/_20m suffix
+        stem = path.stem.rsplit("_", 1)[0]
+        link = links / f"{stem}.tif"
+        if not link.exists():
+            link.symlink_to(path)
+
+    class DemoS2(RasterDataset):
+        filename_glob = "T33UUU_*_B02.tif"
+        filename_regex = r"^T33UUU_(?P<date>\d{8}T\d{6})_(?P<band>B[0-9A]{2})\.tif$"
+        date_format = "%Y%m%dT%H%M%S"
+        is_image = True
+        separate_files = True
+        all_bands = tuple(bands)
+
+    start = time.perf_counter()
+    dataset = DemoS2(paths=links, res=10.0, bands=bands)
+    sampler = GridGeoSampler(dataset, size=cube, stride=stride)
+    total = len(sampler)
+    done = 0
+    for query in sampler:
+        sample = dataset[query]
+        assert sample["image"].shape[0] == len(bands)
+        done += 1
+        if limit is not None and done >= limit:
+            break
+    return time.perf_counter() - start, done, total
+
+
+def geoseg_tile(catalog: Path, out: Path, workers: int, cube: int, overlap: int) -> tuple[float, float, list[int]]:
+    """(c) wall seconds, tiling seconds and per-worker peak RSS (MB) of one tile_dataset run."""
+    from distributed import Client, LocalCluster
+
+    from geoseg.tiling import tile_dataset
+
+    shutil.rmtree(out, ignore_errors=True)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=40) as cluster, Client(cluster) as client:
+        start = time.perf_counter()
+        summary = tile_dataset(catalog, "bench", out, cube_size=cube, overlap=overlap, client=client, progress=False)
+        wall = time.perf_counter() - start
+        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    print(f"    geoseg {workers} worker(s): {summary.cubes} cubes, {wall:.1f} s", flush=True)
+    return wall, summary.tiling_seconds, sorted(peaks.values())
+
+
+def _machine() -> list[str]:
+    import dask
+    import distributed
+    import torchgeo
+    import zarr
+
+    import geoseg
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} cores; load average at start {os.getloadavg()[0]:.1f} "
+        "(machine shared with other jobs)",
+        f"- Python {platform.python_version()}, numpy {np.__version__}, rasterio {rasterio.__version__} "
+        f"(GDAL {rasterio.__gdal_version__}), dask {dask.__version__}, distributed {distributed.__version__}, "
+        f"zarr {zarr.__version__}, torchgeo {torchgeo.__version__}, geoseg {geoseg.__version__}",
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=4098, help="scene size (multiple of 6; 10980 = full tile)")
+    parser.add_argument("--small", type=int, default=2046, help="smaller scene for the memory comparison")
+    parser.add_argument("--cube-size", type=int, default=256)
+    parser.add_argument("--overlap", type=int, default=32)
+    parser.add_argument("--torchgeo-chips", type=int, default=80,
+                        help="chips timed for torchgeo (0 = all); throughput is extrapolated to the grid")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/geoseg-bench"))
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks_tiler.md")
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    machine = _machine()
+    stride = args.cube_size - args.overlap
+
+    demo = _scene(args.work, args.size)
+    small = _scene(args.work, args.small)
+    catalog, small_catalog = _catalog(args.work, demo, args.size), _catalog(args.work, small, args.small)
+    mpx = args.size * args.size / 1e6
+    print(f"scene {args.size} x {args.size} ({mpx:.1f} Mpx); cubes {args.cube_size}, overlap {args.overlap}")
+
+    t_plain = plain_read(demo)
+    print(f"(a) plain rasterio read: {t_plain:.1f} s, {mpx / t_plain:.2f} Mpx/s", flush=True)
+    t_tg, done, total = torchgeo_chips(demo, args.work, args.size, args.cube_size, stride, args.torchgeo_chips or None)
+    tg_rate = mpx * done / total / t_tg
+    print(f"(b) torchgeo: {done} of {total} chips in {t_tg:.1f} s, {tg_rate:.2f} Mpx/s (extrapolated)", flush=True)
+    one = geoseg_tile(catalog, args.work / "store_1", 1, args.cube_size, args.overlap)
+    two = geoseg_tile(catalog, args.work / "store_2", 2, args.cube_size, args.overlap)
+    small_two = geoseg_tile(small_catalog, args.work / "store_small", 2, args.cube_size, args.overlap)
+    rate1, rate2 = mpx / one[0], mpx / two[0]
+    rows = [
+        ("(a) rasterio windowed read, 1 thread (read only)", t_plain, mpx / t_plain),
+        (f"(b) torchgeo RasterDataset + GridGeoSampler ({done}/{total} chips, extrapolated)", t_tg * total / done,
+         tg_rate),
+        ("(c) geoseg tile, 1 worker process", one[0], rate1),
+        ("(c) geoseg tile, 2 worker processes", two[0], rate2),
+    ]
+    ratios = [
+        ("geoseg 2 workers / (a) plain read", rate2 / (mpx / t_plain), "≥ 1"),
+        ("geoseg 2 workers / (b) torchgeo", rate2 / tg_rate, "≥ 5"),
+        ("geoseg 2 workers / 1 worker", rate2 / rate1, "≥ 1.7"),
+    ]
+    memory = [(args.small, small_two[2]), (args.size, two[2])]
+    lines = [
+        "# Tiler benchmark",
+        "",
+        f"`python benchmarks/bench_tiler.py --size {args.size}` — demo scene {args.size} × {args.size} px "
+        f"({mpx:.1f} Mpx, 12 bands at 10/20/60 m + SCL, DEFLATE GeoTIFF), cubes {args.cube_size} px, "
+        f"overlap {args.overlap}. Throughput = scene megapixels / wall seconds (Dask cluster start-up excluded).",
+        "",
+        *machine,
+        "",
+        "| method | seconds | Mpx/s |",
+        "|---|---:|---:|",
+        *[f"| {name} | {sec:.1f} | {rate:.2f} |" for name, sec, rate in rows],
+        "",
+        "| ratio | measured | target |",
+        "|---|---:|---:|",
+        *[f"| {name} | {value:.2f} | {target} |" for name, value, target in ratios],
+        "",
+        "| scene size | peak RSS per geoseg worker (MB) |",
+        "|---:|---|",
+        *[f"| {size} × {size} | {', '.join(map(str, peaks))} |" for size, peaks in memory],
+        "",
+        f"geoseg tiling phase alone: 1 worker {one[1]:.1f} s, 2 workers {two[1]:.1f} s.",
+        "",
+    ]
+    print("\n".join(lines))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
