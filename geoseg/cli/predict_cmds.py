@@ -35,7 +35,7 @@ __all__ = ["predict_cmd"]
                    "(several scenes: <scene_id>_<name> in --out).")
 @click.option("--overviews", type=click.Choice(["mode", "nearest"]), default="mode", show_default=True,
               help="Resampling of the COG overviews (never averaging class codes).")
-@click.option("--workers", type=int, default=None, help="Feature-reading threads (default: 2).")
+@click.option("--workers", type=int, default=None, help="Feature-reading threads (default: half the cores, 1-4).")
 @click.option("--summary-json", type=click.Path(path_type=Path), default=None,
               help="Also write the run summary (areas, seconds...) as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import torch
 from rasterio.windows import Window
 
 from geoseg.errors import CheckpointError, ConfigError
@@ -77,6 +78,11 @@ def plan_windows(scene: Scene, bundle: ModelBundle, window: int | None = None, o
     return window_layout(scene.grid.height, scene.grid.width, size, size // 4 if overlap is None else int(overlap))
 
 
+def default_workers() -> int:
+    """Feature threads: half the cores (the model gets the rest), between 1 and 4."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
 def check_batch_size(batch_size: int) -> None:
     """Raise :class:`ConfigError` unless ``batch_size`` ≥ 1."""
     if batch_size < 1:
@@ -110,7 +116,7 @@ def stream_predictions(
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         fp16: float16 autocast on CUDA.
         tta: average over flips and 90° rotations (8 forward passes per batch).
-        workers: feature-reading threads (default: 2).
+        workers: feature-reading threads (default: half the cores, 1–4).
         floor: minimum blending weight of a window pixel.
         progress: show a progress bar over windows.
 
@@ -125,36 +131,39 @@ def stream_predictions(
     layout = plan_windows(scene, bundle, window, overlap)
     runner = ModelRunner(bundle, device=device, fp16=fp16, tta=tta)
     stitcher = Stitcher(scene.grid, runner.num_classes, layout.window_height, sink)
-    workers = max(1, workers if workers is not None else min(2, os.cpu_count() or 1))
+    workers = max(1, workers if workers is not None else default_workers())
     grid = scene.grid
     model_seconds = 0.0
     windows_run = 0
 
-    def read(w: Window) -> tuple[np.ndarray, np.ndarray]:
-        return read_features(scene, w, recipe)
+    def read(w: Window) -> tuple[torch.Tensor | None, np.ndarray]:
+        features, valid = read_features(scene, w, recipe)
+        return (runner.prepare(features) if valid.any() else None), valid
 
-    def stitch(items: list[tuple[Window, np.ndarray]], probs: np.ndarray) -> None:
+    def stitch(items: list[tuple[Window, np.ndarray]], out: torch.Tensor) -> None:
+        probs = runner.finish(out)
         for (w, valid), p in zip(items, probs, strict=True):
             stitcher.add(grid, w, p, layout.weights(w, floor), valid)
 
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), ThreadPoolExecutor(1, thread_name_prefix="geoseg-stitch") as pool:
         previous: Future | None = None
-        batch: list[tuple[Window, np.ndarray, np.ndarray]] = []
+        batch: list[tuple[Window, torch.Tensor, np.ndarray]] = []
 
-        def run(items: list[tuple[Window, np.ndarray, np.ndarray]]) -> Future:
+        def run(items: list[tuple[Window, torch.Tensor, np.ndarray]]) -> Future:
             nonlocal model_seconds, windows_run, previous
+            x = torch.stack([f for _, f, _ in items])
             t0 = time.perf_counter()
-            probs = runner(np.stack([f for _, f, _ in items]))
+            out = runner.run(x)
             model_seconds += time.perf_counter() - t0
             windows_run += len(items)
             if previous is not None:
                 previous.result()  # one batch in the stitcher at a time; raises its errors
-            return pool.submit(stitch, [(w, v) for w, _, v in items], probs)
+            return pool.submit(stitch, [(w, v) for w, _, v in items], out)
 
         stream = prefetch(read, layout, workers=workers, depth=max(2 * batch_size, workers + 1))
         for w, (features, valid) in progress_bar(stream, total=len(layout), desc=scene.scene_id, unit="win",
                                                  enabled=progress):
-            if not valid.any():  # nothing to classify: its pixels stay nodata
+            if features is None:  # no valid pixel: nothing to classify, its pixels stay nodata
                 continue
             batch.append((w, features, valid))
             if len(batch) == batch_size:

@@ -112,7 +112,7 @@ class ModelRunner:
             return torch.autocast(device_type="cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
@@ -124,22 +124,49 @@ class ModelRunner:
                 f"model returned {tuple(out.shape)} for input {tuple(x.shape)}; expected "
                 f"(N, {self.num_classes}, H, W) logits at input resolution"
             )
-        return torch.softmax(out.float(), dim=1)
+        return out.float()
 
     @torch.inference_mode()
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities float32 ``(N, K, H, W)`` for a raw feature batch ``(N, C, H, W)``."""
-        if batch.ndim != 4 or batch.shape[1] != self.in_channels:
-            raise ValueError(f"expected (N, {self.in_channels}, H, W) features, got {batch.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+    def prepare(self, features: np.ndarray) -> torch.Tensor:
+        """Normalise raw features ``(C, H, W)`` or ``(N, C, H, W)`` on the CPU (any thread)."""
+        if features.ndim not in (3, 4) or features.shape[-3] != self.in_channels:
+            raise ValueError(f"expected ({self.in_channels}, H, W) features, got {features.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        return normalize(x, self.norm, self.mask_channels)
+
+    @torch.inference_mode()
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """The model on a normalised CPU batch ``(N, C, H, W)``; returns a CPU tensor for :meth:`finish`.
+
+        Only the forward pass happens here (plus softmax on the GPU and the TTA transforms), so
+        the calling thread is free for the next batch as soon as possible.
+        """
         if self.cuda:
             x = x.pin_memory().to(self.device, non_blocking=True)
-        x = normalize(x, self.norm, self.mask_channels)
-        if not self.tta:
-            probs = self._forward(x)
-        else:
-            probs = torch.zeros((x.shape[0], self.num_classes, *x.shape[-2:]), device=self.device)
+        if self.tta:
+            out = torch.zeros((x.shape[0], self.num_classes, *x.shape[-2:]), device=self.device)
             for k, flip in dihedral_transforms():
-                probs += _invert(self._forward(_apply(x, k, flip)), k, flip)
-            probs /= len(dihedral_transforms())
-        return probs.cpu().numpy()
+                out += _invert(torch.softmax(self._logits(_apply(x, k, flip)), dim=1), k, flip)
+            out /= len(dihedral_transforms())
+        else:
+            out = self._logits(x)
+            if self.cuda:
+                out = torch.softmax(out, dim=1)
+        return out.cpu()
+
+    @property
+    def _softmax_in_finish(self) -> bool:
+        return not self.cuda and not self.tta
+
+    @torch.inference_mode()
+    def finish(self, out: torch.Tensor) -> np.ndarray:
+        """Probabilities float32 ``(N, K, H, W)`` from :meth:`run`'s output (CPU softmax here)."""
+        if self._softmax_in_finish:
+            out = torch.softmax(out, dim=1)
+        return out.numpy()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities float32 ``(N, K, H, W)`` for a raw feature batch ``(N, C, H, W)``."""
+        if batch.ndim != 4:
+            raise ValueError(f"expected (N, {self.in_channels}, H, W) features, got {batch.shape}")
+        return self.finish(self.run(self.prepare(batch)))

@@ -62,8 +62,7 @@ class StreamingCOG:
         profile = {
             "driver": "GTiff", "width": grid.width, "height": grid.height, "count": 1, "dtype": dtype,
             "crs": grid.crs, "transform": grid.affine, "nodata": nodata, "tiled": True,
-            "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "deflate", "zlevel": 1,
-            "bigtiff": "if_safer",
+            "blockxsize": BLOCK, "blockysize": BLOCK, "bigtiff": "if_safer",  # scratch: uncompressed
         }
         self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
         with self._env:
