@@ -20,7 +20,7 @@ every polygon, and (with ``valid``) invalid pixels. Codes outside the class map 
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -107,16 +107,20 @@ class SceneLabels:
 
     def subset(self, bounds: tuple[float, float, float, float]) -> SceneLabels:
         """A copy holding only the polygons that intersect ``bounds`` (rasters: itself)."""
-        if self.kind != "vector":
-            return self
-        import shapely
-        from shapely import box
+        return self.subsets([bounds])[0]
 
-        if not self.shapes:
-            return self
-        geoms = shapely.from_wkb([wkb for wkb, _ in self.shapes])
-        hits = shapely.intersects(geoms, box(*bounds))
-        return replace(self, shapes=tuple(s for s, keep in zip(self.shapes, hits, strict=True) if keep))
+    def subsets(self, bounds: Sequence[tuple[float, float, float, float]]) -> list[SceneLabels]:
+        """:meth:`subset` for many windows at once (one spatial index over the polygons)."""
+        if self.kind != "vector" or not self.shapes:
+            return [self] * len(bounds)
+        import shapely
+
+        tree = shapely.STRtree(shapely.from_wkb([wkb for wkb, _ in self.shapes]))
+        out = []
+        for box in bounds:
+            hits = np.sort(tree.query(shapely.box(*box), predicate="intersects"))
+            out.append(replace(self, shapes=tuple(self.shapes[i] for i in hits)))
+        return out
 
     # -- raster -------------------------------------------------------------------------------
     def _sample(self, window: Window) -> np.ndarray:
@@ -201,11 +205,18 @@ class SceneLabels:
         )
 
 
-@functools.lru_cache(maxsize=16)
+_local = threading.local()
+
+
 def _transformer(src_wkt: str, dst_wkt: str):
+    """A PROJ transformer per thread (pyproj transformers must not be shared between threads)."""
     from pyproj import Transformer
 
-    return Transformer.from_crs(src_wkt, dst_wkt, always_xy=True)
+    cache = _local.__dict__.setdefault("transformers", {})
+    key = (src_wkt, dst_wkt)
+    if key not in cache:
+        cache[key] = Transformer.from_crs(src_wkt, dst_wkt, always_xy=True)
+    return cache[key]
 
 
 def _north_up(grid: Grid) -> bool:

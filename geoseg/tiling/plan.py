@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rasterio.windows import Window
+
 from geoseg import __version__
 from geoseg.config.catalog import Catalog, Dataset, load_catalog
 from geoseg.config.scenes import CatalogScene, dataset_scenes
@@ -90,21 +92,29 @@ class TilePlan:
                     or len(runs[-1]) >= self.params.group):
                 runs.append([])
             runs[-1].append((candidate, win))
+        unions = [_union(run) for run in runs]
+        labels_of: list[SceneLabels | None] = [None] * len(runs)
+        for scene_index, labels in enumerate(self.labels):  # one spatial index per scene
+            if labels is None:
+                continue
+            mine = [i for i, run in enumerate(runs) if run[0][1].scene == scene_index]
+            grid = self.scenes[scene_index].scene.grid
+            for i, sub in zip(mine, labels.subsets([grid.window_bounds(unions[i]) for i in mine]), strict=True):
+                labels_of[i] = sub
         tasks = []
         for task_id, run in enumerate(runs):
-            scene = self.scenes[run[0][1].scene].scene
-            labels = self.labels[run[0][1].scene]
-            if labels is not None:
-                first, last = run[0][1], run[-1][1]
-                union = type(first.window)(first.col_off, first.row_off,
-                                           last.col_off + last.width - first.col_off, first.height)
-                labels = labels.subset(scene.grid.window_bounds(union))
             tasks.append(TileTask(
-                task_id=task_id, scene=scene, labels=labels, has_labels=self.has_labels, recipe=recipe_json,
-                num_classes=len(self.dataset.classes), cubes=tuple(run), cube_size=self.params.cube_size,
-                min_valid=self.params.min_valid, staging=str(self.staging_arrays), records=str(self.records),
+                task_id=task_id, scene=self.scenes[run[0][1].scene].scene, labels=labels_of[task_id],
+                has_labels=self.has_labels, recipe=recipe_json, num_classes=len(self.dataset.classes),
+                cubes=tuple(run), cube_size=self.params.cube_size, min_valid=self.params.min_valid,
+                staging=str(self.staging_arrays), records=str(self.records),
             ))
         return tasks
+
+
+def _union(run: list[tuple[int, CubeWindow]]) -> Window:
+    first, last = run[0][1], run[-1][1]
+    return Window(first.col_off, first.row_off, last.col_off + last.width - first.col_off, first.height)
 
 
 def _fingerprint(path: str | Path) -> dict:
