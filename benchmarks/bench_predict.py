@@ -1,0 +1,249 @@
+"""Streaming prediction against the bare model and against a naive in-memory predictor.
+
+    python benchmarks/bench_predict.py [--size 4098] [--half] [--encoder resnet18]
+                                       [--torch-threads N] [--out docs/benchmarks_predict.md]
+
+On one generated demo scene (per-band files at 10/20/60 m, SCL clouds; sizes are multiples of 6,
+so 4098 stands for 4096 and ``--size 10980`` gives a full tile) and one model (UNet, random
+weights: the cost does not depend on them):
+
+(a) the bare model forward over the same windows, batches already in memory (``model(x)``);
+(b) ``geoseg predict`` end to end: reading, features, normalisation, forward, softmax, blending,
+    the COG with overviews and its sidecars;
+(c) a naive in-memory predictor, as raster-vision, terratorch and geoai do it: the whole
+    scene's features in memory, full-size score/weight accumulators, argmax, one GTiff write.
+
+Each run is a fresh subprocess (peak RSS = its ``ru_maxrss``). With ``--half`` (default on),
+(b) and (c) also run on a scene of half the side, to show how peak RSS scales with the area.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine  # noqa: E402
+
+WINDOW, CLASSES = 256, 6
+
+
+# ----------------------------------------------------------------------------- workers (subprocesses)
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _bare(scene_path: str, bundle_dir: str, batch: int) -> dict:
+    import numpy as np
+    import torch
+
+    from geoseg.features import read_features
+    from geoseg.io import open_scene
+    from geoseg.predict import ModelRunner, load_model_bundle, plan_windows
+
+    bundle = load_model_bundle(bundle_dir)
+    scene = open_scene(scene_path)
+    layout = plan_windows(scene, bundle)
+    runner = ModelRunner(bundle, device="cpu")
+    recipe = bundle.config.recipe_obj()
+    windows = list(layout)
+    inputs = [runner.prepare(np.stack([read_features(scene, w, recipe)[0] for w in windows[i : i + batch]]))
+              for i in (0, batch)]  # two real batches, already normalised, in memory
+    sizes = [min(batch, len(windows) - i) for i in range(0, len(windows), batch)]
+    model = runner.model
+    with torch.inference_mode():
+        model(inputs[0][:1])  # warm-up
+        start = time.perf_counter()
+        for j, n in enumerate(sizes):
+            model(inputs[j % 2][:n])
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "windows": len(windows), "peak_mb": _peak_mb()}
+
+
+def _geoseg(scene_path: str, bundle_dir: str, batch: int, out: str) -> dict:
+    from geoseg.predict import predict_scene
+
+    start = time.perf_counter()
+    s = predict_scene(scene_path, bundle_dir, out, batch_size=batch, device="cpu", progress=False)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "windows": s.windows_run, "model_seconds": s.model_seconds, "peak_mb": _peak_mb(),
+            "accumulator_mb": s.extra["accumulator_bytes"] / 2**20}
+
+
+def _naive(scene_path: str, bundle_dir: str, batch: int, out: str) -> dict:
+    import numpy as np
+    import rasterio
+    import torch
+    from rasterio.windows import Window
+
+    from geoseg.features import read_features
+    from geoseg.io import open_scene
+    from geoseg.predict import load_model_bundle, plan_windows
+    from geoseg.train.bundle import normalize
+
+    start = time.perf_counter()
+    bundle = load_model_bundle(bundle_dir)
+    scene = open_scene(scene_path)
+    layout = plan_windows(scene, bundle)
+    h, w = scene.grid.shape
+    feats, valid = read_features(scene, Window(0, 0, w, h), bundle.config.recipe_obj())  # whole scene
+    x = normalize(torch.from_numpy(feats), bundle.config.normalization, bundle.config.mask_channels)
+    del feats
+    scores = np.zeros((CLASSES, h, w), np.float32)  # full-size accumulators
+    weight = np.zeros((h, w), np.float32)
+    windows = list(layout)
+    with torch.inference_mode():
+        for i in range(0, len(windows), batch):
+            group = windows[i : i + batch]
+            xb = torch.stack([x[:, int(v.row_off) : int(v.row_off + v.height), int(v.col_off) : int(v.col_off + v.width)]
+                              for v in group])
+            probs = torch.softmax(bundle.model(xb), dim=1).numpy()
+            for v, p in zip(group, probs, strict=True):
+                r, c, wt = int(v.row_off), int(v.col_off), layout.weights(v)
+                scores[:, r : r + v.height, c : c + v.width] += p * wt
+                weight[r : r + v.height, c : c + v.width] += wt
+    codes = bundle.codes[np.argmax(scores / weight, axis=0)]
+    codes[~valid] = 0
+    profile = {"driver": "GTiff", "width": w, "height": h, "count": 1, "dtype": "uint8", "crs": scene.grid.crs,
+               "transform": scene.grid.affine, "nodata": 0, "tiled": True, "compress": "deflate"}
+    with rasterio.open(out, "w", **profile) as ds:
+        ds.write(codes, 1)
+    return {"seconds": time.perf_counter() - start, "windows": len(windows), "peak_mb": _peak_mb()}
+
+
+def _worker(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    if args.worker == "bare":
+        result = _bare(args.scene, args.bundle, args.batch_size)
+    elif args.worker == "geoseg":
+        result = _geoseg(args.scene, args.bundle, args.batch_size, args.result)
+    else:
+        result = _naive(args.scene, args.bundle, args.batch_size, args.result)
+    print(json.dumps(result))
+
+
+# ----------------------------------------------------------------------------- driver
+def _run(mode: str, scene: Path, bundle: Path, work: Path, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--worker", mode, "--scene", str(scene), "--bundle", str(bundle),
+           "--batch-size", str(args.batch_size), "--result", str(work / f"{mode}_{scene.parent.name}.tif")]
+    if args.torch_threads:
+        cmd += ["--torch-threads", str(args.torch_threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"  {mode:<7} {scene.parent.parent.name}: {result['seconds']:.1f} s, peak RSS {result['peak_mb']:.0f} MB",
+          flush=True)
+    return result
+
+
+def _bundle(work: Path, encoder: str) -> Path:
+    from geoseg.config.catalog import ClassDef
+    from geoseg.demo.classes import DEMO_CLASSES
+    from geoseg.features import get_recipe
+    from geoseg.models import create_model
+    from geoseg.train.bundle import BundleConfig, Normalization, save_bundle
+
+    recipe = get_recipe("s2_24")
+    model = create_model("unet", in_channels=24, num_classes=CLASSES, encoder=encoder,
+                         channel_names=list(recipe.channel_names))
+    config = BundleConfig(
+        model=model.spec, recipe=recipe.to_dict(), channel_names=list(recipe.channel_names),
+        classes=[ClassDef(code=c, name=n, color=col) for c, n, col in DEMO_CLASSES],
+        normalization=Normalization(mean=[0.15] * 24, std=[0.1] * 24), window=WINDOW,
+    )
+    return save_bundle(model.eval(), config, work / "bundle")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=4098, help="scene side in pixels (multiple of 6)")
+    parser.add_argument("--no-half", dest="half", action="store_false", help="skip the half-size runs")
+    parser.add_argument("--encoder", default="resnet18")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--torch-threads", type=int, default=0, help="torch threads in every run (0: torch default)")
+    parser.add_argument("--skip-naive", action="store_true", help="skip (c) (it needs ~100 B/px of RAM)")
+    parser.add_argument("--work", type=Path, default=None, help="folder for scenes and outputs (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "benchmarks_predict.md")
+    parser.add_argument("--worker", choices=["bare", "geoseg", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--scene", help=argparse.SUPPRESS)
+    parser.add_argument("--bundle", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args)
+        return
+
+    from geoseg.demo import generate_demo_scene
+
+    tmp = tempfile.TemporaryDirectory(prefix="geoseg-bench-predict-") if args.work is None else None
+    work = Path(tmp.name) if tmp else args.work
+    work.mkdir(parents=True, exist_ok=True)
+    sizes = [args.size] + ([args.size // 12 * 6] if args.half else [])
+    scenes = {}
+    for size in sizes:
+        root = work / f"demo_{size}"
+        if not (root / "labels.tif").exists():
+            print(f"generating a {size} x {size} demo scene ...", flush=True)
+            generate_demo_scene(root, size=size, seed=0, progress=False)
+        scenes[size] = next(p for p in sorted(root.iterdir()) if p.is_dir())
+    bundle = _bundle(work, args.encoder)
+    results: dict[tuple[str, int], dict] = {}
+    print(f"model: unet/{args.encoder}, window {WINDOW}, overlap {WINDOW // 4}, batch {args.batch_size}")
+    for size in sizes:
+        modes = ["bare", "geoseg"] if size == args.size else ["geoseg"]
+        modes += [] if args.skip_naive else ["naive"]
+        for mode in modes:
+            results[(mode, size)] = _run(mode, scenes[size], bundle, work, args)
+    table = _table(results, args, sizes)
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(table + "\n")
+    if tmp:
+        tmp.cleanup()
+
+
+def _table(results: dict, args: argparse.Namespace, sizes: list[int]) -> str:
+    size = args.size
+    a = results[("bare", size)]
+    b = results[("geoseg", size)]
+    names = {"bare": "(a) bare model forward, batches in memory",
+             "geoseg": "(b) geoseg predict end to end (features, blending, COG + sidecars)",
+             "naive": "(c) naive in-memory predictor (whole scene + full-size accumulators)"}
+    threads = args.torch_threads or "torch default"
+    lines = [
+        "## Streaming prediction",
+        "",
+        f"Demo scene(s) (per-band 10/20/60 m files), model UNet/{args.encoder} (random weights), window "
+        f"{WINDOW}, overlap {WINDOW // 4}, batch {args.batch_size}, CPU, torch threads: {threads}.",
+        f"Machine: {machine()}.",
+        "",
+        "| run | scene | windows | seconds | vs (a) | peak RSS (MB) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for (mode, s), r in results.items():
+        lines.append(f"| {names[mode]} | {s} x {s} | {r['windows']} | {r['seconds']:.1f} | "
+                     f"{r['seconds'] / a['seconds']:.2f}x | {r['peak_mb']:.0f} |" if s == size else
+                     f"| {names[mode]} | {s} x {s} | {r['windows']} | {r['seconds']:.1f} | – | {r['peak_mb']:.0f} |")
+    lines += ["", f"- (b)/(a) = **{b['seconds'] / a['seconds']:.3f}** (target ≤ 1.10); time inside the model "
+                  f"during (b): {b['model_seconds']:.1f} s; stitcher accumulators: {b['accumulator_mb']:.0f} MB."]
+    if len(sizes) > 1:
+        small = sizes[1]
+        ratio_b = results[("geoseg", size)]["peak_mb"] / results[("geoseg", small)]["peak_mb"]
+        lines.append(f"- Peak RSS {size}² / {small}² (4× the pixels): (b) **{ratio_b:.2f}x**"
+                     + (f", (c) **{results[('naive', size)]['peak_mb'] / results[('naive', small)]['peak_mb']:.2f}x**."
+                        if ("naive", small) in results else "."))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
