@@ -114,6 +114,14 @@ def torchgeo_chips(demo, work: Path, size: int, cube: int, stride: int, limit: i
     return time.perf_counter() - start, done, total
 
 
+def _peak_rss_mb() -> int:
+    """Peak resident memory of this process (VmHWM; ru_maxrss would include the parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
 def _warm_up(scene_path: str) -> None:
     """Import geoseg and compile the recipe kernel (numba) in a worker process."""
     from rasterio.windows import Window
@@ -140,7 +148,7 @@ def geoseg_tile(catalog: Path, scene: Path, out: Path, workers: int, cube: int, 
         start = time.perf_counter()
         summary = tile_dataset(catalog, "bench", out, cube_size=cube, overlap=overlap, client=client, progress=False)
         wall = time.perf_counter() - start
-        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        peaks = client.run(_peak_rss_mb)
     print(f"    geoseg {workers} worker(s): {summary.cubes} cubes, {wall:.1f} s (+{warm:.1f} s warm-up)", flush=True)
     return wall, summary.tiling_seconds, sorted(peaks.values()), warm
 

@@ -24,7 +24,7 @@ from geoseg.features.recipes import Recipe
 from geoseg.io.labels import IGNORE_INDEX, SceneLabels
 from geoseg.io.scene import Scene
 from geoseg.tiling.layout import CubeWindow
-from geoseg.tiling.stats import cube_moments
+from geoseg.tiling.stats import ColumnMoments
 from geoseg.tiling.store import write_chunk, write_json_atomic
 
 __all__ = ["TileTask", "run_task", "record_path", "load_record"]
@@ -89,6 +89,7 @@ def run_task(task: TileTask) -> dict:
         else:
             labels = task.labels.read(union, valid)
     size, area = task.cube_size, task.cube_size * task.cube_size
+    columns = ColumnMoments.of(features, valid)  # per-column moments, merged per cube below
     entries = []
     for candidate, win in task.cubes:
         c0 = win.col_off - int(union.col_off)
@@ -105,7 +106,7 @@ def run_task(task: TileTask) -> dict:
             else:
                 cube = np.ascontiguousarray(features[:, :, cols])
             write_chunk(task.staging, "cubes", candidate, cube)
-            entry["moments"] = cube_moments(cube, cube_valid).to_json()
+            entry["moments"] = columns.moments(cols).to_json()
             if labels is not None:
                 lab = np.full((size, size), IGNORE_INDEX, dtype=np.uint8)
                 lab[: win.height, : win.width] = labels[:, cols]

@@ -9,6 +9,7 @@ import pytest
 
 from geoseg.errors import ConfigError
 from geoseg.tiling import Moments, assign_splits, axis_slots, cube_moments, cube_windows
+from geoseg.tiling.stats import ColumnMoments
 
 
 def _covered(slots, size: int, cube: int) -> np.ndarray:
@@ -92,3 +93,24 @@ def test_moments_merge_matches_numpy_and_is_stable() -> None:
     assert Moments.empty(3).merge(Moments.empty(3)).count == 0
     empty = cube_moments(cubes[0], np.zeros((20, 20), bool))
     assert empty.count == 0 and total.merge(empty).count == total.count
+
+
+@pytest.mark.parametrize("numba_kernel", [True, False])
+def test_column_moments_give_each_cubes_moments(numba_kernel: bool, monkeypatch) -> None:
+    import geoseg.tiling.stats as stats
+
+    if not numba_kernel:
+        monkeypatch.setattr(stats, "_column_moments_kernel", lambda: None)
+    rng = np.random.default_rng(1)
+    features = (rng.normal(0.3, 0.05, size=(5, 40, 100)) + np.arange(5)[:, None, None] * 100).astype(np.float32)
+    valid = rng.random((40, 100)) > 0.25
+    valid[:, 90:] = False
+    features[:, ~valid] = 0.0
+    sums = ColumnMoments.of(features, valid)
+    for cols in (slice(0, 40), slice(30, 70), slice(60, 100), slice(92, 100)):
+        got = sums.moments(cols)
+        ref = cube_moments(np.ascontiguousarray(features[:, :, cols]), valid[:, cols])
+        assert got.count == ref.count
+        np.testing.assert_allclose(got.mean, ref.mean, rtol=1e-12)
+        np.testing.assert_allclose(got.m2, ref.m2, rtol=1e-6, atol=1e-9)
+    assert sums.moments(slice(92, 100)).count == 0
