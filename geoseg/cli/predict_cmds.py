@@ -19,7 +19,7 @@ __all__ = ["predict_cmd"]
               help="data_catalog.yaml to take the scenes of --dataset from (default: ./data_catalog.yaml).")
 @click.option("--dataset", default=None, help="Predict every scene of this catalog dataset.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
-              help="Output .tif (one scene) or folder (several scenes: <scene_id>.tif each).")
+              help="Output .tif (one scene), or a folder (no suffix): <scene_id>.tif for each scene.")
 @click.option("--window", type=int, default=None, help="Window size in pixels (default: the model's training window).")
 @click.option("--overlap", type=int, default=None, help="Overlap of neighbouring windows in pixels (default: window/4).")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Windows per forward pass.")
@@ -73,7 +73,8 @@ def predict_cmd(model: Path, scenes: tuple[Path, ...], catalog: Path | None, dat
         opened += [c.scene for c in catalog_scenes]
     options = {"window": window, "overlap": overlap, "batch_size": batch_size, "device": device, "fp16": fp16,
                "tta": tta, "workers": workers, "overviews": overviews, "progress": not no_progress}
-    if len(opened) == 1 and dataset is None:
+    into_folder = out.is_dir() or not out.suffix  # ``--out maps/``: <scene_id>.tif inside
+    if len(opened) == 1 and dataset is None and not into_folder:
         summaries = [predict_scene(opened[0], bundle, out, confidence=confidence, vector=vector, **options)]
     else:
         summaries = predict_scenes(opened, bundle, out,

@@ -75,8 +75,8 @@ def polygonize_classes(raster: str | Path, out: str | Path, classes: Sequence[Cl
     frame = gpd.GeoDataFrame(
         {
             "code": np.array(codes, dtype=np.int32),
-            "name": [by_code[c].name for c in codes],
-            "color": [by_code[c].color for c in codes],
+            "name": np.array([by_code[c].name for c in codes], dtype=object),
+            "color": np.array([by_code[c].color for c in codes], dtype=object),
             "pixels": np.array([counts[c] for c in codes], dtype=np.int64),
             "area_ha": np.array([counts[c] * pixel_ha for c in codes], dtype=np.float64),
         },

@@ -82,6 +82,13 @@ def test_cli_several_scenes_each_in_its_own_crs(model_dir, two_scenes, tmp_path,
     assert stdout.count("wrote") == 2
 
 
+def test_cli_single_scene_into_a_folder(model_dir, two_scenes, tmp_path, capsys):
+    code, _, _ = run_cli(["predict", "-m", model_dir, "-s", two_scenes[1], "-o", tmp_path / "maps", "--no-progress"],
+                         capsys)
+    assert code == 0
+    assert _listing(tmp_path / "maps") == ["south.qml", "south.tif", "south.tif.aux.xml"]
+
+
 def test_cli_catalog_dataset(model_dir, two_scenes, tmp_path, capsys):
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text(yaml.safe_dump({"schema_version": 1, "datasets": {"pair": {
@@ -147,7 +154,8 @@ def test_output_folder_not_writable(model_dir, two_scenes, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("option", "value", "needle"), [
-    ("--window", "0", "window"), ("--overlap", "64", "overlap"), ("--batch-size", "0", "batch size")])
+    ("--window", "0", "window"), ("--overlap", "64", "overlap"), ("--batch-size", "0", "batch size"),
+    pytest.param("--device", "cuda", "CUDA", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU"))])
 def test_bad_options(model_dir, two_scenes, tmp_path, capsys, option, value, needle):
     code, _, err = run_cli(["predict", "-m", model_dir, "-s", two_scenes[0], "-o", tmp_path / "lc.tif",
                             option, value, "--no-progress"], capsys)

@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = r"""
 import json, resource, sys
 from geoseg.predict import predict_scene
-from tests.predict._predict_helpers import pointwise_bundle
+from tests.predict._predict_helpers import SPARSE_CLASSES, pointwise_bundle
 scene, out = sys.argv[1], sys.argv[2]
-bundle = pointwise_bundle(recipe="rgb", window=256)
+bundle = pointwise_bundle(SPARSE_CLASSES, recipe="rgb", window=256)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 s = predict_scene(scene, bundle, out, overlap=32, batch_size=8, device="cpu", confidence=out + ".conf.tif",
                   progress=False)
@@ -74,7 +74,12 @@ def test_peak_memory_does_not_grow_with_scene_size(tmp_path):
     # the scene has 4× the pixels: the working memory grows far less than the area
     assert grow_large < 2.0 * max(grow_small, 16)
     # accumulators: K float32 scores + float32 weight + bool valid over window height × scene width
-    per_pixel = 6 * 4 + 4 + 1
+    per_pixel = 4 * 4 + 4 + 1
     assert large["accumulator_bytes"] == per_pixel * 256 * 4096 == 2 * small["accumulator_bytes"]
     assert large["accumulator_bytes"] * 16 == per_pixel * 4096 * 4096  # 1/16 of full-scene accumulators
     assert 0.99 < large["valid"] < 1.0
+    with rasterio.open(tmp_path / "p4096.tif") as ds:  # MODE overviews never invent class codes
+        assert ds.overviews(1) == [2, 4, 8]
+        full = set(np.unique(ds.read(1)))
+        overview = set(np.unique(ds.read(1, out_shape=(512, 512))))
+    assert len(full) >= 3 and overview <= full <= {0, 3, 7, 12, 200}
