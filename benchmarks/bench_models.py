@@ -121,16 +121,18 @@ def machine() -> str:
             f"({torch.get_num_threads()} threads), smp {smp.__version__}, Python {platform.python_version()}")
 
 
-def run(quick: bool, only: list[str] | None) -> str:
+def run(quick: bool, only: list[str] | None, repeats: int | None = None,
+        encoders: str = "both") -> str:
     """Run the benchmark and return the markdown table."""
     shape = (2, IN_CHANNELS, 128, 128) if quick else (4, IN_CHANNELS, 256, 256)
-    repeats = 1 if quick else 3
+    repeats = repeats or (1 if quick else 3)
     x = torch.randn(*shape)
     rows = []
     for label, name, options, smp_factory in CASES:
         if only and name not in only:
             continue
-        for kind, enc in (("default", DEFAULT[name]), ("small", SMALL[name])):
+        kinds = [("default", DEFAULT[name]), ("small", SMALL[name])]
+        for kind, enc in (k for k in kinds if encoders in ("both", k[0])):
             torch.manual_seed(0)
             model = create_model(name, in_channels=IN_CHANNELS, num_classes=CLASSES, encoder=enc, **options)
             models = [model] + ([smp_factory(enc)] if smp_factory is not None else [])
@@ -171,6 +173,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small input, one repeat")
     parser.add_argument("--only", nargs="*", help="architectures to run")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, quick 1)")
+    parser.add_argument("--encoders", choices=["both", "default", "small"], default="both")
+    parser.add_argument("--out", type=Path, default=DOCS / "benchmarks_models.md", help="markdown output")
     parser.add_argument("--unet3plus-params", action="store_true", help="print the UNet 3+ parameter table")
     parser.add_argument("--no-write", action="store_true", help="do not write docs/benchmarks_models.md")
     args = parser.parse_args()
@@ -178,11 +183,14 @@ def main() -> None:
     if args.unet3plus_params:
         print(unet3plus_params())
         return
-    table = run(args.quick, args.only)
+    table = run(args.quick, args.only, args.repeats, args.encoders)
     text = f"# Model benchmarks (CPU)\n\nMachine: {machine()}\n\n{table}"
     print(text)
     if not args.no_write:
-        (DOCS / "benchmarks_models.md").write_text(text)
+        keep = ""  # a hand-written "## Analysis" section survives re-runs
+        if args.out.exists() and "## Analysis" in (old := args.out.read_text()):
+            keep = "\n" + old[old.index("## Analysis"):]
+        args.out.write_text(text + keep)
 
 
 if __name__ == "__main__":
