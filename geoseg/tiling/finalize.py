@@ -82,7 +82,6 @@ def _compact(plan: TilePlan, kept_ids: np.ndarray) -> None:
 
 
 def _move(src, dst) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
     os.replace(src, dst)
 
 

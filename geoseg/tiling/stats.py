@@ -84,7 +84,7 @@ def _column_moments_numpy(features: np.ndarray, valid: np.ndarray) -> tuple[np.n
 
 @functools.cache
 def _column_moments_kernel():
-    """Compiled ``(features, valid) -> (count, mean, M2)`` per column, or None without numba."""
+    """Compiled ``(features, valid) -> (count, mean, M2)`` per column and the column merge."""
     try:
         import numba
     except ImportError:  # numba is a dependency; the numpy path keeps this usable without it
@@ -112,7 +112,40 @@ def _column_moments_kernel():
                     m2[c, x] += d * d
         return count.astype(np.int64), mean, m2
 
-    return kernel
+    @numba.njit(nogil=True, cache=True)
+    def merge(count, mean, m2, c0, c1):  # pragma: no cover - compiled
+        channels = mean.shape[0]
+        n = 0.0
+        for j in range(c0, c1):
+            n += count[j]
+        total_mean = np.zeros(channels)
+        total_m2 = np.zeros(channels)
+        if n == 0:
+            return 0, total_mean, total_m2
+        for c in range(channels):
+            acc = 0.0
+            for j in range(c0, c1):
+                acc += count[j] * mean[c, j]
+            total_mean[c] = acc / n
+            acc = 0.0
+            for j in range(c0, c1):
+                d = mean[c, j] - total_mean[c]
+                acc += m2[c, j] + count[j] * d * d
+            total_m2[c] = acc
+        return int(n), total_mean, total_m2
+
+    return kernel, merge
+
+
+def _merge_columns_numpy(count, mean, m2, c0: int, c1: int):
+    """Sequential sums (cumsum, not pairwise): the same order wherever the columns sit."""
+    n = int(count[c0:c1].sum())
+    if n == 0:
+        return 0, np.zeros(mean.shape[0]), np.zeros(mean.shape[0])
+    weights = count[c0:c1].astype(np.float64)
+    total_mean = np.cumsum(weights * mean[:, c0:c1], axis=1)[:, -1] / n
+    dev = mean[:, c0:c1] - total_mean[:, None]
+    return n, total_mean, np.cumsum(m2[:, c0:c1] + weights * dev * dev, axis=1)[:, -1]
 
 
 @dataclass
@@ -122,7 +155,7 @@ class ColumnMoments:
     A task reads one window spanning a run of cubes of one cube row, so each column of a cube
     is a column of the window with the same rows whatever the grouping. Per column and channel
     the valid count, mean and M2 are computed in float64 (two passes, in a compiled kernel);
-    a cube's moments are its columns merged left to right with Chan et al. Every operation
+    a cube's moments combine its columns exactly (see :meth:`moments`). Every operation
     depends only on the cube's own pixels, in a fixed order, so statistics do not depend on
     how cubes are grouped into tasks or on the number of workers.
     """
@@ -133,14 +166,19 @@ class ColumnMoments:
 
     @classmethod
     def of(cls, features: np.ndarray, valid: np.ndarray) -> ColumnMoments:
-        kernel = _column_moments_kernel()
-        if kernel is None:
+        compiled = _column_moments_kernel()
+        if compiled is None:
             return cls(*_column_moments_numpy(features, valid))
-        return cls(*kernel(features, valid))
+        return cls(*compiled[0](features, valid))
 
     def moments(self, cols: slice) -> Moments:
-        """Moments of the valid pixels in columns ``cols`` (all rows of the window)."""
-        total = Moments.empty(self.mean.shape[0])
-        for j in range(*cols.indices(self.count.shape[0])):
-            total = total.merge(Moments(int(self.count[j]), self.mean[:, j], self.m2[:, j]))
-        return total
+        """Moments of the valid pixels in columns ``cols`` (all rows of the window).
+
+        ``n = Σ n_j``, ``mean = Σ n_j·mean_j / n``, ``M2 = Σ (M2_j + n_j·(mean_j − mean)²)``:
+        the exact combination of disjoint samples, summed column by column in order.
+        """
+        c0, c1, _ = cols.indices(self.count.shape[0])
+        compiled = _column_moments_kernel()
+        merge = _merge_columns_numpy if compiled is None else compiled[1]
+        n, mean, m2 = merge(self.count, self.mean, self.m2, c0, c1)
+        return Moments(int(n), np.asarray(mean), np.asarray(m2))

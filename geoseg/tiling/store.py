@@ -70,6 +70,7 @@ class IncompleteStoreError(GeosegError, ValueError):
 # LZ4 at a CPU cost larger than writing the extra bytes (docs/tiling.md), and training reads
 # them without decoding. Labels (uint8, long runs) use Blosc-LZ4 with byte shuffle.
 _LABEL_BLOSC = {"cname": "lz4", "clevel": 5}
+_KEYS = {"name": "default", "separator": "."}
 
 
 def _codecs(name: str) -> dict[str, Any]:
@@ -97,9 +98,9 @@ def write_chunk(root: str | Path, name: Literal["cubes", "labels"], i: int, bloc
     needed. A chunk cut short by a crash is rewritten on resume (its task has no record).
     """
     path = chunk_path(root, name, i, block.ndim + 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    data = encode_chunk(name, block)
     with open(path, "wb") as fh:
-        fh.write(encode_chunk(name, block))
+        fh.write(data)
 
 
 def create_arrays(root: str | Path, n: int, channels: int, size: int, labels: bool):
@@ -113,13 +114,13 @@ def create_arrays(root: str | Path, n: int, channels: int, size: int, labels: bo
     group = zarr.open_group(str(root), mode="w", zarr_format=3)
     cubes = group.create_array(
         "cubes", shape=(n, channels, size, size), chunks=(1, channels, size, size),
-        dtype="float32", fill_value=0.0, **_codecs("cubes"),
+        dtype="float32", fill_value=0.0, chunk_key_encoding=_KEYS, **_codecs("cubes"),
     )
     lab = None
     if labels:
         lab = group.create_array(
             "labels", shape=(n, size, size), chunks=(1, size, size), dtype="uint8",
-            fill_value=IGNORE_INDEX, **_codecs("labels"),
+            fill_value=IGNORE_INDEX, chunk_key_encoding=_KEYS, **_codecs("labels"),
         )
     return cubes, lab
 
@@ -136,22 +137,23 @@ def open_arrays(root: str | Path, mode: Literal["r", "r+"] = "r"):
 def chunk_path(root: str | Path, name: str, i: int, ndim: int) -> Path:
     """File of chunk ``i`` (first axis) of array ``name`` in a local zarr v3 group.
 
-    Uses the v3 spec's default chunk-key encoding (``c/i/0/0...``), which
-    :func:`create_arrays` uses; chunks can therefore be moved between arrays with
-    identical codecs by renaming files.
+    :func:`create_arrays` uses the v3 default chunk-key encoding with the ``"."`` separator
+    (``c.i.0.0.0``: one flat folder per array, no per-chunk directories to create); chunks
+    can therefore be written directly and moved between arrays with identical codecs.
     """
-    return Path(root, name, "c", str(i), *(["0"] * (ndim - 1)))
+    return Path(root, name, ".".join(["c", str(i), *(["0"] * (ndim - 1))]))
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON to a temporary sibling, fsync it, and rename it over ``path``."""
+def write_json_atomic(path: str | Path, data: Any, *, fsync: bool = True) -> None:
+    """Write JSON to a temporary sibling (fsync'd unless told not to) and rename it over ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w") as fh:
         json.dump(data, fh, indent=1, sort_keys=False)
         fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 

@@ -115,5 +115,5 @@ def run_task(task: TileTask) -> dict:
                 entry["class_counts"] = counts[: task.num_classes].tolist()
         entries.append(entry)
     record = {"task": task.task_id, "cubes": entries, "pixels": int(union.width * union.height)}
-    write_json_atomic(record_path(task.records, task.task_id), record)
+    write_json_atomic(record_path(task.records, task.task_id), record, fsync=False)
     return record
