@@ -9,6 +9,9 @@ torchgeo style), in this order:
 2. ``target_size``: a random crop per training sample (``crop``; validation keeps whole
    cubes), or a nearest resize of training and validation batches (``resize``);
 3. training only: an independent random flip / 90° rotation per sample, on image and label.
+
+Random draws of steps 2–3 come from ``self.generator`` (CPU), which the trainer reseeds at
+every epoch start, so augmentation does not depend on torch's global generator.
 """
 
 from __future__ import annotations
@@ -102,6 +105,8 @@ class CubeDataModule(pl.LightningDataModule):
         self.mask_channels = self.store.recipe.num_mask_channels
         self._num_workers = num_workers
         self.datasets: dict[str, CubeDataset] = {}
+        # draws of the training augmentation (CPU; reseeded every epoch by the trainer)
+        self.generator = torch.Generator().manual_seed(seed)
 
     # ------------------------------------------------------------------ description
     @property
@@ -208,9 +213,9 @@ class CubeDataModule(pl.LightningDataModule):
             if self.target_mode == "resize":
                 x, y = resize_nearest(x, y, self.target_size)
             elif train:
-                x, y = random_crop(x, y, self.target_size)
+                x, y = random_crop(x, y, self.target_size, generator=self.generator)
         if train and self.augment:
-            x, y = random_dihedral(x, y)
+            x, y = random_dihedral(x, y, generator=self.generator)
         return {"image": x, "mask": y}
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:

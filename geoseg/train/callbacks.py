@@ -1,8 +1,9 @@
 """Callbacks of geoseg train: per-epoch seeding and the model bundles, history and plots.
 
-* :class:`EpochSeed` reseeds torch / numpy / random at the start of every training epoch
-  from ``(seed, epoch, rank)``: dropout, augmentation and PointRend sampling of epoch ``e``
-  are the same whether the run was interrupted before ``e`` or not (resume equivalence).
+* :class:`EpochSeed` reseeds the augmentation generator and torch / numpy / random at the
+  start of every training epoch from ``(seed, epoch, rank)``: augmentation, dropout and
+  PointRend sampling of epoch ``e`` are the same whether the run was interrupted before
+  ``e`` or not (resume equivalence).
 * :class:`BundleWriter` writes ``best/`` (when the monitored validation metric improves),
   ``epoch_N/`` (every ``save_every`` epochs) and ``final/`` (end of training) with
   :func:`~geoseg.train.bundle.save_bundle`, keeps the per-epoch history and redraws
@@ -39,16 +40,32 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
 
 
 class EpochSeed(Callback):
-    """Reseed every random generator at the start of each training epoch."""
+    """Reseed the random generators of each training epoch from ``(seed, epoch, rank)``.
+
+    The datamodule's augmentation generator (``trainer.datamodule.generator``) is seeded at
+    the epoch start; torch / numpy / random (dropout, PointRend sampling) at its first
+    batch, after the dataloader iterator was created — creating it draws from torch's
+    generator, and a resumed run creates it at another moment than an uninterrupted one.
+    """
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
+    def _seed(self, trainer: pl.Trainer) -> int:
+        return epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank)
+
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        s = epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank)
-        random.seed(s)
-        np.random.seed(s)
-        torch.manual_seed(s)  # also seeds every CUDA device
+        generator = getattr(trainer.datamodule, "generator", None)
+        if isinstance(generator, torch.Generator):
+            generator.manual_seed(self._seed(trainer))
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if batch_idx == 0:
+            s = self._seed(trainer)
+            random.seed(s)
+            np.random.seed(s)
+            torch.manual_seed(s)  # also seeds every CUDA device
 
 
 def _value(metrics: dict[str, Any], key: str) -> float | None:

@@ -149,7 +149,12 @@ class SegmentationTask(pl.LightningModule):
             opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9,
                                                          weight_decay=cfg.weight_decay, nesterov=True)
         else:
-            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            # the fused kernel is several times faster than the per-tensor loop (CPU and CUDA)
+            # (not under DeepSpeed/FSDP, nor with fp16 gradient clipping, which needs unscaled grads)
+            fused = cfg.strategy.startswith("ddp") or cfg.strategy == "auto"
+            if cfg.grad_clip and str(self.trainer.precision).startswith("16"):
+                fused = False
+            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
         if cfg.schedule == "none":
             return opt
         if cfg.schedule == "plateau":

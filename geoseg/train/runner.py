@@ -205,13 +205,14 @@ def train(config: TrainConfig) -> TrainResult:
         callbacks.insert(0, EarlyStopping(monitor=config.monitor, mode=mode, patience=config.patience, strict=False))
     if config.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
+    steps_per_epoch = max(1, len(dm.split_ids(config.train_split)) // config.batch_size)
     trainer = pl.Trainer(
         max_epochs=config.epochs, accelerator=accelerator, devices=config.devices, num_nodes=config.num_nodes,
         strategy=_strategy(config, accelerator), precision=precision, callbacks=callbacks, logger=_loggers(out),
         check_val_every_n_epoch=config.validate_every, gradient_clip_val=config.grad_clip,
         accumulate_grad_batches=config.accumulate, deterministic=config.deterministic,
         sync_batchnorm=config.sync_batchnorm, default_root_dir=str(out / "checkpoints"),
-        enable_progress_bar=config.progress, enable_model_summary=config.progress, log_every_n_steps=10,
+        enable_progress_bar=config.progress, enable_model_summary=config.progress, log_every_n_steps=min(50, steps_per_epoch),
         max_time=config.max_time, limit_train_batches=config.limit_batches, limit_val_batches=config.limit_batches,
         use_distributed_sampler=False, num_sanity_val_steps=0 if resume else 1,
     )

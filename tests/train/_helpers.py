@@ -9,8 +9,8 @@ import yaml
 
 from geoseg.demo import DEMO_CLASSES
 
-# small demo store: 480 px scene cut into 64 px cubes without overlap (~57 cubes)
-STORE_PARAMS = {"cube_size": 64, "overlap": 0, "min_valid": 0.2, "split_block": 2, "seed": 0}
+# small demo store: 64 px cubes without overlap, each its own split block
+STORE_PARAMS = {"cube_size": 64, "overlap": 0, "min_valid": 0.2, "split_block": 1, "seed": 0}
 
 # tiny model options per architecture, for fast CPU runs
 TINY: dict[str, dict[str, Any]] = {
@@ -22,7 +22,7 @@ TINY: dict[str, dict[str, Any]] = {
 }
 
 
-def make_demo_store(root: Path, size: int = 480, seed: int = 1, workers: int = 1, **params: Any) -> Path:
+def make_demo_store(root: Path, size: int = 336, seed: int = 1, workers: int = 1, **params: Any) -> Path:
     """Generate a demo scene under ``root`` and tile it into ``root / 'store'``."""
     from geoseg.demo import generate_demo_scene
     from geoseg.tiling import tile_dataset
