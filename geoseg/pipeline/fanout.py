@@ -19,9 +19,33 @@ from typing import Any
 
 from geoseg.errors import ConfigError
 
-__all__ = ["predict_jobs", "connect", "predict_one"]
+__all__ = ["predict_jobs", "connect", "predict_one", "check_scheduler"]
 
 log = logging.getLogger(__name__)
+
+
+def check_scheduler(address: str, timeout: float = 10.0) -> None:
+    """Fail fast (one line) when a ``tcp://HOST:PORT`` scheduler does not accept connections.
+
+    Other protocols (``tls://``, ``ucx://``...) are left to the Dask client to check.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme != "tcp":
+        return
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise ConfigError(f"{address!r} is not a Dask scheduler address", hint="use tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        raise ConfigError(f"cannot reach the Dask scheduler at {address} ({err.strerror or err})",
+                          hint="check the address (tcp://HOST:PORT) and that the scheduler is running") from None
 
 
 @contextlib.contextmanager

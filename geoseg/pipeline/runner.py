@@ -160,6 +160,10 @@ def run_pipeline(
     present = p.steps.present()
     forced = expand_force(force, present)
     scheduler = scheduler or p.scheduler
+    if scheduler:
+        from geoseg.pipeline.fanout import check_scheduler
+
+        check_scheduler(scheduler)
     root = Path(run_dir) if run_dir is not None else Path("runs") / p.run_name
     root = root.resolve()
     if root.exists() and not root.is_dir():
