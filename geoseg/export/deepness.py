@@ -32,11 +32,13 @@ METADATA_KEYS = ("model_type", "class_names", "resolution", "tile_size", "tiles_
 
 
 def require_onnxruntime() -> Any:
-    """Import onnxruntime or raise a one-line ConfigError saying how to install it."""
+    """Import onnx and onnxruntime or raise a one-line ConfigError saying how to install them."""
     try:
+        import onnx  # noqa: F401  (writes the metadata)
         import onnxruntime
-    except ImportError:
-        raise ConfigError("onnxruntime is not installed", hint='pip install "geoseg[onnx]"') from None
+    except ImportError as err:
+        raise ConfigError(f"{err.name} is not installed (needed for ONNX export)",
+                          hint='pip install "geoseg[onnx]"') from None
     return onnxruntime
 
 

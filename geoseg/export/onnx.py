@@ -257,8 +257,7 @@ def export_onnx(
     cfg = bundle.config
     size = int(tile_size or cfg.window)
     _check_options(bundle, size, opset, overlap, batch)
-    if check:
-        require_onnxruntime()
+    require_onnxruntime()
     graph = DeepnessGraph(bundle.model.cpu().eval(), cfg.normalization.mean, cfg.normalization.std,
                           cfg.mask_channels, mask_invalid).eval()
     example = torch.zeros(batch or 1, len(cfg.channel_names), size, size)
