@@ -128,8 +128,10 @@ def _warm_up(scene_path: str) -> None:
 
     from geoseg.features import read_features
     from geoseg.io import open_scene
+    from geoseg.tiling.worker import GDAL_WORKER_ENV
 
-    read_features(open_scene(scene_path), Window(0, 0, 16, 16), "s2_24")
+    with rasterio.Env(**GDAL_WORKER_ENV):  # as in a tiling task (GDAL reads its cache size once)
+        read_features(open_scene(scene_path), Window(0, 0, 16, 16), "s2_24")
 
 
 def geoseg_tile(catalog: Path, scene: Path, out: Path, workers: int, cube: int, overlap: int

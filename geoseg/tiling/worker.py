@@ -27,7 +27,7 @@ from geoseg.tiling.layout import CubeWindow
 from geoseg.tiling.stats import ColumnMoments
 from geoseg.tiling.store import write_chunk, write_json_atomic
 
-__all__ = ["TileTask", "run_task", "record_path", "load_record"]
+__all__ = ["TileTask", "run_task", "record_path", "load_record", "GDAL_WORKER_ENV"]
 
 
 @dataclass(frozen=True)
@@ -75,19 +75,28 @@ def _recipe(text: str) -> Recipe:
     return Recipe.from_dict(json.loads(text))
 
 
+# GDAL's block cache defaults to 5 % of RAM per process; a fixed cap keeps a worker's memory
+# independent of the scene size (a row of cubes re-reads few blocks). GDAL reads the option
+# when its cache is first used, i.e. in the worker's first task.
+GDAL_WORKER_ENV = {"GDAL_CACHEMAX": 128}  # MB
+
+
 def run_task(task: TileTask) -> dict:
     """Compute, write and record the task's cubes; returns the record."""
+    import rasterio
+
     from geoseg.features.stack import read_features
 
     recipe = _recipe(task.recipe)
     union = task.union
-    features, valid = read_features(task.scene, union, recipe)
-    labels = None
-    if task.has_labels:
-        if task.labels is None:  # a scene without labels in a labelled dataset: all ignore
-            labels = np.full(valid.shape, IGNORE_INDEX, dtype=np.uint8)
-        else:
-            labels = task.labels.read(union, valid)
+    with rasterio.Env(**GDAL_WORKER_ENV):
+        features, valid = read_features(task.scene, union, recipe)
+        labels = None
+        if task.has_labels:
+            if task.labels is None:  # a scene without labels in a labelled dataset: all ignore
+                labels = np.full(valid.shape, IGNORE_INDEX, dtype=np.uint8)
+            else:
+                labels = task.labels.read(union, valid)
     size, area = task.cube_size, task.cube_size * task.cube_size
     columns = ColumnMoments.of(features, valid)  # per-column moments, merged per cube below
     entries = []
