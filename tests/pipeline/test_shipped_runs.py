@@ -1,0 +1,93 @@
+"""The shipped pipelines run: real_samples.yaml on the real samples; demo.yaml reaches the demo quality (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import rasterio
+import yaml
+
+from geoseg.pipeline import run_pipeline
+from tests.conftest import REPO, shared
+
+
+def _shipped(name: str, tmp_path: Path, **train: object) -> Path:
+    """pipelines/<name>.yaml copied to tmp_path (catalog made absolute), train options overridden."""
+    data = yaml.safe_load((REPO / "pipelines" / f"{name}.yaml").read_text())
+    data["catalog"] = str(REPO / "data_catalog.yaml")
+    data["steps"]["train"].update(train)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _check_real_samples_run(run_dir: Path) -> None:
+    from geoseg.config import load_catalog
+
+    catalog = load_catalog(REPO / "data_catalog.yaml")
+    dataset = catalog.dataset("terramind")
+    predict = json.loads((run_dir / "predict" / "manifest.json").read_text())
+    maps = [Path(m) for m in predict["outputs"]["maps"]]
+    assert [m.stem for m in maps] == [s.id for s in dataset.scenes]
+    epsg = set()
+    for entry, path in zip(dataset.scenes, maps, strict=True):
+        with rasterio.open(catalog.resolve(entry.path)) as src, rasterio.open(path) as out:
+            assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
+            epsg.add(out.crs.to_epsg())
+            codes = set(out.read(1).ravel().tolist()) - {0}
+        assert codes and codes <= {c.code for c in dataset.classes}
+    assert len(epsg) == 5  # five UTM zones, each map on its own scene's grid
+    store = json.loads((run_dir / "tile" / "cubes" / "manifest.json").read_text())
+    assert store["complete"] and len(store["sources"]) == 5
+
+
+def test_real_samples_tile_step_on_the_real_data(tmp_path: Path) -> None:
+    """real_samples.yaml's tile step: five real scenes in five UTM zones into one CubeStore."""
+    shared("terramind_examples")
+    data = yaml.safe_load((REPO / "pipelines" / "real_samples.yaml").read_text())
+    data["catalog"] = str(REPO / "data_catalog.yaml")
+    data["steps"] = {"tile": data["steps"]["tile"]}
+    pipeline = tmp_path / "real_tile.yaml"
+    pipeline.write_text(yaml.safe_dump(data))
+    result = run_pipeline(pipeline, run_dir=tmp_path / "run", progress=False, echo=None)
+    assert result.ran == ["tile"]
+    store = json.loads((tmp_path / "run" / "tile" / "cubes" / "manifest.json").read_text())
+    assert store["complete"] and [s["scene_id"] for s in store["sources"]] == [
+        "282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0", "637U_59R_1_3"]
+    assert len({s["grid"]["crs"] for s in store["sources"]}) == 5
+    outputs = result.step("tile").outputs
+    assert outputs["num_cubes"] == store["num_cubes"] > 40 and all(outputs["splits"].values())
+
+
+@pytest.mark.slow
+def test_real_samples_pipeline_runs_on_the_real_data(tmp_path: Path) -> None:
+    """real_samples.yaml with a tiny encoder and one epoch: every map on its own scene's grid (~3 min)."""
+    shared("terramind_examples")
+    pipeline = _shipped("real_samples", tmp_path, encoder="test_resnet", epochs=1, num_workers=0,
+                        model_options={"decoder_channels": [32, 16, 16, 8, 8]})
+    result = run_pipeline(pipeline, run_dir=tmp_path / "run", progress=False, echo=None)
+    assert result.ran == ["tile", "train", "evaluate", "predict", "export"]
+    _check_real_samples_run(tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_real_samples_pipeline_as_shipped(tmp_path: Path) -> None:
+    shared("terramind_examples")
+    pipeline = _shipped("real_samples", tmp_path)
+    run_pipeline(pipeline, run_dir=tmp_path / "run", progress=False, echo=None)
+    _check_real_samples_run(tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_demo_pipeline_reaches_the_demo_quality(tmp_path: Path) -> None:
+    """pipelines/demo.yaml as shipped (the README's first command): val and test mIoU >= 0.80."""
+    pipeline = _shipped("demo", tmp_path)
+    result = run_pipeline(pipeline, run_dir=tmp_path / "run", progress=False, echo=None)
+    assert result.ran == ["tile", "train", "evaluate", "predict", "export"]
+    train = result.step("train").outputs
+    assert train["monitor"] == "val_miou" and train["best_score"] >= 0.80
+    assert result.step("evaluate").outputs["miou"] >= 0.80
+    with rasterio.open(tmp_path / "run" / "predict" / "maps" / "demo.tif") as ds:
+        assert ds.count == 1 and ds.nodata == 0
