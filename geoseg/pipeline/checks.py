@@ -26,18 +26,28 @@ def check_encoder(name: str) -> None:
                      else "see timm.list_models() or geoseg.models.register_encoder")
 
 
-def check_pipeline(pipeline: Pipeline, catalog: Catalog) -> None:
+def check_pipeline(pipeline: Pipeline, catalog: Catalog, require_data: bool = True) -> None:
     """Fail early (one line naming the pipeline file) on what would fail hours into a run.
 
-    Checks: the datasets exist (done when the catalog is loaded) and have classes to train
-    on; the architecture, its encoder and its options exist; a local ``pretrained`` file exists.
+    Checks: the datasets exist (done when the catalog is loaded), their data folders are
+    there, and they have classes to train on; the architecture, its encoder and its options
+    exist; a local ``pretrained`` file exists.
+
+    Args:
+        pipeline: the validated pipeline.
+        catalog: its catalog.
+        require_data: also check that the datasets' data folders exist.
 
     Raises:
-        ConfigError: with the pipeline file as path and the cause.
+        CatalogError: a dataset's data is not available. ConfigError: with the pipeline file
+            as path and the cause.
     """
     from geoseg.models import get_model_class
 
     source = pipeline.source
+    for name in {pipeline.dataset, pipeline.steps.predict.dataset if pipeline.steps.predict else None} - {None}:
+        if require_data:
+            catalog.check_available(str(name))  # e.g. ../shared/data missing: say so before writing anything
     train = pipeline.steps.train
     if train is None:
         return

@@ -80,7 +80,9 @@ class RunResult:
         if maps:
             out += ["", "Open the land-cover map in QGIS: drag it onto the map canvas (or Layer > Add Layer >",
                     "Add Raster Layer); the class names and colours load from the .qml / .tif.aux.xml beside it:"]
-            out += [f"  qgis {m}" for m in maps]
+            out += [f"  qgis {m}" for m in maps[:5]]
+            if len(maps) > 5:
+                out.append(f"  ... and {len(maps) - 5} more map(s) in {Path(maps[0]).parent}")
             conf = [c for s in self.steps if s.name == "predict"
                     for c in (v.get("confidence") for v in s.outputs.get("scenes", {}).values()) if c]
             if conf:

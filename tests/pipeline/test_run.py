@@ -229,3 +229,17 @@ def test_bad_references_fail_before_any_work(tmp_path: Path, monkeypatch: pytest
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, (name, err)
     assert not (tmp_path / "runs").exists()
+
+
+def test_missing_data_is_reported_before_anything_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    catalog = write_catalog(tmp_path / "catalog.yaml")
+    data = yaml.safe_load(catalog.read_text())
+    data["datasets"]["demo"]["requires"] = "shared/data/not_here"
+    catalog.write_text(yaml.safe_dump(data))
+    path = write_pipeline(tmp_path / "p.yaml", tiny_pipeline(catalog))
+    assert _main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs shared/data/not_here, which is not there" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
