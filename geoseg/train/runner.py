@@ -136,6 +136,9 @@ def _loggers(out: Path) -> list[Any]:
 
 
 def _strategy(cfg: TrainConfig, accelerator: str) -> Any:
+    if cfg.sync_batchnorm and accelerator == "cpu":
+        raise ConfigError("sync_batchnorm needs GPUs (torch's SyncBatchNorm has no CPU implementation)",
+                          hint="drop --sync-batchnorm on CPU")
     if cfg.strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         raise ConfigError(f"strategy {cfg.strategy!r} needs DeepSpeed", hint="pip install deepspeed (CUDA only)")
     if cfg.strategy == "ddp" and accelerator == "cpu":
