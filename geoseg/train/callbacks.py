@@ -76,6 +76,16 @@ def _value(metrics: dict[str, Any], key: str) -> float | None:
     return None if math.isnan(v) else v
 
 
+def _full_state_dict(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+    """The unsharded LightningModule state dict (a collective call under FSDP / ZeRO-3)."""
+    if getattr(trainer.strategy, "zero_stage_3", False):
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(pl_module.parameters()), modifier_rank=None):
+            return {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+    return trainer.strategy.lightning_module_state_dict()  # FSDP: full state dict gathered
+
+
 class BundleWriter(Checkpoint):
     """Write model bundles, the history and the training plots (see module docstring).
 
@@ -117,7 +127,7 @@ class BundleWriter(Checkpoint):
     def write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, name: str,
               metrics: dict[str, Any] | None = None) -> Path:
         """Write bundle ``MODEL_DIR/name`` (a collective call: every rank must call it)."""
-        state = trainer.strategy.lightning_module_state_dict()  # gathers sharded weights
+        state = _full_state_dict(trainer, pl_module)
         path = self.out / name
         if trainer.is_global_zero:
             model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}

@@ -95,7 +95,9 @@ def _resume_path(cfg: TrainConfig, out: Path) -> Path | None:
     if cfg.resume is False:
         return None
     if cfg.resume == "auto":
-        return last if last.is_file() else None
+        # the newest of the epoch checkpoint and Lightning's SLURM pre-emption checkpoints
+        found = [p for p in [last, *(out / "checkpoints").glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+        return max(found, key=lambda p: p.stat().st_mtime) if found else None
     path = last if cfg.resume is True else Path(cfg.resume)
     if not path.is_file():
         raise CheckpointError("no checkpoint to resume from", path=path,
