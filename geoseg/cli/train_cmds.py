@@ -81,6 +81,7 @@ def _model_options(values: tuple[str, ...]) -> dict[str, Any] | None:
 @click.option("--augment/--no-augment", default=None, help="Random flips/rotations [augment].")
 @click.option("--in-memory", type=click.Choice(["auto", "yes", "no"]), help="Hold the cubes in RAM [auto: < 2 GB].")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [progress].")
+@click.option("--profiler", type=click.Choice(["simple", "advanced"]), help="Lightning profiler report → MODEL_DIR/profile.txt.")
 def train_cmd(cubes: Path | None, out: Path | None, config_file: Path | None, **options: Any) -> None:
     """Train a segmentation model on the CubeStore CUBES; write MODEL_DIR (see docs/training.md)."""
     from geoseg.train import load_train_config, train

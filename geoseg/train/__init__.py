@@ -5,7 +5,14 @@
 >>> evaluate(result.best, "cubes", "eval", split="test", save_examples=4)
 """
 
-from geoseg.train.bundle import BundleConfig, ModelBundle, Normalization, load_bundle, normalize, save_bundle
+from geoseg.train.bundle import (
+    BundleConfig,
+    ModelBundle,
+    Normalization,
+    load_bundle,
+    normalize,
+    save_bundle,
+)
 from geoseg.train.config import TrainConfig, load_train_config
 from geoseg.train.evaluate import EvalResult, evaluate
 from geoseg.train.losses import SegmentationLoss, class_weights_from_counts

@@ -96,6 +96,8 @@ class TrainConfig(StrictModel):
     progress: bool = True
     max_time: str | None = Field(None, description="stop after DD:HH:MM:SS (the checkpoint allows --resume)")
     limit_batches: int | None = Field(None, ge=1, description="debug: batches per epoch (train and val)")
+    profiler: Literal["simple", "advanced"] | None = Field(
+        None, description="Lightning profiler; its report goes to MODEL_DIR/profile.txt")
 
     @field_validator("devices", mode="before")
     @classmethod

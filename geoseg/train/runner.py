@@ -17,9 +17,10 @@ import importlib.util
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -28,11 +29,15 @@ from geoseg.errors import CheckpointError, ConfigError
 from geoseg.train.config import TrainConfig
 from geoseg.train.losses import class_weights_from_counts
 
+if TYPE_CHECKING:
+    from lightning.pytorch.callbacks import Callback
+
 __all__ = ["TrainResult", "train", "resolve_hardware", "OUTPUT_NAMES"]
 
 log = logging.getLogger(__name__)
 
-OUTPUT_NAMES = ("best", "final", "checkpoints", "logs", "config.yaml", "history.json", "training_plots.png")
+OUTPUT_NAMES = ("best", "final", "checkpoints", "logs", "config.yaml", "history.json", "training_plots.png",
+                "profile.txt")
 _ARCH_KEYS = ("model", "encoder", "aux_head", "freeze_backbone", "deep_supervision", "cat_channels", "model_options")
 
 
@@ -150,11 +155,21 @@ def _strategy(cfg: TrainConfig, accelerator: str) -> Any:
     return cfg.strategy
 
 
-def train(config: TrainConfig) -> TrainResult:
+def _profiler(kind: str | None, out: Path) -> Any:
+    if kind is None:
+        return None
+    from lightning.pytorch.profilers import AdvancedProfiler, SimpleProfiler
+
+    cls = SimpleProfiler if kind == "simple" else AdvancedProfiler
+    return cls(dirpath=str(out), filename="profile")
+
+
+def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Train a model on a CubeStore and write MODEL_DIR (see the module docstring).
 
     Args:
         config: The run's options; ``cubes`` and ``out`` are required.
+        callbacks: Extra Lightning callbacks (e.g. timing, custom logging).
 
     Returns:
         The :class:`TrainResult` (on every process; outputs are written by rank 0).
@@ -166,7 +181,12 @@ def train(config: TrainConfig) -> TrainResult:
         MissingFileError: No CubeStore at ``cubes``.
     """
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.callbacks import (
+        EarlyStopping,
+        LearningRateMonitor,
+        ModelCheckpoint,
+        TQDMProgressBar,
+    )
 
     from geoseg.data.datamodule import CubeDataModule
     from geoseg.train.callbacks import BundleWriter, EpochSeed
@@ -203,23 +223,24 @@ def train(config: TrainConfig) -> TrainResult:
     }
     writer = BundleWriter(out, template, monitor=config.monitor, save_every=config.save_every)
     mode = "max" if config.monitor == "val_miou" else "min"
-    callbacks: list[Any] = [EpochSeed(config.seed), LearningRateMonitor(logging_interval="epoch"), writer,
+    hooks: list[Any] = [*callbacks, EpochSeed(config.seed), LearningRateMonitor(logging_interval="epoch"), writer,
                             ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
                                             save_on_train_epoch_end=True, enable_version_counter=False)]
     if config.patience is not None:
-        callbacks.insert(0, EarlyStopping(monitor=config.monitor, mode=mode, patience=config.patience, strict=False))
+        hooks.insert(0, EarlyStopping(monitor=config.monitor, mode=mode, patience=config.patience, strict=False))
     if config.progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=1))
+        hooks.append(TQDMProgressBar(refresh_rate=1))
     steps_per_epoch = max(1, len(dm.split_ids(config.train_split)) // config.batch_size)
     trainer = pl.Trainer(
         max_epochs=config.epochs, accelerator=accelerator, devices=config.devices, num_nodes=config.num_nodes,
-        strategy=_strategy(config, accelerator), precision=precision, callbacks=callbacks, logger=_loggers(out),
+        strategy=_strategy(config, accelerator), precision=precision, callbacks=hooks, logger=_loggers(out),
         check_val_every_n_epoch=config.validate_every, gradient_clip_val=config.grad_clip,
         accumulate_grad_batches=config.accumulate, deterministic=config.deterministic,
         sync_batchnorm=config.sync_batchnorm, default_root_dir=str(out / "checkpoints"),
         enable_progress_bar=config.progress, enable_model_summary=config.progress, log_every_n_steps=min(50, steps_per_epoch),
         max_time=config.max_time, limit_train_batches=config.limit_batches, limit_val_batches=config.limit_batches,
         use_distributed_sampler=False, num_sanity_val_steps=0 if resume else 1,
+        profiler=_profiler(config.profiler, out),
     )
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
@@ -233,7 +254,7 @@ def train(config: TrainConfig) -> TrainResult:
         import json
 
         metrics = json.loads((best / "config.json").read_text())["extra"].get("metrics", {})
-    stopper = next((c for c in callbacks if isinstance(c, EarlyStopping)), None)
+    stopper = next((c for c in hooks if isinstance(c, EarlyStopping)), None)
     return TrainResult(
         out=out, best=best, final=out / "final" if (out / "final").is_dir() else None,
         best_epoch=writer.best_epoch, best_score=writer.best_score, monitor=config.monitor, metrics=metrics,
