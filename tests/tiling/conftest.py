@@ -27,10 +27,9 @@ def demo_catalog(demo480, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def client():
     """A LocalCluster of two worker processes shared by the tests (start-up paid once)."""
-    from distributed import Client, LocalCluster
+    from geoseg.tiling.tiler import local_cluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as c:
+    with local_cluster(2) as c:
         yield c
 
 
