@@ -48,7 +48,7 @@ def test_real_samples_tile_step_on_the_real_data(tmp_path: Path) -> None:
     shared("terramind_examples")
     data = yaml.safe_load((REPO / "pipelines" / "real_samples.yaml").read_text())
     data["catalog"] = str(REPO / "data_catalog.yaml")
-    data["steps"] = {"tile": data["steps"]["tile"]}
+    data["steps"] = {"tile": {**data["steps"]["tile"], "workers": 1}}  # workers: where it runs, not what
     pipeline = tmp_path / "real_tile.yaml"
     pipeline.write_text(yaml.safe_dump(data))
     result = run_pipeline(pipeline, run_dir=tmp_path / "run", progress=False, echo=None)
