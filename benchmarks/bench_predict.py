@@ -1,20 +1,22 @@
 """Streaming prediction against the bare model and against a naive in-memory predictor.
 
-    python benchmarks/bench_predict.py [--size 4098] [--half] [--encoder resnet18]
+    python benchmarks/bench_predict.py [--size 4098] [--no-half] [--repeat 2] [--encoder resnet18]
                                        [--torch-threads N] [--out docs/benchmarks_predict.md]
 
 On one generated demo scene (per-band files at 10/20/60 m, SCL clouds; sizes are multiples of 6,
 so 4098 stands for 4096 and ``--size 10980`` gives a full tile) and one model (UNet, random
 weights: the cost does not depend on them):
 
-(a) the bare model forward over the same windows, batches already in memory (``model(x)``);
+(a) the bare model forward over the same windows, batches already in memory (``model(x)``; as
+    many windows as (b) sent through the model — (b) skips windows without a valid pixel);
 (b) ``geoseg predict`` end to end: reading, features, normalisation, forward, softmax, blending,
     the COG with overviews and its sidecars;
 (c) a naive in-memory predictor, as raster-vision, terratorch and geoai do it: the whole
     scene's features in memory, full-size score/weight accumulators, argmax, one GTiff write.
 
-Each run is a fresh subprocess (peak RSS = its ``ru_maxrss``). With ``--half`` (default on),
-(b) and (c) also run on a scene of half the side, to show how peak RSS scales with the area.
+Each run is a fresh subprocess (peak RSS = its ``ru_maxrss``). (b) and (a) alternate
+``--repeat`` times (the load of a shared machine drifts). Unless ``--no-half``, (b) and (c) also
+run on a scene of half the side, to show how peak RSS scales with the area.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _bare(scene_path: str, bundle_dir: str, batch: int) -> dict:
+def _bare(scene_path: str, bundle_dir: str, batch: int, count: int | None) -> dict:
     import numpy as np
     import torch
 
@@ -55,7 +57,8 @@ def _bare(scene_path: str, bundle_dir: str, batch: int) -> dict:
     windows = list(layout)
     inputs = [runner.prepare(np.stack([read_features(scene, w, recipe)[0] for w in windows[i : i + batch]]))
               for i in (0, batch)]  # two real batches, already normalised, in memory
-    sizes = [min(batch, len(windows) - i) for i in range(0, len(windows), batch)]
+    count = len(windows) if count is None else count  # (b) skips windows without a valid pixel
+    sizes = [min(batch, count - i) for i in range(0, count, batch)]
     model = runner.model
     with torch.inference_mode():
         model(inputs[0][:1])  # warm-up
@@ -63,7 +66,7 @@ def _bare(scene_path: str, bundle_dir: str, batch: int) -> dict:
         for j, n in enumerate(sizes):
             model(inputs[j % 2][:n])
         seconds = time.perf_counter() - start
-    return {"seconds": seconds, "windows": len(windows), "peak_mb": _peak_mb()}
+    return {"seconds": seconds, "windows": count, "peak_mb": _peak_mb()}
 
 
 def _geoseg(scene_path: str, bundle_dir: str, batch: int, out: str) -> dict:
@@ -123,7 +126,7 @@ def _worker(args: argparse.Namespace) -> None:
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     if args.worker == "bare":
-        result = _bare(args.scene, args.bundle, args.batch_size)
+        result = _bare(args.scene, args.bundle, args.batch_size, args.count)
     elif args.worker == "geoseg":
         result = _geoseg(args.scene, args.bundle, args.batch_size, args.result)
     else:
@@ -132,17 +135,19 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------- driver
-def _run(mode: str, scene: Path, bundle: Path, work: Path, args: argparse.Namespace) -> dict:
+def _run(mode: str, scene: Path, bundle: Path, work: Path, args: argparse.Namespace, count: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--worker", mode, "--scene", str(scene), "--bundle", str(bundle),
            "--batch-size", str(args.batch_size), "--result", str(work / f"{mode}_{scene.parent.name}.tif")]
+    if count is not None:
+        cmd += ["--count", str(count)]
     if args.torch_threads:
         cmd += ["--torch-threads", str(args.torch_threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"  {mode:<7} {scene.parent.parent.name}: {result['seconds']:.1f} s, peak RSS {result['peak_mb']:.0f} MB",
-          flush=True)
+    print(f"  {mode:<7} {scene.parent.parent.name}: {result['seconds']:.1f} s, {result['windows']} windows, "
+          f"peak RSS {result['peak_mb']:.0f} MB", flush=True)
     return result
 
 
@@ -178,6 +183,9 @@ def main() -> None:
     parser.add_argument("--scene", help=argparse.SUPPRESS)
     parser.add_argument("--bundle", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="alternate (b) and (a) this many times on the full-size scene (load drifts)")
     args = parser.parse_args()
     if args.worker:
         _worker(args)
@@ -197,13 +205,13 @@ def main() -> None:
             generate_demo_scene(root, size=size, seed=0, progress=False)
         scenes[size] = next(p for p in sorted(root.iterdir()) if p.is_dir())
     bundle = _bundle(work, args.encoder)
-    results: dict[tuple[str, int], dict] = {}
+    results: dict[tuple[str, int], list[dict]] = {}
     print(f"model: unet/{args.encoder}, window {WINDOW}, overlap {WINDOW // 4}, batch {args.batch_size}")
     for size in sizes:
-        modes = ["bare", "geoseg"] if size == args.size else ["geoseg"]
-        modes += [] if args.skip_naive else ["naive"]
-        for mode in modes:
-            results[(mode, size)] = _run(mode, scenes[size], bundle, work, args)
+        runs = ["geoseg", "bare"] * max(1, args.repeat) if size == args.size else ["geoseg"]
+        for mode in runs + ([] if args.skip_naive else ["naive"]):
+            count = results[("geoseg", size)][-1]["windows"] if mode == "bare" else None
+            results.setdefault((mode, size), []).append(_run(mode, scenes[size], bundle, work, args, count))
     table = _table(results, args, sizes)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -212,10 +220,14 @@ def main() -> None:
         tmp.cleanup()
 
 
+def _mean(runs: list[dict], key: str) -> float:
+    return sum(r[key] for r in runs) / len(runs)
+
+
 def _table(results: dict, args: argparse.Namespace, sizes: list[int]) -> str:
     size = args.size
-    a = results[("bare", size)]
-    b = results[("geoseg", size)]
+    a = _mean(results[("bare", size)], "seconds")
+    b = _mean(results[("geoseg", size)], "seconds")
     names = {"bare": "(a) bare model forward, batches in memory",
              "geoseg": "(b) geoseg predict end to end (features, blending, COG + sidecars)",
              "naive": "(c) naive in-memory predictor (whole scene + full-size accumulators)"}
@@ -224,24 +236,38 @@ def _table(results: dict, args: argparse.Namespace, sizes: list[int]) -> str:
         "## Streaming prediction",
         "",
         f"Demo scene(s) (per-band 10/20/60 m files), model UNet/{args.encoder} (random weights), window "
-        f"{WINDOW}, overlap {WINDOW // 4}, batch {args.batch_size}, CPU, torch threads: {threads}.",
+        f"{WINDOW}, overlap {WINDOW // 4}, batch {args.batch_size}, CPU, torch threads: {threads}. "
+        f"(a) and (b) alternate {max(1, args.repeat)}× on the {size}² scene (mean shown, every run listed); "
+        "(a) runs exactly as many windows as (b) sent through the model.",
         f"Machine: {machine()}.",
         "",
-        "| run | scene | windows | seconds | vs (a) | peak RSS (MB) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| run | scene | windows | seconds (mean) | every run (s) | vs (a) | peak RSS (MB) |",
+        "|---|---|---:|---:|---|---:|---:|",
     ]
-    for (mode, s), r in results.items():
-        lines.append(f"| {names[mode]} | {s} x {s} | {r['windows']} | {r['seconds']:.1f} | "
-                     f"{r['seconds'] / a['seconds']:.2f}x | {r['peak_mb']:.0f} |" if s == size else
-                     f"| {names[mode]} | {s} x {s} | {r['windows']} | {r['seconds']:.1f} | – | {r['peak_mb']:.0f} |")
-    lines += ["", f"- (b)/(a) = **{b['seconds'] / a['seconds']:.3f}** (target ≤ 1.10); time inside the model "
-                  f"during (b): {b['model_seconds']:.1f} s; stitcher accumulators: {b['accumulator_mb']:.0f} MB."]
+    for mode in ("bare", "geoseg", "naive"):
+        for s in sizes:
+            runs = results.get((mode, s))
+            if not runs:
+                continue
+            t = _mean(runs, "seconds")
+            every = ", ".join(f"{r['seconds']:.1f}" for r in runs)
+            vs = f"{t / a:.2f}x" if s == size else "–"
+            lines.append(f"| {names[mode]} | {s} x {s} | {runs[0]['windows']} | {t:.1f} | {every} | {vs} | "
+                         f"{max(r['peak_mb'] for r in runs):.0f} |")
+    model_s = _mean(results[("geoseg", size)], "model_seconds")
+    acc = results[("geoseg", size)][0]["accumulator_mb"]
+    lines += ["", f"- (b)/(a) = **{b / a:.3f}** (target ≤ 1.10); time inside the model during (b): {model_s:.1f} s; "
+                  f"stitcher accumulators: {acc:.0f} MB."]
     if len(sizes) > 1:
         small = sizes[1]
-        ratio_b = results[("geoseg", size)]["peak_mb"] / results[("geoseg", small)]["peak_mb"]
-        lines.append(f"- Peak RSS {size}² / {small}² (4× the pixels): (b) **{ratio_b:.2f}x**"
-                     + (f", (c) **{results[('naive', size)]['peak_mb'] / results[('naive', small)]['peak_mb']:.2f}x**."
-                        if ("naive", small) in results else "."))
+
+        def peak(mode: str, s: int) -> float:
+            return max(r["peak_mb"] for r in results[(mode, s)])
+
+        line = f"- Peak RSS {size}² / {small}² (4× the pixels): (b) **{peak('geoseg', size) / peak('geoseg', small):.2f}x**"
+        if ("naive", small) in results:
+            line += f", (c) **{peak('naive', size) / peak('naive', small):.2f}x**"
+        lines.append(line + ".")
     return "\n".join(lines)
 
 
