@@ -21,6 +21,7 @@ from geoseg.config.closest import did_you_mean
 from geoseg.errors import ConfigError
 from geoseg.pipeline.checks import check_pipeline
 from geoseg.pipeline.logs import LOG_NAME, run_log
+from geoseg.pipeline.ranks import follow_training, launch_rank
 from geoseg.pipeline.schema import DEPENDS, STEP_NAMES, Pipeline, load_pipeline
 from geoseg.pipeline.state import (
     new_run_id,
@@ -170,6 +171,9 @@ def run_pipeline(
     root = root.resolve()
     if root.exists() and not root.is_dir():
         raise ConfigError("the run directory is a file", path=root, hint="choose another --run-dir")
+    if launch_rank() > 0:  # a training process of another rank: join the training, nothing else
+        follow_training(p, catalog, root, forced)
+        return RunResult(p.run_name, root, root / LOG_NAME, seconds=time.perf_counter() - start)
     result = RunResult(p.run_name, root, root / LOG_NAME)
     with run_log(root / LOG_NAME, echo) as report:
         report(f"geoseg {__version__}: pipeline {p.run_name!r} ({p.source or 'in memory'}) on dataset "
@@ -206,7 +210,7 @@ def _run_step(name: str, p: Pipeline, catalog: Any, root: Path, scheduler: str |
     manifest: dict[str, Any] = {
         "step": name, "status": "running", "key": key, "params": params, "inputs": inputs,
         "geoseg_version": __version__, "started": now(), "pipeline": str(p.source) if p.source else None,
-        "progress": (ctx.previous or {}).get("progress", {}),
+        "progress": {k: v for k, v in (ctx.previous or {}).get("progress", {}).items() if k != "resume"},
     }
 
     def save_progress(progress_state: dict[str, Any]) -> None:

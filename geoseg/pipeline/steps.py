@@ -168,6 +168,7 @@ class TrainStepRunner:
         resume = ctx.previous is not None and not ctx.forced and last.is_file()
         if resume:
             ctx.report(f"  resuming the interrupted training from {last}")
+        ctx.save_progress({"resume": resume})  # processes of other ranks train with the same decision
         result = train(self._train_config(ctx, resume))
         score = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
         best = result.best or result.final

@@ -243,3 +243,24 @@ def test_missing_data_is_reported_before_anything_is_written(tmp_path: Path, mon
     err = capsys.readouterr().err.strip()
     assert "needs shared/data/not_here, which is not there" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_training_process_of_another_rank_only_joins_the_training(tiny_run: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lightning re-launches `geoseg run` for ranks > 0: those processes train with rank 0's decision, nothing else."""
+    import geoseg.train
+
+    run_dir, pipeline = _copy_run(tiny_run, tmp_path)
+    manifest = _manifest(run_dir, "train")
+    # rank 0 is training (a resumed attempt): its running manifest carries its decision
+    manifest.update(status="running", progress={"resume": True})
+    (run_dir / "train" / "manifest.json").write_text(json.dumps(manifest))
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    seen = []
+    monkeypatch.setattr(geoseg.train, "train", lambda config: seen.append(config))
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    result = run_pipeline(pipeline, run_dir=run_dir, progress=False, echo=None)
+    assert result.steps == []  # no step of its own
+    assert len(seen) == 1 and seen[0].resume is True and seen[0].overwrite is False
+    assert seen[0].cubes == run_dir / "tile" / "cubes" and seen[0].out == run_dir / "train" / "model"
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before  # wrote nothing
