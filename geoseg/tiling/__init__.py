@@ -5,7 +5,7 @@ from geoseg.tiling.layout import CubeWindow, axis_slots, cube_windows
 from geoseg.tiling.split import assign_splits
 from geoseg.tiling.stats import Moments, cube_moments
 from geoseg.tiling.store import IGNORE_INDEX, SPLITS, CubeStore, IncompleteStoreError, Split
-from geoseg.tiling.tiler import TileSummary, tile_dataset
+from geoseg.tiling.tiler import TileSummary, local_cluster, tile_dataset
 
 __all__ = [
     "CubeStore",
@@ -21,6 +21,7 @@ __all__ = [
     "cube_moments",
     "cube_windows",
     "export_npy",
+    "local_cluster",
     "store_info",
     "tile_dataset",
 ]
