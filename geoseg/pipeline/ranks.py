@@ -19,7 +19,7 @@ from typing import Any
 
 from geoseg.errors import ConfigError
 from geoseg.pipeline.state import read_manifest, step_key
-from geoseg.pipeline.steps import STEPS, StepContext, TrainStepRunner
+from geoseg.pipeline.steps import STEPS, StepContext, TrainStepRunner, end_process_group
 
 __all__ = ["launch_rank", "follow_training"]
 
@@ -83,4 +83,7 @@ def follow_training(p: Any, catalog: Any, root: Path, forced: set[str], timeout:
     # srun/torchrun start every rank at once: wait for this attempt's manifest, not an old one
     fresh_after = None if _spawned_by_lightning() else started - CLOCK_SKEW
     manifest = _wait(ctx, key, "running", timeout, fresh_after=fresh_after, needs="resume")
-    train(runner._train_config(ctx, resume=bool(manifest["progress"]["resume"])))
+    try:
+        train(runner._train_config(ctx, resume=bool(manifest["progress"]["resume"])))
+    finally:
+        end_process_group()

@@ -25,7 +25,7 @@ from geoseg.errors import ConfigError
 from geoseg.pipeline.schema import Pipeline
 from geoseg.pipeline.state import scene_fingerprints
 
-__all__ = ["StepContext", "StepOutcome", "STEPS", "bundle_dir"]
+__all__ = ["StepContext", "StepOutcome", "STEPS", "bundle_dir", "end_process_group"]
 
 
 @dataclass
@@ -91,6 +91,14 @@ def bundle_dir(run_dir: Path, choice: str) -> Path:
     root = model_dir(run_dir)
     chosen = root / choice
     return chosen if (chosen / "config.json").is_file() else root / "final"
+
+
+def end_process_group() -> None:
+    """Leave the training's process group (multi-device runs): the later steps run in this process alone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _store_complete(path: Path) -> bool:
@@ -169,7 +177,10 @@ class TrainStepRunner:
         if resume:
             ctx.report(f"  resuming the interrupted training from {last}")
         ctx.save_progress({"resume": resume})  # processes of other ranks train with the same decision
-        result = train(self._train_config(ctx, resume))
+        try:
+            result = train(self._train_config(ctx, resume))
+        finally:
+            end_process_group()
         score = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
         best = result.best or result.final
         ctx.report(f"  {result.epochs} epoch(s) in {result.seconds:.0f} s; best {result.monitor} {score} "

@@ -146,3 +146,21 @@ def test_slurm_recipe_writes_a_worker_job_script(capsys: pytest.CaptureFixture[s
         assert directive in script
     assert f"{sys.executable} -m distributed.cli.dask_worker tcp://127.0.0.1:" in script
     assert "--nworkers 4" in script and "--nthreads 1" in script
+
+
+@pytest.mark.slow
+def test_ddp_training_on_two_cpu_processes_from_the_pipeline(tmp_path: Path) -> None:
+    """devices: 2 + strategy: ddp: Lightning re-launches `geoseg run` for rank 1, which only joins the training
+    (~2 min on 2 cores)."""
+    catalog = write_catalog(tmp_path / "catalog.yaml")
+    pipeline = write_pipeline(tmp_path / "ddp.yaml", tiny_pipeline(
+        catalog, name="ddp", steps=("tile", "train", "evaluate"),
+        train={"epochs": 1, "batch_size": 4, "accelerator": "cpu", "devices": 2, "strategy": "ddp"}))
+    env = {**os.environ, "GEOSEG_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([str(BIN / "geoseg"), "run", str(pipeline), "--run-dir", str(tmp_path / "run"),
+                           "--no-progress"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in done.stdout + done.stderr
+    assert done.stdout.count("[tile] ") == 2 and done.stdout.count("[evaluate] done") == 1  # rank 0 only
+    for step in ("tile", "train", "evaluate"):
+        assert json.loads((tmp_path / "run" / step / "manifest.json").read_text())["status"] == "complete"
