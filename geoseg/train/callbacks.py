@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +95,15 @@ class BundleWriter(Checkpoint):
         template: Bundle config without ``model`` spec and metrics (filled in here).
         monitor: ``val_miou`` (higher is better) or ``val_loss``.
         save_every: Also write ``epoch_N/`` every N epochs (None: never).
+        plot_interval: Redraw ``training_plots.png`` at most this often (seconds) while
+            training; it is always drawn at the end.
     """
 
     def __init__(self, out: Path, template: dict[str, Any], monitor: str = "val_miou",
-                 save_every: int | None = None) -> None:
+                 save_every: int | None = None, plot_interval: float = 30.0) -> None:
         self.out, self.template, self.monitor, self.save_every = Path(out), template, monitor, save_every
+        self.plot_interval = plot_interval
+        self._plotted = -math.inf
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self.history: list[dict[str, Any]] = []
@@ -168,10 +173,18 @@ class BundleWriter(Checkpoint):
         if self.save_every and epoch % self.save_every == 0:
             self.write(trainer, pl_module, f"epoch_{epoch}", {"history": row})
         if trainer.is_global_zero:
-            plot_training(self.history, self.out / "training_plots.png")
             (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
+            # drawing costs ~1 s: at most every plot_interval seconds during training, always at the end
+            if time.monotonic() - self._plotted >= self.plot_interval:
+                self._plot()
+
+    def _plot(self) -> None:
+        plot_training(self.history, self.out / "training_plots.png")
+        self._plotted = time.monotonic()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero and self.history:
+            self._plot()
         last = self.history[-1] if self.history else {}
         self.write(trainer, pl_module, "final", {"history": last, "best_epoch": self.best_epoch,
                                                  "best_" + self.monitor: self.best_score})
