@@ -68,7 +68,8 @@ def _model_options(values: tuple[str, ...]) -> dict[str, Any] | None:
 @click.option("--devices", help="Devices per node: N, auto, or a list 0,1 [auto].")
 @click.option("--num-nodes", type=int, help="Nodes (SLURM: srun starts one task per device) [1].")
 @click.option("--strategy", type=click.Choice(["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true",
-                                                "deepspeed_stage_2", "fsdp"]), help="Distributed strategy [auto].")
+                                                "deepspeed_stage_2", "deepspeed_stage_3", "fsdp"]),
+              help="Distributed strategy [auto].")
 @click.option("--sync-batchnorm/--no-sync-batchnorm", default=None, help="SyncBatchNorm across devices.")
 @click.option("--resume", is_flag=True, default=None, help="Continue from MODEL_DIR/checkpoints/last.ckpt.")
 @click.option("--auto-resume", is_flag=True, default=None, help="Resume when a checkpoint exists, else start (SLURM requeue).")
