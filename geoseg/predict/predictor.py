@@ -9,8 +9,10 @@ bounded by window size × scene width (accumulators) plus a few batches in fligh
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -78,6 +80,27 @@ def plan_windows(scene: Scene, bundle: ModelBundle, window: int | None = None, o
     return window_layout(scene.grid.height, scene.grid.width, size, size // 4 if overlap is None else int(overlap))
 
 
+_M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
+_heap_bounded = False
+
+
+def bound_heap_growth(threshold: int = 256 * 1024) -> None:
+    """Make glibc return freed large arrays to the OS (Linux only; once per process).
+
+    glibc raises its mmap threshold each time a large block is freed, after which window-sized
+    arrays come from per-thread heaps that fragment: RSS then creeps up with the number of
+    windows, i.e. with the scene's area. Fixing the threshold keeps the predictor's memory flat.
+    """
+    global _heap_bounded
+    if _heap_bounded or not sys.platform.startswith("linux"):
+        return
+    _heap_bounded = True
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, threshold)
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
+        log.debug("mallopt unavailable; heap growth not bounded")
+
+
 def default_workers() -> int:
     """Feature threads: half the cores (the model gets the rest), between 1 and 4."""
     return max(1, min(4, (os.cpu_count() or 2) // 2))
@@ -126,6 +149,7 @@ def stream_predictions(
     """
     start = time.perf_counter()
     check_batch_size(batch_size)
+    bound_heap_growth()
     recipe = bundle.config.recipe_obj()
     scene.require_bands(recipe.required_bands, f"the model's recipe {recipe.name}")
     layout = plan_windows(scene, bundle, window, overlap)
