@@ -9,6 +9,7 @@ bounded by window size × scene width (accumulators) plus a few batches in fligh
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -185,14 +186,15 @@ def stream_predictions(
             return pool.submit(stitch, [(w, v) for w, _, v in items], out)
 
         stream = prefetch(read, layout, workers=workers, depth=max(2 * batch_size, workers + 1))
-        for w, (features, valid) in progress_bar(stream, total=len(layout), desc=scene.scene_id, unit="win",
-                                                 enabled=progress):
-            if features is None:  # no valid pixel: nothing to classify, its pixels stay nodata
-                continue
-            batch.append((w, features, valid))
-            if len(batch) == batch_size:
-                previous = run(batch)
-                batch = []
+        with contextlib.closing(stream):  # on errors, stop the read-ahead threads at once
+            for w, (features, valid) in progress_bar(stream, total=len(layout), desc=scene.scene_id, unit="win",
+                                                     enabled=progress):
+                if features is None:  # no valid pixel: nothing to classify, its pixels stay nodata
+                    continue
+                batch.append((w, features, valid))
+                if len(batch) == batch_size:
+                    previous = run(batch)
+                    batch = []
         if batch:
             previous = run(batch)
         if previous is not None:
