@@ -47,7 +47,7 @@ def predict_cmd(model: Path, scenes: tuple[Path, ...], catalog: Path | None, dat
 
     The output is a Cloud-Optimized GeoTIFF on the scene's exact 10 m grid: class codes of the
     model's class map, 0 (transparent) where the input is invalid, a colour palette, and
-    OUT.aux.xml / OUT-base.qml sidecars so QGIS shows named, coloured classes.
+    sidecars (landcover.tif.aux.xml, landcover.qml) so QGIS shows named, coloured classes.
 
     \b
     Examples:
