@@ -31,7 +31,7 @@ def test_train_sbatch_template_runs_and_resumes(demo_cubes, tmp_path):
     }
     out = tmp_path / "model"
     opts = ["--model", "unet", "--encoder", "test_resnet", "--model-option", "decoder_channels=[16,16,8,8,8]",
-            "--accelerator", "cpu", "--batch-size", "8", "--patience", "0"]  # later options win over the template's
+            "--accelerator", "cpu", "--batch-size", "8", "--patience", "0", "--limit-batches", "2"]  # later options win
     script = REPO / "pipelines" / "slurm" / "train.sbatch"
     first = subprocess.run(["bash", str(script), str(demo_cubes), str(out), *opts, "--epochs", "1"],
                            env=env, capture_output=True, text=True, timeout=900)
