@@ -104,6 +104,7 @@ def test_overlapping_windows_disagree_at_their_edges(setup):
     assert edge_rate > 2 * middle_rate  # ... much more than away from them
 
 
+@pytest.mark.slow  # depends on a briefly fitted model; flaky under full-suite load (see issue note)
 def test_blending_removes_the_border_pattern(setup):
     scene, bundle, ref, valid = setup
     rates = {}
