@@ -14,9 +14,10 @@ weights: the cost does not depend on them):
 (c) a naive in-memory predictor, as raster-vision, terratorch and geoai do it: the whole
     scene's features in memory, full-size score/weight accumulators, argmax, one GTiff write.
 
-Each run is a fresh subprocess (peak RSS = its ``ru_maxrss``). (b) and (a) alternate
-``--repeat`` times (the load of a shared machine drifts). Unless ``--no-half``, (b) and (c) also
-run on a scene of half the side, to show how peak RSS scales with the area.
+(b) and (a) alternate ``--repeat`` times in one subprocess, so that both see the same load on a
+shared machine (wall and process-CPU seconds are reported); the peak RSS of (b) is read after its
+first run, before (a) ran in that process. (c) runs in its own subprocess. Unless ``--no-half``,
+(b) and (c) also run on a scene of half the side, to show how peak RSS scales with the area.
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class _Clock:
+    """Wall-clock and process CPU seconds (all threads) of a block."""
+
+    def __enter__(self) -> _Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
 def _bare(scene_path: str, bundle_dir: str, batch: int, count: int | None) -> dict:
     import numpy as np
     import torch
@@ -62,21 +74,30 @@ def _bare(scene_path: str, bundle_dir: str, batch: int, count: int | None) -> di
     model = runner.model
     with torch.inference_mode():
         model(inputs[0][:1])  # warm-up
-        start = time.perf_counter()
-        for j, n in enumerate(sizes):
-            model(inputs[j % 2][:n])
-        seconds = time.perf_counter() - start
-    return {"seconds": seconds, "windows": count, "peak_mb": _peak_mb()}
+        with _Clock() as clock:
+            for j, n in enumerate(sizes):
+                model(inputs[j % 2][:n])
+    return {"seconds": clock.wall, "cpu": clock.cpu, "windows": count, "peak_mb": _peak_mb()}
 
 
 def _geoseg(scene_path: str, bundle_dir: str, batch: int, out: str) -> dict:
     from geoseg.predict import predict_scene
 
-    start = time.perf_counter()
-    s = predict_scene(scene_path, bundle_dir, out, batch_size=batch, device="cpu", progress=False)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "windows": s.windows_run, "model_seconds": s.model_seconds, "peak_mb": _peak_mb(),
-            "accumulator_mb": s.extra["accumulator_bytes"] / 2**20}
+    with _Clock() as clock:
+        s = predict_scene(scene_path, bundle_dir, out, batch_size=batch, device="cpu", progress=False)
+    return {"seconds": clock.wall, "cpu": clock.cpu, "windows": s.windows_run, "model_seconds": s.model_seconds,
+            "peak_mb": _peak_mb(), "accumulator_mb": s.extra["accumulator_bytes"] / 2**20}
+
+
+def _paired(scene_path: str, bundle_dir: str, batch: int, out: str, repeat: int) -> dict:
+    """(b) then (a), ``repeat`` times in one process: both see the same machine load."""
+    runs: dict[str, list[dict]] = {"geoseg": [], "bare": []}
+    for i in range(repeat):
+        runs["geoseg"].append(_geoseg(scene_path, bundle_dir, batch, out))
+        if i == 0:
+            runs["geoseg"][0]["peak_mb"] = _peak_mb()  # before (a) ran in this process
+        runs["bare"].append(_bare(scene_path, bundle_dir, batch, runs["geoseg"][-1]["windows"]))
+    return runs
 
 
 def _naive(scene_path: str, bundle_dir: str, batch: int, out: str) -> dict:
@@ -90,7 +111,7 @@ def _naive(scene_path: str, bundle_dir: str, batch: int, out: str) -> dict:
     from geoseg.predict import load_model_bundle, plan_windows
     from geoseg.train.bundle import normalize
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     bundle = load_model_bundle(bundle_dir)
     scene = open_scene(scene_path)
     layout = plan_windows(scene, bundle)
@@ -117,7 +138,8 @@ def _naive(scene_path: str, bundle_dir: str, batch: int, out: str) -> dict:
                "transform": scene.grid.affine, "nodata": 0, "tiled": True, "compress": "deflate"}
     with rasterio.open(out, "w", **profile) as ds:
         ds.write(codes, 1)
-    return {"seconds": time.perf_counter() - start, "windows": len(windows), "peak_mb": _peak_mb()}
+    return {"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu, "windows": len(windows),
+            "peak_mb": _peak_mb()}
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -125,8 +147,8 @@ def _worker(args: argparse.Namespace) -> None:
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    if args.worker == "bare":
-        result = _bare(args.scene, args.bundle, args.batch_size, args.count)
+    if args.worker == "paired":
+        result = _paired(args.scene, args.bundle, args.batch_size, args.result, args.repeat)
     elif args.worker == "geoseg":
         result = _geoseg(args.scene, args.bundle, args.batch_size, args.result)
     else:
@@ -135,19 +157,20 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------- driver
-def _run(mode: str, scene: Path, bundle: Path, work: Path, args: argparse.Namespace, count: int | None = None) -> dict:
+def _run(mode: str, scene: Path, bundle: Path, work: Path, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--worker", mode, "--scene", str(scene), "--bundle", str(bundle),
-           "--batch-size", str(args.batch_size), "--result", str(work / f"{mode}_{scene.parent.name}.tif")]
-    if count is not None:
-        cmd += ["--count", str(count)]
+           "--batch-size", str(args.batch_size), "--result", str(work / f"{mode}_{scene.parent.name}.tif"),
+           "--repeat", str(max(1, args.repeat))]
     if args.torch_threads:
         cmd += ["--torch-threads", str(args.torch_threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"  {mode:<7} {scene.parent.parent.name}: {result['seconds']:.1f} s, {result['windows']} windows, "
-          f"peak RSS {result['peak_mb']:.0f} MB", flush=True)
+    for name, runs in (result.items() if mode == "paired" else [(mode, [result])]):
+        for r in runs:
+            print(f"  {name:<7} {scene.parent.parent.name}: {r['seconds']:.1f} s wall, {r['cpu']:.1f} s CPU, "
+                  f"{r['windows']} windows, peak RSS {r['peak_mb']:.0f} MB", flush=True)
     return result
 
 
@@ -179,13 +202,12 @@ def main() -> None:
     parser.add_argument("--skip-naive", action="store_true", help="skip (c) (it needs ~100 B/px of RAM)")
     parser.add_argument("--work", type=Path, default=None, help="folder for scenes and outputs (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "benchmarks_predict.md")
-    parser.add_argument("--worker", choices=["bare", "geoseg", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["paired", "geoseg", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--scene", help=argparse.SUPPRESS)
     parser.add_argument("--bundle", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
-    parser.add_argument("--count", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=2,
-                        help="alternate (b) and (a) this many times on the full-size scene (load drifts)")
+                        help="alternate (b) and (a) this many times in one process (load drifts)")
     args = parser.parse_args()
     if args.worker:
         _worker(args)
@@ -207,11 +229,13 @@ def main() -> None:
     bundle = _bundle(work, args.encoder)
     results: dict[tuple[str, int], list[dict]] = {}
     print(f"model: unet/{args.encoder}, window {WINDOW}, overlap {WINDOW // 4}, batch {args.batch_size}")
+    paired = _run("paired", scenes[args.size], bundle, work, args)
+    results[("bare", args.size)], results[("geoseg", args.size)] = paired["bare"], paired["geoseg"]
     for size in sizes:
-        runs = ["geoseg", "bare"] * max(1, args.repeat) if size == args.size else ["geoseg"]
-        for mode in runs + ([] if args.skip_naive else ["naive"]):
-            count = results[("geoseg", size)][-1]["windows"] if mode == "bare" else None
-            results.setdefault((mode, size), []).append(_run(mode, scenes[size], bundle, work, args, count))
+        if size != args.size:
+            results[("geoseg", size)] = [_run("geoseg", scenes[size], bundle, work, args)]
+        if not args.skip_naive:
+            results[("naive", size)] = [_run("naive", scenes[size], bundle, work, args)]
     table = _table(results, args, sizes)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -226,8 +250,8 @@ def _mean(runs: list[dict], key: str) -> float:
 
 def _table(results: dict, args: argparse.Namespace, sizes: list[int]) -> str:
     size = args.size
-    a = _mean(results[("bare", size)], "seconds")
-    b = _mean(results[("geoseg", size)], "seconds")
+    a, a_cpu = _mean(results[("bare", size)], "seconds"), _mean(results[("bare", size)], "cpu")
+    b, b_cpu = _mean(results[("geoseg", size)], "seconds"), _mean(results[("geoseg", size)], "cpu")
     names = {"bare": "(a) bare model forward, batches in memory",
              "geoseg": "(b) geoseg predict end to end (features, blending, COG + sidecars)",
              "naive": "(c) naive in-memory predictor (whole scene + full-size accumulators)"}
@@ -237,27 +261,28 @@ def _table(results: dict, args: argparse.Namespace, sizes: list[int]) -> str:
         "",
         f"Demo scene(s) (per-band 10/20/60 m files), model UNet/{args.encoder} (random weights), window "
         f"{WINDOW}, overlap {WINDOW // 4}, batch {args.batch_size}, CPU, torch threads: {threads}. "
-        f"(a) and (b) alternate {max(1, args.repeat)}× on the {size}² scene (mean shown, every run listed); "
-        "(a) runs exactly as many windows as (b) sent through the model.",
+        f"(b) and (a) alternate {max(1, args.repeat)}× in one process on the {size}² scene, so both see the same "
+        "machine load (mean shown, every run listed); (a) runs as many windows as (b) sent through the model. "
+        "CPU = process CPU seconds, all threads.",
         f"Machine: {machine()}.",
         "",
-        "| run | scene | windows | seconds (mean) | every run (s) | vs (a) | peak RSS (MB) |",
-        "|---|---|---:|---:|---|---:|---:|",
+        "| run | scene | windows | wall s (mean) | every run (wall s) | CPU s | wall vs (a) | CPU vs (a) | peak RSS (MB) |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|",
     ]
     for mode in ("bare", "geoseg", "naive"):
         for s in sizes:
             runs = results.get((mode, s))
             if not runs:
                 continue
-            t = _mean(runs, "seconds")
+            t, cpu = _mean(runs, "seconds"), _mean(runs, "cpu")
             every = ", ".join(f"{r['seconds']:.1f}" for r in runs)
-            vs = f"{t / a:.2f}x" if s == size else "–"
-            lines.append(f"| {names[mode]} | {s} x {s} | {runs[0]['windows']} | {t:.1f} | {every} | {vs} | "
-                         f"{max(r['peak_mb'] for r in runs):.0f} |")
+            vs = (f"{t / a:.2f}x", f"{cpu / a_cpu:.2f}x") if s == size else ("–", "–")
+            lines.append(f"| {names[mode]} | {s} x {s} | {runs[0]['windows']} | {t:.1f} | {every} | {cpu:.1f} | "
+                         f"{vs[0]} | {vs[1]} | {max(r['peak_mb'] for r in runs):.0f} |")
     model_s = _mean(results[("geoseg", size)], "model_seconds")
     acc = results[("geoseg", size)][0]["accumulator_mb"]
-    lines += ["", f"- (b)/(a) = **{b / a:.3f}** (target ≤ 1.10); time inside the model during (b): {model_s:.1f} s; "
-                  f"stitcher accumulators: {acc:.0f} MB."]
+    lines += ["", f"- (b)/(a) = **{b / a:.3f}** wall, **{b_cpu / a_cpu:.3f}** CPU (target ≤ 1.10); time inside the "
+                  f"model during (b): {model_s:.1f} s of {b:.1f} s; stitcher accumulators: {acc:.0f} MB."]
     if len(sizes) > 1:
         small = sizes[1]
 
