@@ -206,6 +206,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
         val_split=config.val_split, downsample=config.downsample_size if config.downsample else None,
         seed=config.seed, in_memory=config.in_memory,
     )
+    dm.setup("fit")  # empty splits fail here, before anything is written
     weights = None
     if config.class_weights == "auto":
         weights = [float(w) for w in class_weights_from_counts(dm.class_counts(config.train_split))]
