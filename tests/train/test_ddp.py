@@ -46,7 +46,9 @@ def test_two_process_ddp_matches_single_process(demo_cubes, tmp_path):
     # and training took the same path as the 1-process run, within tolerance
     for h_single, h_ddp in zip(single.history, history, strict=True):
         print(f"epoch {h_ddp['epoch']}: train loss {h_single['train_loss']:.4f} (1 process) vs {h_ddp['train_loss']:.4f} "
-              f"(DDP), val mIoU {h_single['val_miou']:.4f} vs {h_ddp['val_miou']:.4f}")
+              f"(DDP), val loss {h_single['val_loss']:.4f} vs {h_ddp['val_loss']:.4f}, val OA {h_single['val_oa']:.4f} "
+              f"vs {h_ddp['val_oa']:.4f}, val mIoU {h_single['val_miou']:.4f} vs {h_ddp['val_miou']:.4f}")
         assert h_ddp["train_loss"] == pytest.approx(h_single["train_loss"], rel=0.05)
+        assert h_ddp["val_loss"] == pytest.approx(h_single["val_loss"], rel=0.05)
         assert h_ddp["val_miou"] == pytest.approx(h_single["val_miou"], abs=0.05)
         assert h_ddp["val_oa"] == pytest.approx(h_single["val_oa"], abs=0.05)
