@@ -9,6 +9,7 @@ bit for bit. Source and target must share a CRS and be north-up.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -84,17 +85,56 @@ def read_resampled(
     src = ds.read(indexes, window=Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo))
     bad = _invalid(src, nodata)
     r0, r1, c0, c1 = r0 - r_lo, r1 - r_lo, c0 - c_lo, c1 - c_lo
-    # Separable linear interpolation, rows then columns: a0 + (a1 - a0) * w.
-    rows = src[:, r0].astype(np.float32)
-    rows += (src[:, r1] - rows) * wr[:, None]
-    values = rows[:, :, c0]
-    values += (rows[:, :, c1] - values) * wc[None, :]
+    values = _bilinear(src, r0, r1, wr, c0, c1, wc)
     if not bad.any():
         return values, np.zeros((h, w), dtype=bool)
     # Invalid where any source pixel with non-zero weight is invalid.
     bad_rows = (bad[r0] & (wr < 1)[:, None]) | (bad[r1] & (wr > 0)[:, None])
     touched = (bad_rows[:, c0] & (wc < 1)[None, :]) | (bad_rows[:, c1] & (wc > 0)[None, :])
     return values, touched
+
+
+def _bilinear(src: np.ndarray, r0, r1, wr, c0, c1, wc) -> np.ndarray:
+    """Separable linear interpolation in float32, rows then columns: ``a0 + (a1 - a0) * w``.
+
+    The compiled kernel performs exactly the float32 operations of the numpy expression
+    (same order, no fused multiply-add), so both give the same bits.
+    """
+    kernel = _bilinear_kernel()
+    if kernel is not None:
+        out = np.empty((src.shape[0], r0.shape[0], c0.shape[0]), dtype=np.float32)
+        kernel(src, r0, r1, wr, c0, c1, wc, out)
+        return out
+    rows = src[:, r0].astype(np.float32)
+    rows += (src[:, r1] - rows) * wr[:, None]
+    values = rows[:, :, c0]
+    values += (rows[:, :, c1] - values) * wc[None, :]
+    return values
+
+
+@functools.cache
+def _bilinear_kernel():
+    try:
+        import numba
+    except ImportError:  # optional speed-up
+        return None
+
+    @numba.njit(nogil=True, cache=True, boundscheck=False)
+    def kernel(src, r0, r1, wr, c0, c1, wc, out):  # pragma: no cover - compiled
+        width = src.shape[2]
+        row = np.empty(width, dtype=np.float32)
+        for b in range(src.shape[0]):
+            for y in range(r0.shape[0]):
+                a0, a1, wy = src[b, r0[y]], src[b, r1[y]], wr[y]
+                for x in range(width):
+                    v = np.float32(a0[x])
+                    row[x] = v + (np.float32(a1[x]) - v) * wy
+                o = out[b, y]
+                for x in range(c0.shape[0]):
+                    v = row[c0[x]]
+                    o[x] = v + (row[c1[x]] - v) * wc[x]
+
+    return kernel
 
 
 def _invalid(data: np.ndarray, nodata: float | None) -> np.ndarray:

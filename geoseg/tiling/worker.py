@@ -77,8 +77,10 @@ def _recipe(text: str) -> Recipe:
 
 # GDAL's block cache defaults to 5 % of RAM per process; a fixed cap keeps a worker's memory
 # independent of the scene size (a row of cubes re-reads few blocks). GDAL reads the option
-# when its cache is first used, i.e. in the worker's first task.
-GDAL_WORKER_ENV = {"GDAL_CACHEMAX": 128}  # MB
+# when its cache is first used, i.e. in the worker's first task. rasterio passes an integer
+# to GDALSetCacheMax64, i.e. in bytes (a bare 128 would mean 128 bytes: no cache at all, and
+# every block shared by neighbouring cubes decompressed again).
+GDAL_WORKER_ENV = {"GDAL_CACHEMAX": 128 * 2**20}
 
 
 def run_task(task: TileTask) -> dict:
