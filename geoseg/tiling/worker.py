@@ -80,7 +80,7 @@ def _recipe(text: str) -> Recipe:
 # when its cache is first used, i.e. in the worker's first task. rasterio passes an integer
 # to GDALSetCacheMax64, i.e. in bytes (a bare 128 would mean 128 bytes: no cache at all, and
 # every block shared by neighbouring cubes decompressed again).
-GDAL_WORKER_ENV = {"GDAL_CACHEMAX": 128 * 2**20}
+GDAL_WORKER_ENV = {"GDAL_CACHEMAX": 64 * 2**20}
 
 
 def run_task(task: TileTask) -> dict:
