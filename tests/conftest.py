@@ -31,3 +31,61 @@ def demo_small(tmp_path_factory: pytest.TempPathFactory):
     from geoseg.demo import generate_demo_scene
 
     return generate_demo_scene(tmp_path_factory.mktemp("demo") / "demo240", size=240, seed=3, progress=False)
+
+
+# --------------------------------------------------------------------------- shared by tests/train and tests/data
+# small demo CubeStores: 64 px cubes without overlap, each cube its own split block
+DEMO_STORE_PARAMS = {"cube_size": 64, "overlap": 0, "min_valid": 0.2, "split_block": 1, "seed": 0}
+ONE_THREAD_DIRS = ("train", "data")
+
+
+def make_demo_store(root: Path, size: int = 336, seed: int = 1, workers: int = 1, **params) -> Path:
+    """Generate a demo scene under ``root`` and tile it (the real tiler) into ``root / 'store'``."""
+    import yaml
+
+    from geoseg.demo import DEMO_CLASSES, generate_demo_scene
+    from geoseg.tiling import tile_dataset
+
+    demo = generate_demo_scene(root / "scene", size=size, seed=seed, progress=False)
+    catalog = root / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump({
+        "schema_version": 1,
+        "datasets": {"demo": {
+            "recipe": "s2_24",
+            "ignore_codes": [0],
+            "classes": [{"code": c, "name": n, "color": col} for c, n, col in DEMO_CLASSES],
+            "scenes": [{"id": "demo", "path": str(demo.scene), "labels": {"raster": str(demo.labels)}}],
+        }},
+    }))
+    out = root / "store"
+    tile_dataset(catalog, "demo", out, workers=workers, progress=False, **{**DEMO_STORE_PARAMS, **params})
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_cubes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 336 px demo scene tiled into 64 px cubes (~17 train, ~4 val, ~4 test)."""
+    return make_demo_store(tmp_path_factory.mktemp("train-store"))
+
+
+@pytest.fixture(scope="session")
+def data_cubes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 240 px demo scene tiled into 48 px cubes."""
+    return make_demo_store(tmp_path_factory.mktemp("data-store"), size=240, seed=2, cube_size=48, split_block=1,
+                           min_valid=0.1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread(request: pytest.FixtureRequest):
+    """Tests of tests/train and tests/data run torch with one intra-op thread: the 2 cores are
+    shared with other test runs, and OpenMP oversubscription slows convolutions down several
+    times on a loaded machine. Other folders keep torch's default."""
+    if Path(request.path).resolve().parent not in [REPO / "tests" / d for d in ONE_THREAD_DIRS]:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

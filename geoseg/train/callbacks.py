@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import Callback, Checkpoint
 
 from geoseg.train.bundle import BundleConfig, save_bundle
 from geoseg.train.plots import plot_training
+from geoseg.utils.atomic import atomic_path
 
 __all__ = ["EpochSeed", "BundleWriter", "epoch_seed"]
 
@@ -97,12 +98,20 @@ class BundleWriter(Checkpoint):
         save_every: Also write ``epoch_N/`` every N epochs (None: never).
         plot_interval: Redraw ``training_plots.png`` at most this often (seconds) while
             training; it is always drawn at the end.
+        resolved_config: Text of ``config.yaml``, written when fitting starts.
+
+    Every file is written by global rank 0 only, atomically (temporary name, then rename);
+    bundle writes are collective (sharded weights are gathered on every rank) and end with a
+    barrier, so no rank reads a bundle before it is complete. ``config.yaml`` is written in
+    :meth:`setup`, after the process group exists: ranks that Lightning launches re-run the
+    training script and check MODEL_DIR for an earlier run before they join it.
     """
 
     def __init__(self, out: Path, template: dict[str, Any], monitor: str = "val_miou",
-                 save_every: int | None = None, plot_interval: float = 30.0) -> None:
+                 save_every: int | None = None, plot_interval: float = 30.0,
+                 resolved_config: str | None = None) -> None:
         self.out, self.template, self.monitor, self.save_every = Path(out), template, monitor, save_every
-        self.plot_interval = plot_interval
+        self.plot_interval, self.resolved_config = plot_interval, resolved_config
         self._plotted = -math.inf
         self.best_score: float | None = None
         self.best_epoch: int | None = None
@@ -130,13 +139,16 @@ class BundleWriter(Checkpoint):
         return score > self.best_score if self.monitor == "val_miou" else score < self.best_score
 
     def write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, name: str,
-              metrics: dict[str, Any] | None = None) -> Path:
-        """Write bundle ``MODEL_DIR/name`` (a collective call: every rank must call it)."""
+              metrics: dict[str, Any] | None = None, epoch: int | None = None) -> Path:
+        """Write bundle ``MODEL_DIR/name`` (a collective call: every rank must call it).
+
+        ``epoch`` (from 1) defaults to the running epoch.
+        """
         state = _full_state_dict(trainer, pl_module)
         path = self.out / name
         if trainer.is_global_zero:
             model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-            extra = {**self.template.get("extra", {}), "epoch": trainer.current_epoch + 1,
+            extra = {**self.template.get("extra", {}), "epoch": epoch if epoch is not None else trainer.current_epoch + 1,
                      "global_step": trainer.global_step, "metrics": metrics or {}}
             config = BundleConfig.model_validate({**self.template, "model": pl_module.model.spec, "extra": extra})
             save_bundle(model_state, config, path)
@@ -144,6 +156,11 @@ class BundleWriter(Checkpoint):
         return path
 
     # ------------------------------------------------------------------ hooks
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit" and trainer.is_global_zero and self.resolved_config is not None:
+            with atomic_path(self.out / "config.yaml") as tmp:
+                tmp.write_text(self.resolved_config)
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or "val" not in getattr(pl_module, "scores", {}):
             return
@@ -173,7 +190,8 @@ class BundleWriter(Checkpoint):
         if self.save_every and epoch % self.save_every == 0:
             self.write(trainer, pl_module, f"epoch_{epoch}", {"history": row})
         if trainer.is_global_zero:
-            (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
+            with atomic_path(self.out / "history.json") as tmp:
+                tmp.write_text(json.dumps(self.history, indent=1))
             # drawing costs ~1 s: at most every plot_interval seconds during training, always at the end
             if time.monotonic() - self._plotted >= self.plot_interval:
                 self._plot()
@@ -186,5 +204,7 @@ class BundleWriter(Checkpoint):
         if trainer.is_global_zero and self.history:
             self._plot()
         last = self.history[-1] if self.history else {}
+        # after the loop, current_epoch counts the completed epochs
         self.write(trainer, pl_module, "final", {"history": last, "best_epoch": self.best_epoch,
-                                                 "best_" + self.monitor: self.best_score})
+                                                 "best_" + self.monitor: self.best_score},
+                   epoch=trainer.current_epoch)

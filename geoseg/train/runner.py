@@ -110,8 +110,13 @@ def _resume_path(cfg: TrainConfig, out: Path) -> Path | None:
     return path
 
 
-def _prepare_out(cfg: TrainConfig, out: Path, resume: Path | None) -> None:
-    """Refuse to mix runs in one MODEL_DIR; check a resumed run trains the same architecture."""
+def _check_out(cfg: TrainConfig, out: Path, resume: Path | None) -> list[str]:
+    """Refuse to mix runs in one MODEL_DIR; check a resumed run trains the same architecture.
+
+    Read-only, so that every rank of a multi-process run raises the same error (a rank that
+    failed alone would leave the others waiting for it). Returns the outputs of an earlier run
+    that ``overwrite`` replaces.
+    """
     previous = [name for name in OUTPUT_NAMES if (out / name).exists()] + [p.name for p in out.glob("epoch_*")]
     if resume is not None:
         old_cfg = out / "config.yaml"
@@ -122,13 +127,21 @@ def _prepare_out(cfg: TrainConfig, out: Path, resume: Path | None) -> None:
             if diff:
                 raise CheckpointError(f"cannot resume: {', '.join(diff)} differ from the checkpointed run",
                                       path=old_cfg, hint="use the same model options, or train into a new --out")
-        return
+        return []
     if previous and not cfg.overwrite:
         raise ConfigError(f"MODEL_DIR already holds a training run ({', '.join(sorted(previous))})", path=out,
                           hint="pass --resume to continue it, --overwrite to replace it, or choose another --out")
+    return previous
+
+
+def _clear_out(out: Path, previous: list[str]) -> None:
+    """Remove an earlier run's outputs (global rank 0 only)."""
     for name in previous:
         target = out / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
 
 
 def _loggers(out: Path) -> list[Any]:
@@ -153,15 +166,6 @@ def _strategy(cfg: TrainConfig, accelerator: str) -> Any:
 
         return DDPStrategy(process_group_backend="gloo")
     return cfg.strategy
-
-
-def _profiler(kind: str | None, out: Path) -> Any:
-    if kind is None:
-        return None
-    from lightning.pytorch.profilers import AdvancedProfiler, SimpleProfiler
-
-    cls = SimpleProfiler if kind == "simple" else AdvancedProfiler
-    return cls(dirpath=str(out), filename="profile")
 
 
 def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResult:
@@ -191,14 +195,16 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
     from geoseg.data.datamodule import CubeDataModule
     from geoseg.train.callbacks import BundleWriter, EpochSeed
     from geoseg.train.module import SegmentationTask
+    from geoseg.train.profiling import make_profiler
 
     if config.cubes is None or config.out is None:
         raise ConfigError("training needs `cubes` (a CubeStore) and `out` (MODEL_DIR)",
                           hint="geoseg train CUBES --out MODEL_DIR, or set both in the --config YAML")
     out = Path(config.out)
     resume = _resume_path(config, out)
+    previous = _check_out(config, out, resume)  # on every rank: all fail alike, before any process group
     if _is_rank_zero():
-        _prepare_out(config, out, resume)
+        _clear_out(out, previous)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     dm = CubeDataModule(
         config.cubes, batch_size=config.batch_size, num_workers=config.num_workers, target_size=config.target_size,
@@ -222,7 +228,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
                   "target_size": config.target_size, "target_mode": config.target_mode,
                   "class_weights": weights, "train": config.model_dump(mode="json")},
     }
-    writer = BundleWriter(out, template, monitor=config.monitor, save_every=config.save_every)
+    # every output of the run (config.yaml, bundles, history, plots) is written by global rank 0
+    writer = BundleWriter(out, template, monitor=config.monitor, save_every=config.save_every,
+                          resolved_config=config.to_yaml())
     mode = "max" if config.monitor == "val_miou" else "min"
     hooks: list[Any] = [*callbacks, EpochSeed(config.seed), LearningRateMonitor(logging_interval="epoch"), writer,
                             ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
@@ -241,11 +249,8 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
         enable_progress_bar=config.progress, enable_model_summary=config.progress, log_every_n_steps=min(50, steps_per_epoch),
         max_time=config.max_time, limit_train_batches=config.limit_batches, limit_val_batches=config.limit_batches,
         use_distributed_sampler=False, num_sanity_val_steps=0 if resume else 1,
-        profiler=_profiler(config.profiler, out),
+        profiler=make_profiler(config.profiler, str(out)),
     )
-    if trainer.is_global_zero:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(config.to_yaml())
     start = time.perf_counter()
     trainer.fit(task, datamodule=dm, ckpt_path=str(resume) if resume else None)
     seconds = time.perf_counter() - start
