@@ -12,6 +12,7 @@ from geoseg.predict.predictor import (
     describe_model,
     load_model_bundle,
     plan_windows,
+    prepare_run,
     stream_predictions,
 )
 from geoseg.predict.prefetch import prefetch
@@ -42,6 +43,7 @@ __all__ = [
     "load_model_bundle",
     "plan_windows",
     "predict_scene",
+    "prepare_run",
     "predict_scenes",
     "prefetch",
     "resolve_device",

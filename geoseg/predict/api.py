@@ -12,14 +12,13 @@ from geoseg.errors import ConfigError
 from geoseg.io.scene import Scene
 from geoseg.predict.predictor import (
     DEFAULT_BATCH_SIZE,
-    check_batch_size,
     describe_model,
     load_model_bundle,
-    plan_windows,
+    prepare_run,
     resolve_scene,
     stream_predictions,
 )
-from geoseg.predict.runner import Device, resolve_device
+from geoseg.predict.runner import Device
 from geoseg.predict.summary import ClassArea, PredictionSummary
 from geoseg.stitch.cog import OverviewResampling
 from geoseg.stitch.output import LandCoverWriter
@@ -126,12 +125,9 @@ def predict_scene(
         raise ConfigError(f"class overviews must use mode or nearest resampling, got {overviews!r}")
     bundle = load_model_bundle(model)
     opened = resolve_scene(scene)
-    recipe = bundle.config.recipe_obj()
-    opened.require_bands(recipe.required_bands, f"the model's recipe {recipe.name}")
-    plan_windows(opened, bundle, window, overlap)  # option errors before anything is written
-    check_batch_size(batch_size)
-    resolve_device(device)
+    prepare_run(opened, bundle, window, overlap, batch_size, device)  # option errors before anything is written
     check_output_paths(out, conf_path, vec_path, opened)
+    recipe = bundle.config.recipe_obj()
     tags = {
         "model": describe_model(bundle),
         "model_dir": str(bundle.path) if bundle.path else "",
@@ -186,7 +182,7 @@ def predict_scenes(
 ) -> list[PredictionSummary]:
     """Predict several scenes with one model: ``<out_dir>/<scene_id>.tif`` each, in its own CRS.
 
-    Everything is checked (bands, output names) before the first scene is predicted. Options
+    Everything is checked (bands, options, output names) before the first scene is predicted. Options
     are those of :func:`predict_scene`, except:
 
     Args:
@@ -215,9 +211,8 @@ def predict_scenes(
                 None if confidence is None else out_dir / f"{s.scene_id}_{confidence}",
                 None if vector is None else out_dir / f"{s.scene_id}_{vector}")
 
-    recipe = bundle.config.recipe_obj()
     for s in opened:
-        s.require_bands(recipe.required_bands, f"the model's recipe {recipe.name}")
+        prepare_run(s, bundle, window, overlap, batch_size, device)
         check_output_paths(*paths(s), s)
     summaries = []
     for s in opened:

@@ -28,14 +28,14 @@ from geoseg.errors import CheckpointError, ConfigError
 from geoseg.features import read_features
 from geoseg.io.scene import Scene, open_scene
 from geoseg.predict.prefetch import prefetch
-from geoseg.predict.runner import Device, ModelRunner
+from geoseg.predict.runner import Device, ModelRunner, resolve_device
 from geoseg.predict.windows import DEFAULT_FLOOR, WindowLayout, window_layout
 from geoseg.stitch.cog import GDAL_CACHE_BYTES
 from geoseg.stitch.stitcher import BlockSink, Stitcher
 from geoseg.train.bundle import CONFIG_NAME, ModelBundle, load_bundle
 from geoseg.utils.progress import progress_bar
 
-__all__ = ["StreamStats", "load_model_bundle", "plan_windows", "stream_predictions", "DEFAULT_BATCH_SIZE"]
+__all__ = ["StreamStats", "load_model_bundle", "plan_windows", "prepare_run", "stream_predictions", "DEFAULT_BATCH_SIZE"]
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,31 @@ def check_batch_size(batch_size: int) -> None:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}", hint="e.g. --batch-size 8")
 
 
+def prepare_run(
+    scene: Scene,
+    bundle: ModelBundle,
+    window: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: Device | str = "auto",
+) -> WindowLayout:
+    """Check that ``bundle`` can predict ``scene`` with these options; return the window layout.
+
+    The one set-up shared by :func:`stream_predictions` and the writers around it, so that
+    every bad option fails before anything is read or written.
+
+    Raises:
+        BandError: the scene lacks a band the model's recipe needs.
+        ConfigError: invalid window, overlap, batch size or device.
+    """
+    recipe = bundle.config.recipe_obj()
+    scene.require_bands(recipe.required_bands, f"the model's recipe {recipe.name}")
+    layout = plan_windows(scene, bundle, window, overlap)
+    check_batch_size(batch_size)
+    resolve_device(device)
+    return layout
+
+
 def stream_predictions(
     scene: Scene,
     bundle: ModelBundle,
@@ -149,11 +174,9 @@ def stream_predictions(
         ConfigError: invalid window/overlap/batch size or device.
     """
     start = time.perf_counter()
-    check_batch_size(batch_size)
+    layout = prepare_run(scene, bundle, window, overlap, batch_size, device)
     bound_heap_growth()
     recipe = bundle.config.recipe_obj()
-    scene.require_bands(recipe.required_bands, f"the model's recipe {recipe.name}")
-    layout = plan_windows(scene, bundle, window, overlap)
     runner = ModelRunner(bundle, device=device, fp16=fp16, tta=tta)
     stitcher = Stitcher(scene.grid, runner.num_classes, layout.window_height, sink)
     workers = max(1, workers if workers is not None else default_workers())
