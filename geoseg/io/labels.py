@@ -268,9 +268,7 @@ def _prepare_raster(path: Path, grid: Grid, label_map: LabelMap) -> SceneLabels:
             source = Grid.from_dataset(ds)
         _check_overlap(path, source, grid)
         nodata = ds.nodata
-        seen = np.zeros(0, dtype=np.int64)
-        for _, window in ds.block_windows(1):
-            seen = np.union1d(seen, np.unique(ds.read(1, window=window)))
+        seen = _codes_present(ds)
     if nodata is not None and not np.isnan(nodata):
         seen = seen[seen != int(nodata)]
     bad = label_map.unknown(seen)
@@ -278,6 +276,20 @@ def _prepare_raster(path: Path, grid: Grid, label_map: LabelMap) -> SceneLabels:
         raise LabelError(f"label codes {bad} are not in the class map {list(label_map.codes)}", path=path,
                          hint="add them to the dataset's classes (or ignore_codes) in the catalog")
     return SceneLabels("raster", str(path), grid, label_map, source_grid=source, nodata=nodata)
+
+
+def _codes_present(ds) -> np.ndarray:
+    """Sorted distinct values of band 1, block by block (bincount for 8/16-bit unsigned)."""
+    dtype = np.dtype(ds.dtypes[0])
+    if dtype.kind == "u" and dtype.itemsize <= 2:
+        counts = np.zeros(2 ** (8 * dtype.itemsize), dtype=np.int64)
+        for _, window in ds.block_windows(1):
+            counts += np.bincount(ds.read(1, window=window).ravel(), minlength=counts.size)
+        return np.flatnonzero(counts)
+    seen = np.zeros(0, dtype=np.int64)
+    for _, window in ds.block_windows(1):
+        seen = np.union1d(seen, np.unique(ds.read(1, window=window)))
+    return seen
 
 
 def _check_overlap(path: Path, source: Grid, grid: Grid) -> None:
