@@ -8,7 +8,9 @@ run:
 (b) torchgeo ``RasterDataset`` + ``GridGeoSampler`` extracting the same chips (cube size and
     stride; bands resampled onto the 10 m grid by torchgeo), held in memory, not written;
 (c) ``geoseg.tiling.tile_dataset`` with 1 and with 2 worker processes (reading, resampling,
-    masking, 13 indices, labels, statistics and writing the CubeStore included).
+    masking, 13 indices, labels, statistics and writing the CubeStore included);
+(d) the output floor: plain single-threaded writes of exactly the cube and label bytes (c)
+    wrote — what any tiler producing this store must at least spend.
 
 Throughput is scene megapixels per second of wall time. Cluster start-up and the per-worker
 warm-up (imports, numba compilation of the recipe kernel) happen before the clock and are
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -161,24 +162,36 @@ def _machine() -> list[str]:
     import distributed
     import torchgeo
     import zarr
+    from _machine import machine
 
     import geoseg
 
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return [
-        f"- CPU: {cpu}, {os.cpu_count()} cores; load average at start {os.getloadavg()[0]:.1f} "
-        "(machine shared with other jobs)",
-        f"- Python {platform.python_version()}, numpy {np.__version__}, rasterio {rasterio.__version__} "
-        f"(GDAL {rasterio.__gdal_version__}), dask {dask.__version__}, distributed {distributed.__version__}, "
-        f"zarr {zarr.__version__}, torchgeo {torchgeo.__version__}, geoseg {geoseg.__version__}",
+        f"- {machine()}; load average at start {os.getloadavg()[0]:.1f}",
+        f"- dask {dask.__version__}, distributed {distributed.__version__}, zarr {zarr.__version__}, "
+        f"torchgeo {torchgeo.__version__}, geoseg {geoseg.__version__}",
     ]
+
+
+def write_floor(store: Path, work: Path) -> tuple[float, float, float]:
+    """(d) wall s, CPU s and GB of writing the store's cube and label bytes with plain writes, 1 thread."""
+    import zarr
+
+    group = zarr.open_group(str(store / "cubes.zarr"), mode="r")
+    cube = np.ascontiguousarray(group["cubes"][0])
+    label = np.ascontiguousarray(group["labels"][0])
+    n = group["cubes"].shape[0]
+    folder = work / "write_floor"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    start, cpu = time.perf_counter(), time.process_time()
+    for i in range(n):
+        for name, block in (("c", cube), ("l", label)):
+            with open(folder / f"{name}{i}", "wb") as fh:
+                fh.write(memoryview(block).cast("B"))
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    shutil.rmtree(folder)
+    return wall, cpu, n * (cube.nbytes + label.nbytes) / 1e9
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -210,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     one = geoseg_tile(catalog, demo.scene, args.work / "store_1", 1, args.cube_size, args.overlap)
     two = geoseg_tile(catalog, demo.scene, args.work / "store_2", 2, args.cube_size, args.overlap)
     small_two = geoseg_tile(small_catalog, small.scene, args.work / "store_small", 2, args.cube_size, args.overlap)
+    t_write, cpu_write, gb = write_floor(args.work / "store_2", args.work)
+    print(f"(d) plain write of the same {gb:.2f} GB: {t_write:.1f} s", flush=True)
     rate1, rate2 = mpx / one[0], mpx / two[0]
     rows = [
         ("(a) rasterio windowed read, 1 thread (read only)", t_plain, mpx / t_plain, cpu_plain),
@@ -217,12 +232,16 @@ def main(argv: list[str] | None = None) -> None:
          tg_rate, cpu_tg * total / done),
         ("(c) geoseg tile, 1 worker process", one[0], rate1, one[4]),
         ("(c) geoseg tile, 2 worker processes", two[0], rate2, two[4]),
+        (f"(d) plain write of the cube + label bytes geoseg writes ({gb:.2f} GB), 1 thread, write only",
+         t_write, mpx / t_write, cpu_write),
     ]
     ratios = [
         ("geoseg 2 workers / (a) plain read", rate2 / (mpx / t_plain), "≥ 1"),
         ("geoseg 2 workers / (b) torchgeo", rate2 / tg_rate, "≥ 5"),
         ("geoseg 2 workers / 1 worker", rate2 / rate1, "≥ 1.7"),
+        ("geoseg 2 workers / ((a) read then (d) write, no computation)", rate2 / (mpx / (t_plain + t_write)), "(info)"),
         ("CPU cost per pixel: geoseg (2 workers) / (a) plain read", two[4] / cpu_plain, "(info)"),
+        ("CPU cost per pixel: geoseg (2 workers) / ((a) + (d))", two[4] / (cpu_plain + cpu_write), "(info)"),
     ]
     memory = [(args.small, small_two[2]), (args.size, two[2])]
     lines = [
