@@ -16,7 +16,7 @@ internal window edge. Figures (printed by the tests; see docs/predict.md):
 * blended, overlap 16: classes 0.63 % vs 1.33 % (ratio 0.47), |Δp| 0.0026 vs 0.0022 (ratio 1.19);
   overlap 32: classes 0.53 % vs 0.37 % (ratio 1.44), |Δp| 0.0018 vs 0.0012 (ratio 1.46): the
   border error is 50-70× smaller and no longer stands out. Seeds 1-5 give the same picture
-  (overlap 0: |Δp| ratio 13-20; blended: 1.1-1.8) and pass the same assertions.
+  (overlap 0: |Δp| ratio 13-20; blended: 1.1-1.8) and pass the same blending assertions.
 """
 
 from __future__ import annotations
