@@ -1,7 +1,8 @@
 """Streaming prediction against the bare model and against a naive in-memory predictor.
 
     python benchmarks/bench_predict.py [--size 4098] [--no-half] [--repeat 2] [--encoder resnet18]
-                                       [--torch-threads N] [--out docs/benchmarks_predict.md]
+                                       [--torch-threads N] [--cache /tmp/geoseg-bench]
+                                       [--out docs/benchmarks_predict.md]
 
 On one generated demo scene (per-band files at 10/20/60 m, SCL clouds; sizes are multiples of 6,
 so 4098 stands for 4096 and ``--size 10980`` gives a full tile) and one model (UNet, random
@@ -18,12 +19,15 @@ weights: the cost does not depend on them):
 shared machine (wall and process-CPU seconds are reported); the peak RSS of (b) is read after its
 first run, before (a) ran in that process. (c) runs in its own subprocess. Unless ``--no-half``,
 (b) and (c) also run on a scene of half the side, to show how peak RSS scales with the area.
+Demo scenes already generated in ``--cache`` (``demo_<size>/``) are reused read-only; missing ones
+are generated in the work folder. The table records the load average before and after the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -169,7 +173,7 @@ def _run(mode: str, scene: Path, bundle: Path, work: Path, args: argparse.Namesp
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     for name, runs in (result.items() if mode == "paired" else [(mode, [result])]):
         for r in runs:
-            print(f"  {name:<7} {scene.parent.parent.name}: {r['seconds']:.1f} s wall, {r['cpu']:.1f} s CPU, "
+            print(f"  {name:<7} {scene.parent.name}: {r['seconds']:.1f} s wall, {r['cpu']:.1f} s CPU, "
                   f"{r['windows']} windows, peak RSS {r['peak_mb']:.0f} MB", flush=True)
     return result
 
@@ -201,6 +205,8 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=0, help="torch threads in every run (0: torch default)")
     parser.add_argument("--skip-naive", action="store_true", help="skip (c) (it needs ~100 B/px of RAM)")
     parser.add_argument("--work", type=Path, default=None, help="folder for scenes and outputs (default: a temp dir)")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/geoseg-bench"),
+                        help="reuse the demo scenes <cache>/demo_<size> found here (read-only)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "benchmarks_predict.md")
     parser.add_argument("--worker", choices=["paired", "geoseg", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--scene", help=argparse.SUPPRESS)
@@ -220,8 +226,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     sizes = [args.size] + ([args.size // 12 * 6] if args.half else [])
     scenes = {}
+    load_before = os.getloadavg()
     for size in sizes:
-        root = work / f"demo_{size}"
+        root = args.cache / f"demo_{size}"
+        if not (root / "labels.tif").exists():
+            root = work / f"demo_{size}"
         if not (root / "labels.tif").exists():
             print(f"generating a {size} x {size} demo scene ...", flush=True)
             generate_demo_scene(root, size=size, seed=0, progress=False)
@@ -236,7 +245,7 @@ def main() -> None:
             results[("geoseg", size)] = [_run("geoseg", scenes[size], bundle, work, args)]
         if not args.skip_naive:
             results[("naive", size)] = [_run("naive", scenes[size], bundle, work, args)]
-    table = _table(results, args, sizes)
+    table = _table(results, args, sizes, (load_before, os.getloadavg()))
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table + "\n")
@@ -248,7 +257,7 @@ def _mean(runs: list[dict], key: str) -> float:
     return sum(r[key] for r in runs) / len(runs)
 
 
-def _table(results: dict, args: argparse.Namespace, sizes: list[int]) -> str:
+def _table(results: dict, args: argparse.Namespace, sizes: list[int], load: tuple[tuple[float, ...], ...]) -> str:
     size = args.size
     a, a_cpu = _mean(results[("bare", size)], "seconds"), _mean(results[("bare", size)], "cpu")
     b, b_cpu = _mean(results[("geoseg", size)], "seconds"), _mean(results[("geoseg", size)], "cpu")
@@ -264,7 +273,8 @@ def _table(results: dict, args: argparse.Namespace, sizes: list[int]) -> str:
         f"(b) and (a) alternate {max(1, args.repeat)}× in one process on the {size}² scene, so both see the same "
         "machine load (mean shown, every run listed); (a) runs as many windows as (b) sent through the model. "
         "CPU = process CPU seconds, all threads.",
-        f"Machine: {machine()}.",
+        f"Machine: {machine()}; load average (1/5/15 min) before the run "
+        f"{'/'.join(f'{v:.1f}' for v in load[0])}, after {'/'.join(f'{v:.1f}' for v in load[1])}.",
         "",
         "| run | scene | windows | wall s (mean) | every run (wall s) | CPU s | wall vs (a) | CPU vs (a) | peak RSS (MB) |",
         "|---|---|---:|---:|---|---:|---:|---:|---:|",
