@@ -3,23 +3,23 @@
 With a scheduler address each scene becomes one ``distributed`` task running
 :func:`geoseg.predict.predict_scene` on a worker (which loads the bundle from the shared
 file system and uses its own device: a GPU worker predicts on its GPU). Without one, the
-scenes run one after the other here, the model loaded once. Either way every map is written
+scenes run one after the other here, the model loaded once. The cluster connection is the
+tiler's (``geoseg.tiling.tiler``): one place for cluster set-up. Either way every map is written
 atomically by the predictor, and ``on_done`` is called as each scene finishes, so an
 interrupted run keeps its finished scenes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from geoseg.errors import ConfigError
 
-__all__ = ["predict_jobs", "connect", "predict_one", "check_scheduler"]
+__all__ = ["predict_jobs", "predict_one", "check_scheduler"]
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +46,6 @@ def check_scheduler(address: str, timeout: float = 10.0) -> None:
     except OSError as err:
         raise ConfigError(f"cannot reach the Dask scheduler at {address} ({err.strerror or err})",
                           hint="check the address (tcp://HOST:PORT) and that the scheduler is running") from None
-
-
-@contextlib.contextmanager
-def connect(address: str) -> Iterator[Any]:
-    """A ``distributed.Client`` of the scheduler at ``address`` (one-line error when unreachable)."""
-    from distributed import Client
-
-    try:
-        client = Client(address, timeout="20s")
-    except OSError as err:
-        raise ConfigError(f"cannot reach the Dask scheduler at {address} ({err})",
-                          hint="check the address (tcp://HOST:PORT) and that the scheduler is running") from None
-    with client:
-        yield client
 
 
 def predict_one(scene: Any, bundle: str, out: str, confidence: str | None, vector: str | None,
@@ -96,8 +82,11 @@ def predict_jobs(jobs: Sequence[Any], bundle: Path, options: dict[str, Any], on_
     from distributed import as_completed
     from tqdm.auto import tqdm
 
+    # the tiler's cluster connection (one-line error when unreachable; distributed kept quiet)
+    from geoseg.tiling.tiler import _client, _quiet_distributed
+
     tag = uuid.uuid4().hex[:8]
-    with connect(scheduler) as client:
+    with _quiet_distributed(), _client(None, scheduler, None) as client:
         futures = {
             client.submit(predict_one, job.scene, str(bundle), str(job.out),
                           None if job.confidence is None else str(job.confidence),

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from geoseg.errors import ConfigError
-from geoseg.pipeline.state import read_manifest, step_key
+from geoseg.pipeline.state import read_manifest
 from geoseg.pipeline.steps import STEPS, StepContext, TrainStepRunner, end_process_group
 
 __all__ = ["launch_rank", "follow_training"]
@@ -75,11 +75,10 @@ def follow_training(p: Any, catalog: Any, root: Path, forced: set[str], timeout:
     upstream: dict[str, dict[str, Any]] = {}
     for name in present[: present.index("train")]:
         ctx = StepContext(name, p, catalog, root, None, False, lambda _: None, upstream, name in forced)
-        spec = STEPS[name]
-        upstream[name] = _wait(ctx, step_key(spec.params(ctx), spec.inputs(ctx)), "complete", timeout)
+        upstream[name] = _wait(ctx, STEPS[name].key(ctx), "complete", timeout)
     ctx = StepContext("train", p, catalog, root, None, False, lambda _: None, upstream, "train" in forced)
     runner = TrainStepRunner()
-    key = step_key(runner.params(ctx), runner.inputs(ctx))
+    key = runner.key(ctx)
     # srun/torchrun start every rank at once: wait for this attempt's manifest, not an old one
     fresh_after = None if _spawned_by_lightning() else started - CLOCK_SKEW
     manifest = _wait(ctx, key, "running", timeout, fresh_after=fresh_after, needs="resume")

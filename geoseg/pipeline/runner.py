@@ -1,7 +1,8 @@
 """``run_pipeline``: run a pipeline's steps in order, skipping those that are up to date.
 
 For each step the runner computes a key from the step's parameters, its input fingerprints
-(scene files; the ``run_id`` of the steps it reads) and the geoseg version. A step whose
+(scene files; the ``run_id`` of the steps it reads), the geoseg version and a digest of the
+source files its stage runs (``geoseg.pipeline.code``: editing the code reruns). A step whose
 manifest is ``complete`` with the same key and whose outputs exist is skipped; otherwise it
 runs, resuming an interrupted attempt with the same key where the stage can (the tiler's
 finished cubes, the trainer's ``last.ckpt``, the scenes already predicted). ``force`` reruns
@@ -194,8 +195,8 @@ def _run_step(name: str, p: Pipeline, catalog: Any, root: Path, scheduler: str |
               report: Callable[[str], None], upstream: dict[str, dict[str, Any]], forced: bool) -> StepResult:
     spec = STEPS[name]
     ctx = StepContext(name, p, catalog, root, scheduler, progress, report, upstream, forced)
-    params, inputs = spec.params(ctx), spec.inputs(ctx)
-    key = step_key(params, inputs)
+    params, inputs, code = spec.params(ctx), spec.inputs(ctx), spec.code_version()
+    key = step_key(params, inputs, code.digest)
     old = read_manifest(ctx.step_dir)
     if (not forced and old is not None and old.get("status") == "complete" and old.get("key") == key
             and spec.outputs_exist(ctx, old)):
@@ -204,12 +205,14 @@ def _run_step(name: str, p: Pipeline, catalog: Any, root: Path, scheduler: str |
     if old is not None and old.get("status") in ("running", "failed") and old.get("key") == key:
         ctx.previous = old
     why = ("forced" if forced else "first run" if old is None else
-           "resuming an unfinished run" if ctx.previous is not None else "inputs, parameters or version changed"
-           if old.get("key") != key else "outputs missing")
+           "resuming an unfinished run" if ctx.previous is not None else "outputs missing" if old.get("key") == key
+           else "code or version changed" if old.get("params") == params and old.get("inputs") == inputs
+           else "inputs or parameters changed")
     report(f"[{name}] running ({why})")
     manifest: dict[str, Any] = {
         "step": name, "status": "running", "key": key, "params": params, "inputs": inputs,
-        "geoseg_version": __version__, "started": now(), "pipeline": str(p.source) if p.source else None,
+        "geoseg_version": __version__, "code": {"digest": code.digest, "files": len(code.files)},
+        "started": now(), "pipeline": str(p.source) if p.source else None,
         "progress": {k: v for k, v in (ctx.previous or {}).get("progress", {}).items() if k != "resume"},
     }
 

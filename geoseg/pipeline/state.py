@@ -4,8 +4,8 @@ Every step directory holds ``config.yaml`` (the resolved step configuration) and
 ``manifest.json``::
 
     {"step": "train", "status": "running" | "failed" | "complete",
-     "key": "<sha256 of params + inputs + geoseg version>",
-     "params": {...}, "inputs": {...}, "geoseg_version": "...",
+     "key": "<sha256 of params + inputs + geoseg version + code digest>",
+     "params": {...}, "inputs": {...}, "geoseg_version": "...", "code": {"digest": ..., "files": N},
      "run_id": "<new on every completed execution>", "started": ..., "finished": ...,
      "seconds": ..., "outputs": {...}, "summary": "...", "progress": {...}}
 
@@ -53,9 +53,15 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def step_key(params: dict[str, Any], inputs: dict[str, Any]) -> str:
-    """The key of one execution of a step: parameters, input fingerprints and code version."""
-    return digest({"params": params, "inputs": inputs, "geoseg_version": __version__})
+def step_key(params: dict[str, Any], inputs: dict[str, Any], code: str) -> str:
+    """The key of one execution of a step: parameters, input fingerprints and code version.
+
+    Args:
+        params: the step's content parameters.
+        inputs: fingerprints of its scenes and the ``run_id`` of the steps it reads.
+        code: digest of the stage's source files (``geoseg.pipeline.code.code_version``).
+    """
+    return digest({"params": params, "inputs": inputs, "geoseg_version": __version__, "code": code})
 
 
 def now() -> str:

@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import json
 import shutil
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from geoseg.config.catalog import Catalog
 from geoseg.config.closest import did_you_mean
 from geoseg.errors import ConfigError
-from geoseg.pipeline.schema import Pipeline
-from geoseg.pipeline.state import scene_fingerprints
+from geoseg.pipeline.code import CodeVersion, code_version
+from geoseg.pipeline.schema import DEPENDS, Pipeline
+from geoseg.pipeline.state import scene_fingerprints, step_key
 
-__all__ = ["StepContext", "StepOutcome", "STEPS", "bundle_dir", "end_process_group"]
+__all__ = ["StepContext", "StepOutcome", "StepRunner", "STEPS", "bundle_dir", "end_process_group"]
 
 
 @dataclass
@@ -101,27 +103,79 @@ def end_process_group() -> None:
         dist.destroy_process_group()
 
 
-def _store_complete(path: Path) -> bool:
-    try:
-        return bool(json.loads((path / "manifest.json").read_text()).get("complete"))
-    except (OSError, json.JSONDecodeError):
-        return False
+class StepRunner(ABC):
+    """How one step runs; subclasses set ``name`` and ``code`` and implement ``output`` and ``run``.
+
+    The defaults: the hashed parameters are the step's content parameters; the inputs are
+    the ``run_id`` of every step it reads (``DEPENDS``); the code version is the digest of
+    the stage's source files (``code``: entry modules whose import closure is hashed, see
+    ``geoseg.pipeline.code``); the resolved config is the step's parameters; the outputs
+    exist when ``output(ctx)`` is a file.
+    """
+
+    name: ClassVar[str]
+    code: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def output(self, ctx: StepContext) -> Path:
+        """The step's main output (file or folder) under the run directory."""
+
+    def params(self, ctx: StepContext) -> dict[str, Any]:
+        return ctx.params.content_params()
+
+    def inputs(self, ctx: StepContext) -> dict[str, Any]:
+        return {dep: ctx.run_id(dep) for dep in DEPENDS[self.name]}
+
+    def code_version(self) -> CodeVersion:
+        return code_version(self.code)
+
+    def key(self, ctx: StepContext) -> str:
+        """The skip key: parameters, inputs and the digest of the stage's source files."""
+        return step_key(self.params(ctx), self.inputs(ctx), self.code_version().digest)
+
+    def config(self, ctx: StepContext) -> dict[str, Any]:
+        return ctx.params.model_dump(mode="json")
+
+    def outputs_exist(self, ctx: StepContext, manifest: dict[str, Any]) -> bool:
+        return self.output(ctx).is_file()
+
+    @abstractmethod
+    def run(self, ctx: StepContext) -> StepOutcome:
+        """Run the step through its stage's public API."""
+
+
+class _ModelStep(StepRunner):
+    """A step that reads the training run's ``best`` or ``final`` bundle (evaluate, predict, export)."""
+
+    def bundle(self, ctx: StepContext) -> Path:
+        return bundle_dir(ctx.run_dir, ctx.params.bundle)
+
+    def config(self, ctx: StepContext) -> dict[str, Any]:
+        return {"model": str(self.bundle(ctx)), "out": str(self.output(ctx)), **super().config(ctx)}
 
 
 # ----------------------------------------------------------------------------------- tile
-class TileStepRunner:
+class TileStepRunner(StepRunner):
+    name, code = "tile", ("geoseg.tiling",)
+
+    def output(self, ctx: StepContext) -> Path:
+        return store_dir(ctx.run_dir) / "manifest.json"
+
     def params(self, ctx: StepContext) -> dict[str, Any]:
-        return {"dataset": ctx.pipeline.dataset, **ctx.params.content_params()}
+        return {"dataset": ctx.pipeline.dataset, **super().params(ctx)}
 
     def inputs(self, ctx: StepContext) -> dict[str, Any]:
         return {"scenes": scene_fingerprints(ctx.catalog, ctx.pipeline.dataset)}
 
     def config(self, ctx: StepContext) -> dict[str, Any]:
         return {"catalog": str(ctx.catalog.source), "dataset": ctx.pipeline.dataset, "out": str(store_dir(ctx.run_dir)),
-                "scheduler": ctx.scheduler, **ctx.params.model_dump(mode="json")}
+                "scheduler": ctx.scheduler, **super().config(ctx)}
 
     def outputs_exist(self, ctx: StepContext, manifest: dict[str, Any]) -> bool:
-        return _store_complete(store_dir(ctx.run_dir))
+        try:
+            return bool(json.loads(self.output(ctx).read_text()).get("complete"))
+        except (OSError, json.JSONDecodeError):
+            return False
 
     def run(self, ctx: StepContext) -> StepOutcome:
         from geoseg.tiling import tile_dataset
@@ -141,18 +195,14 @@ class TileStepRunner:
 
 
 # ---------------------------------------------------------------------------------- train
-class TrainStepRunner:
-    def params(self, ctx: StepContext) -> dict[str, Any]:
-        return ctx.params.content_params()
+class TrainStepRunner(StepRunner):
+    name, code = "train", ("geoseg.train",)
 
-    def inputs(self, ctx: StepContext) -> dict[str, Any]:
-        return {"tile": ctx.run_id("tile")}
+    def output(self, ctx: StepContext) -> Path:
+        return bundle_dir(ctx.run_dir, "best") / "config.json"
 
     def config(self, ctx: StepContext) -> dict[str, Any]:
         return self._train_config(ctx, resume=False).model_dump(mode="json")
-
-    def outputs_exist(self, ctx: StepContext, manifest: dict[str, Any]) -> bool:
-        return (bundle_dir(ctx.run_dir, "best") / "config.json").is_file()
 
     @staticmethod
     def _train_config(ctx: StepContext, resume: bool):
@@ -194,25 +244,20 @@ class TrainStepRunner:
 
 
 # ------------------------------------------------------------------------------- evaluate
-class EvaluateStepRunner:
-    def params(self, ctx: StepContext) -> dict[str, Any]:
-        return ctx.params.content_params()
+class EvaluateStepRunner(_ModelStep):
+    name, code = "evaluate", ("geoseg.train",)
 
-    def inputs(self, ctx: StepContext) -> dict[str, Any]:
-        return {"tile": ctx.run_id("tile"), "train": ctx.run_id("train")}
+    def output(self, ctx: StepContext) -> Path:
+        return ctx.step_dir / "report" / "metrics.json"
 
     def config(self, ctx: StepContext) -> dict[str, Any]:
-        return {"model": str(bundle_dir(ctx.run_dir, ctx.params.bundle)), "cubes": str(store_dir(ctx.run_dir)),
-                "out": str(ctx.step_dir / "report"), **ctx.params.model_dump(mode="json")}
-
-    def outputs_exist(self, ctx: StepContext, manifest: dict[str, Any]) -> bool:
-        return (ctx.step_dir / "report" / "metrics.json").is_file()
+        return {**super().config(ctx), "cubes": str(store_dir(ctx.run_dir)), "out": str(self.output(ctx).parent)}
 
     def run(self, ctx: StepContext) -> StepOutcome:
         from geoseg.train import evaluate
 
-        p, out = ctx.params, ctx.step_dir / "report"
-        result = evaluate(bundle_dir(ctx.run_dir, p.bundle), store_dir(ctx.run_dir), out, split=p.split,
+        p, out = ctx.params, self.output(ctx).parent
+        result = evaluate(self.bundle(ctx), store_dir(ctx.run_dir), out, split=p.split,
                           batch_size=p.batch_size, save_examples=p.save_examples, fp16=p.fp16, device=p.device,
                           num_workers=p.num_workers)
         s = result.scores
@@ -232,25 +277,28 @@ class _Job:
     vector: Path | None
 
 
-class PredictStepRunner:
+class PredictStepRunner(_ModelStep):
+    name, code = "predict", ("geoseg.predict",)
+
+    def output(self, ctx: StepContext) -> Path:
+        return ctx.step_dir / "maps"
+
     def _dataset(self, ctx: StepContext) -> str:
         return ctx.params.dataset or ctx.pipeline.dataset
 
     def params(self, ctx: StepContext) -> dict[str, Any]:
-        return {"dataset": self._dataset(ctx), **ctx.params.content_params()}
+        return {**super().params(ctx), "dataset": self._dataset(ctx)}
 
     def inputs(self, ctx: StepContext) -> dict[str, Any]:
-        return {"train": ctx.run_id("train"),
-                "scenes": scene_fingerprints(ctx.catalog, self._dataset(ctx), ctx.params.scenes)}
+        return {**super().inputs(ctx), "scenes": scene_fingerprints(ctx.catalog, self._dataset(ctx), ctx.params.scenes)}
 
     def config(self, ctx: StepContext) -> dict[str, Any]:
-        return {"model": str(bundle_dir(ctx.run_dir, ctx.params.bundle)), "catalog": str(ctx.catalog.source),
-                "out": str(ctx.step_dir / "maps"), "scheduler": ctx.scheduler,
-                **ctx.params.model_dump(mode="json"), "dataset": self._dataset(ctx)}
+        return {"catalog": str(ctx.catalog.source), "scheduler": ctx.scheduler, **super().config(ctx),
+                "dataset": self._dataset(ctx)}
 
     def outputs_exist(self, ctx: StepContext, manifest: dict[str, Any]) -> bool:
         maps = manifest.get("outputs", {}).get("maps", [])  # checked by name: run dirs may be moved
-        return bool(maps) and all((ctx.step_dir / "maps" / Path(m).name).is_file() for m in maps)
+        return bool(maps) and all((self.output(ctx) / Path(m).name).is_file() for m in maps)
 
     def _jobs(self, ctx: StepContext) -> list[_Job]:
         from geoseg.config import dataset_scenes
@@ -273,7 +321,7 @@ class PredictStepRunner:
 
         p = ctx.params
         jobs = self._jobs(ctx)
-        bundle = bundle_dir(ctx.run_dir, p.bundle)
+        bundle = self.bundle(ctx)
         self._warn_class_map(ctx, bundle)
         maps = ctx.step_dir / "maps"
         done: dict[str, dict[str, Any]] = {}
@@ -314,25 +362,17 @@ class PredictStepRunner:
 
 
 # --------------------------------------------------------------------------------- export
-class ExportStepRunner:
-    def params(self, ctx: StepContext) -> dict[str, Any]:
-        return ctx.params.content_params()
+class ExportStepRunner(_ModelStep):
+    name, code = "export", ("geoseg.export",)
 
-    def inputs(self, ctx: StepContext) -> dict[str, Any]:
-        return {"train": ctx.run_id("train")}
-
-    def config(self, ctx: StepContext) -> dict[str, Any]:
-        return {"model": str(bundle_dir(ctx.run_dir, ctx.params.bundle)), "out": str(ctx.step_dir / "model.onnx"),
-                **ctx.params.model_dump(mode="json")}
-
-    def outputs_exist(self, ctx: StepContext, manifest: dict[str, Any]) -> bool:
-        return (ctx.step_dir / "model.onnx").is_file()
+    def output(self, ctx: StepContext) -> Path:
+        return ctx.step_dir / "model.onnx"
 
     def run(self, ctx: StepContext) -> StepOutcome:
         from geoseg.export import export_onnx
 
-        p, out = ctx.params, ctx.step_dir / "model.onnx"
-        result = export_onnx(bundle_dir(ctx.run_dir, p.bundle), out, opset=p.opset, tile_size=p.tile_size,
+        p, out = ctx.params, self.output(ctx)
+        result = export_onnx(self.bundle(ctx), out, opset=p.opset, tile_size=p.tile_size,
                              overlap=p.overlap, resolution_m=p.resolution, mask_invalid=p.mask_invalid,
                              batch=p.batch, exporter=p.exporter)
         for line in result.lines()[1:]:
@@ -341,10 +381,5 @@ class ExportStepRunner:
                            f"{out} (opset {result.opset}, tile {result.metadata['tile_size']} px)")
 
 
-STEPS: dict[str, Any] = {
-    "tile": TileStepRunner(),
-    "train": TrainStepRunner(),
-    "evaluate": EvaluateStepRunner(),
-    "predict": PredictStepRunner(),
-    "export": ExportStepRunner(),
-}
+STEPS: dict[str, StepRunner] = {r.name: r for r in (TileStepRunner(), TrainStepRunner(), EvaluateStepRunner(),
+                                                     PredictStepRunner(), ExportStepRunner())}

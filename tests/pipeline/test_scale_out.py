@@ -1,7 +1,8 @@
 """Scale-out: the pipeline's tile step and prediction fan-out on a separately started Dask cluster.
 
 A ``dask scheduler`` and ``dask worker --nworkers 2`` run as their own processes on
-127.0.0.1 — the way a user's cluster is reached with ``geoseg run --scheduler tcp://...``.
+127.0.0.1 — the way a user's cluster is reached with ``geoseg run --scheduler tcp://...``
+(the session's ``dask_cluster`` fixture of tests/conftest.py, shared with tests/tiling).
 """
 
 from __future__ import annotations
@@ -10,101 +11,53 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import rasterio
 
-from tests.conftest import REPO
+from tests.conftest import REPO, worker_task_keys
 from tests.pipeline._pipeline_helpers import tiny_pipeline, write_catalog, write_pipeline
 
 BIN = Path(sys.executable).parent
 
 
-def _start(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=log.open("w"), stderr=subprocess.STDOUT)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
-    """``dask scheduler`` + ``dask worker --nworkers 2`` on loopback; yields the scheduler address."""
-    from distributed import Client
-
-    tmp = tmp_path_factory.mktemp("dask-cluster")
-    scheduler_file = tmp / "scheduler.json"
-    procs = [_start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                     "--scheduler-file", str(scheduler_file)], tmp / "scheduler.log")]
-    try:
-        deadline = time.monotonic() + 90
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        address = json.loads(scheduler_file.read_text())["address"]
-        assert address.startswith("tcp://127.0.0.1:")
-        procs.append(_start([str(BIN / "dask"), "worker", address, "--nworkers", "2", "--nthreads", "1",
-                             "--host", "127.0.0.1", "--no-dashboard", "--memory-limit", "3GB"], tmp / "workers.log"))
-        with Client(address, timeout="30s") as probe:
-            probe.wait_for_workers(2, timeout=120)
-        yield address
-    finally:
-        for proc in reversed(procs):
-            _stop(proc)
-
-
-def _task_keys(address: str, prefix: str) -> dict[str, set[str]]:
-    """Per worker: keys of the tasks it ran that start with ``prefix`` (from the workers' own logs)."""
-    from distributed import Client
-
-    def keys(dask_worker, prefix=prefix):
-        return sorted({str(entry[0]) for entry in dask_worker.state.log if str(entry[0]).startswith(prefix)})
-
-    with Client(address, timeout="30s") as client:
-        return {worker: set(found) for worker, found in client.run(keys).items()}
-
-
-def test_tile_step_runs_on_the_cluster_and_equals_a_local_run(cluster: str, tiny_run: Path, tmp_path: Path,
+def test_tile_step_runs_on_the_cluster_and_equals_a_local_run(dask_cluster: str, tiny_run: Path, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = dask_cluster
     from geoseg.cli.main import main
     from tests.tiling._tiling_helpers import assert_same_store
 
     catalog = tiny_run.parents[1] / "catalog.yaml"  # the shared run's catalog: same sources, same store
     pipeline = write_pipeline(tmp_path / "tile_only.yaml", tiny_pipeline(catalog, name="tile_only", steps=("tile",)))
+    before = worker_task_keys(cluster, "geoseg-tile-")
     with pytest.raises(SystemExit) as done:
         main(["run", str(pipeline), "--scheduler", cluster, "--run-dir", str(tmp_path / "run"), "--no-progress"])
     out = capsys.readouterr().out
     assert done.value.code == 0, out
     assert f"tiling on {cluster}" in out and "[tile] done" in out
     assert_same_store(tmp_path / "run" / "tile" / "cubes", tiny_run / "tile" / "cubes")
-    tiled = _task_keys(cluster, "geoseg-tile-")
+    tiled = {w: keys - before.get(w, set()) for w, keys in worker_task_keys(cluster, "geoseg-tile-").items()}
     assert len(tiled) == 2 and all(tiled.values())  # both worker processes cut cubes
     config = (tmp_path / "run" / "tile" / "config.yaml").read_text()
     assert f"scheduler: {cluster}" in config
 
 
-def test_prediction_fans_out_one_task_per_scene(cluster: str, tiny_run: Path, tmp_path: Path) -> None:
+def test_prediction_fans_out_one_task_per_scene(dask_cluster: str, tiny_run: Path, tmp_path: Path) -> None:
     from geoseg.pipeline import run_pipeline
 
+    cluster = dask_cluster
     run_dir = tmp_path / "runs" / "tiny"
     shutil.copytree(tiny_run, run_dir)
     catalog = write_catalog(tmp_path / "catalog.yaml", {"demo": [("demo", 3)], "two": [("demo", 3), ("other", 5)]})
     pipeline = write_pipeline(tmp_path / "two.yaml", tiny_pipeline(catalog, predict={"dataset": "two"}))
     lines: list[str] = []
+    before = set().union(*worker_task_keys(cluster, "geoseg-predict-").values())
     result = run_pipeline(pipeline, run_dir=run_dir, scheduler=cluster, progress=False, echo=lines.append)
     assert result.ran == ["predict"]  # tile, train, evaluate, export are up to date
-    predicted = set().union(*_task_keys(cluster, "geoseg-predict-").values())
+    predicted = set().union(*worker_task_keys(cluster, "geoseg-predict-").values()) - before
     assert sorted(k.rsplit("-", 1)[-1] for k in predicted) == ["demo", "other"]  # one task per scene
     assert any(f"land-cover map(s) on {cluster}" in line for line in lines)
     # the cluster's map of the training scene equals the one predicted locally by the shared run

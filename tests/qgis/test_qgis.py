@@ -2,8 +2,9 @@
 
 The map comes from the tiny pipeline (tile → train → predict on a small demo scene, shared
 with tests/pipeline). QGIS runs in a subprocess with Debian's ``/usr/bin/python3`` and a
-clean environment. QGIS is installed with apt when missing and we are root; the test skips
-only when QGIS is absent, we are not root and ``CI`` is unset (with ``CI`` set it fails).
+clean environment. QGIS is installed by ``install_qgis.sh`` (the one install recipe, also run
+by ``.ci/run``) when missing and we are root; the test skips only when QGIS is absent, we are
+not root and ``CI`` is unset (with ``CI`` set, as ``.ci/run`` sets it, it fails).
 """
 
 from __future__ import annotations
@@ -23,37 +24,29 @@ from tests.pipeline._pipeline_helpers import shared_tiny_run
 
 pytestmark = pytest.mark.qgis
 
-PACKAGES = ("qgis", "python3-qgis", "qgis-providers")
 PYTHON = "/usr/bin/python3"
 QGIS_PROCESS = "/usr/bin/qgis_process.bin"
 PROBE = Path(__file__).with_name("qgis_probe.py")
+INSTALL = Path(__file__).with_name("install_qgis.sh")  # also what .ci/run calls
 
 
-def _installed() -> bool:
-    if not (Path(PYTHON).is_file() and Path(QGIS_PROCESS).is_file() and shutil.which("dpkg")):
-        return False
-    return subprocess.run(["dpkg", "-s", *PACKAGES], capture_output=True).returncode == 0
-
-
-def _install() -> str:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    cmd = "apt-get update && apt-get install -y --no-install-recommends " + " ".join(PACKAGES)
-    done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env, timeout=1200)
-    return done.stdout[-2000:] + done.stderr[-2000:] if done.returncode else ""
+def _script(*args: str, env: dict[str, str] | None = None, timeout: float = 1200) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(INSTALL), *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
 def qgis() -> None:
     """Debian's QGIS, installed if needed (see the module docstring for when this skips)."""
-    if _installed():
+    if _script("--check").returncode == 0:
         return
     if os.geteuid() != 0:
         if os.environ.get("CI"):
-            pytest.fail(f"QGIS is required in CI but {', '.join(PACKAGES)} are not installed (and we are not root)")
-        pytest.skip(f"QGIS is not installed and installing it needs root: apt-get install {' '.join(PACKAGES)}")
-    failure = _install()
-    if failure or not _installed():
-        pytest.fail(f"installing QGIS with apt-get failed:\n{failure}")
+            pytest.fail(f"QGIS is required in CI but is not installed (and we are not root): bash {INSTALL}")
+        pytest.skip(f"QGIS is not installed and installing it needs root: sudo bash {INSTALL}")
+    done = _script()
+    if done.returncode != 0 or _script("--check").returncode != 0:
+        pytest.fail(f"installing QGIS with {INSTALL} failed (exit code {done.returncode}):\n"
+                    f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
 def _clean_env(tmp: Path) -> dict[str, str]:
