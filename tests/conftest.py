@@ -89,3 +89,67 @@ def _one_torch_thread(request: pytest.FixtureRequest):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+# --------------------------------------------------------------------- shared by tests/tiling and tests/pipeline
+def _start_process(args: list[str], log: Path):
+    import subprocess
+
+    return subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def _stop_process(proc) -> None:
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A user's cluster, reached by address: ``dask scheduler`` and ``dask worker --nworkers 2`` started as
+    separate processes on 127.0.0.1 (once per session); yields the scheduler address."""
+    import json
+    import sys
+    import time
+
+    from distributed import Client
+
+    bin_dir = Path(sys.executable).parent
+    tmp = tmp_path_factory.mktemp("dask-cluster")
+    scheduler_file = tmp / "scheduler.json"
+    procs = [_start_process([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+                             "--no-dashboard", "--scheduler-file", str(scheduler_file)], tmp / "scheduler.log")]
+    try:
+        deadline = time.monotonic() + 90
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        procs.append(_start_process([str(bin_dir / "dask"), "worker", address, "--nworkers", "2", "--nthreads", "1",
+                                     "--host", "127.0.0.1", "--no-dashboard", "--memory-limit", "3GB"],
+                                    tmp / "workers.log"))
+        with Client(address, timeout="30s") as probe:
+            probe.wait_for_workers(2, timeout=120)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            _stop_process(proc)
+
+
+def worker_task_keys(address: str, prefix: str) -> dict[str, set[str]]:
+    """Per worker of the cluster at ``address``: keys of the tasks it ran that start with ``prefix``
+    (from the workers' own logs; the cluster is shared, so compare before and after)."""
+    from distributed import Client
+
+    def keys(dask_worker, prefix=prefix):
+        return sorted({str(entry[0]) for entry in dask_worker.state.log if str(entry[0]).startswith(prefix)})
+
+    with Client(address, timeout="30s") as client:
+        return {worker: set(found) for worker, found in client.run(keys).items()}
