@@ -216,7 +216,43 @@ def resplit_west_east(src: Path, dst: Path, west_cols: int = 112) -> Path:
     return dst
 
 
-def forest(store_dir: Path, trees: int = 200) -> tuple[dict[str, float], float]:
+def west_east_store(work: Path, cube: int) -> Path:
+    """terramind_examples tiled into ``cube`` px cubes, split west (train) / east (test)."""
+    from geoseg.tiling import tile_dataset
+
+    tiled, cubes = work / f"terramind{cube}", work / f"terramind{cube}_west_east"
+    if not (tiled / "manifest.json").exists():
+        tile_dataset(REPO / "data_catalog.yaml", "terramind", tiled, cube_size=cube, overlap=0, min_valid=0.0,
+                     split=(0.6, 0.2, 0.2), split_block=1, seed=0, workers=2, progress=False)
+    if not (cubes / "manifest.json").exists():
+        resplit_west_east(tiled, cubes)
+    return cubes
+
+
+def _confusion(truth: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    keep = truth != 255
+    return np.bincount(truth[keep].astype(np.int64) * k + pred[keep].astype(np.int64),
+                       minlength=k * k).reshape(k, k)
+
+
+def per_scene(store_dir: Path, pred: np.ndarray) -> dict[str, dict[str, float]]:
+    """mIoU / OA of the east-half predictions ``pred`` (test cubes, in id order) per sample."""
+    from geoseg.tiling import CubeStore
+    from geoseg.train.metrics import confusion_scores
+
+    store = CubeStore.open(store_dir)
+    ids = store.ids("test")
+    truth = store.read_labels(ids)
+    scene = store.index.set_index("cube_id").loc[ids, "scene_id"].to_numpy()
+    out = {}
+    for sid in sorted(set(scene)):
+        s = confusion_scores(_confusion(truth[scene == sid], pred[scene == sid], len(store.classes)))
+        out[str(sid)] = {"miou": s.miou, "oa": s.oa}
+    return out
+
+
+def forest(store_dir: Path, trees: int = 200) -> tuple[dict[str, Any], float]:
+    """Per-pixel random forest on the 24 channels: west-half pixels → east-half pixels."""
     from sklearn.ensemble import RandomForestClassifier
 
     from geoseg.tiling import CubeStore
@@ -224,21 +260,30 @@ def forest(store_dir: Path, trees: int = 200) -> tuple[dict[str, float], float]:
 
     store = CubeStore.open(store_dir)
     k = len(store.classes)
-
-    def pixels(split: str) -> tuple[np.ndarray, np.ndarray]:
-        ids = store.ids(split)
-        x, y = store.read_cubes(ids), store.read_labels(ids)
-        keep = y != 255
-        return x.transpose(0, 2, 3, 1)[keep], y[keep]
-
     start = time.perf_counter()
-    xt, yt = pixels("train")
-    rf = RandomForestClassifier(n_estimators=trees, n_jobs=-1, random_state=0).fit(xt, yt)
-    xe, ye = pixels("test")
-    pred = rf.predict(xe)
-    cm = np.bincount(ye.astype(np.int64) * k + pred.astype(np.int64), minlength=k * k).reshape(k, k)
-    s = confusion_scores(cm)
-    return {"miou": s.miou, "oa": s.oa, "iou": s.iou.tolist()}, time.perf_counter() - start
+    ids = store.ids("train")
+    x, y = store.read_cubes(ids), store.read_labels(ids)
+    keep = y != 255
+    rf = RandomForestClassifier(n_estimators=trees, n_jobs=-1, random_state=0).fit(x.transpose(0, 2, 3, 1)[keep], y[keep])
+    ids = store.ids("test")
+    xe, ye = store.read_cubes(ids), store.read_labels(ids)
+    pred = rf.predict(xe.transpose(0, 2, 3, 1).reshape(-1, xe.shape[1])).reshape(ye.shape).astype(np.uint8)
+    s = confusion_scores(_confusion(ye, pred, k))
+    return {"miou": s.miou, "oa": s.oa, "iou": s.iou.tolist(), "scenes": per_scene(store_dir, pred)}, \
+        time.perf_counter() - start
+
+
+def predict_test(bundle_dir: Path, store_dir: Path) -> np.ndarray:
+    """Class indices of the bundle on the test cubes (the datamodule's normalisation, whole cubes)."""
+    import geoseg.data.datamodule as datamodule
+    from geoseg.tiling import CubeStore
+    from geoseg.train import load_bundle
+
+    bundle, store = load_bundle(bundle_dir), CubeStore.open(store_dir)
+    x = torch.from_numpy(store.read_cubes(store.ids("test")))
+    with torch.inference_mode():
+        x = datamodule.normalize(x, bundle.config.normalization, bundle.config.mask_channels)
+        return torch.cat([bundle.model(b).max(1).indices for b in x.split(8)]).numpy().astype(np.uint8)
 
 
 def _clipped_normalize(limit: float):
@@ -251,32 +296,32 @@ def _clipped_normalize(limit: float):
     return run
 
 
-def quality(work: Path, epochs: int, archs: list[str], variants: dict[str, dict]) -> list[str]:
-    from geoseg.tiling import tile_dataset
+def quality(work: Path, epochs: int, archs: list[str], variants: dict[str, dict], encoder: str,
+            batch: int) -> list[str]:
+    from geoseg.tiling import CubeStore
     from geoseg.train import TrainConfig, evaluate, train
 
     data = SHARED / "terramind_examples"
     if not data.exists():
         return ["## Real data (terramind_examples)", "", f"skipped: {data} is missing.", ""]
-    tiled = work / "terramind56"
-    if not (tiled / "manifest.json").exists():
-        tile_dataset(REPO / "data_catalog.yaml", "terramind", tiled, cube_size=56, overlap=0, min_valid=0.0,
-                     split=(0.6, 0.2, 0.2), split_block=1, seed=0, workers=2, progress=False)
-    cubes = work / "terramind_west_east"
-    if not (cubes / "manifest.json").exists():
-        resplit_west_east(tiled, cubes)
-    from geoseg.tiling import CubeStore
-
-    names = [c.name for c in CubeStore.open(cubes).classes]
+    base = west_east_store(work, 56)
+    store = CubeStore.open(base)
+    names = [c.name for c in store.classes]
+    scene_ids = sorted(set(store.index["scene_id"]))
     cached = work / "forest.json"  # the forest does not depend on the deep-model options
     if cached.exists():
         rf, rf_s = (lambda d: (d["scores"], d["seconds"]))(json.loads(cached.read_text()))
     else:
-        rf, rf_s = forest(cubes)
+        rf, rf_s = forest(base)
         cached.write_text(json.dumps({"scores": rf, "seconds": rf_s}))
     print(f"random forest (200 trees): mIoU {rf['miou']:.4f}, OA {rf['oa']:.4f} ({rf_s:.0f} s)", flush=True)
-    rows = [f"| random forest, 200 trees (per pixel) | — | {rf['miou']:.4f} | {rf['oa']:.4f} | {rf_s:.0f} | "
-            + " ".join(_iou(v) for v in rf["iou"]) + " |"]
+
+    def row(label: str, n_epochs: Any, scores: dict[str, Any], seconds: float) -> str:
+        scenes = " | ".join(f"{scores['scenes'][s]['miou']:.2f} / {scores['scenes'][s]['oa']:.2f}" for s in scene_ids)
+        return (f"| {label} | {n_epochs} | **{scores['miou']:.4f}** | {scores['oa']:.4f} | {seconds:.0f} | "
+                + " ".join(_iou(v) for v in scores["iou"]) + f" | {scenes} |")
+
+    rows = [row("random forest, 200 trees (per pixel)", "—", rf, rf_s)]
     results: dict[str, Any] = {"forest": rf}
     import geoseg.data.datamodule as datamodule
 
@@ -285,33 +330,55 @@ def quality(work: Path, epochs: int, archs: list[str], variants: dict[str, dict]
         extra = dict(options)
         clip = extra.pop("clip", None)
         n_epochs = extra.pop("epochs", epochs)
+        cubes = west_east_store(work, extra.pop("cube", 56))
         datamodule.normalize = _clipped_normalize(clip) if clip else plain
-        for arch in archs:
-            cfg = TrainConfig(cubes=cubes, out=work / f"q_{variant}_{arch}", model=arch, encoder="resnet18",
-                              epochs=n_epochs, batch_size=8, lr=2e-3, val_split="test", patience=None,
-                              validate_every=max(1, n_epochs // 6), progress=False, overwrite=True, seed=0, **extra)
-            start = time.perf_counter()
-            train(cfg)
-            seconds = time.perf_counter() - start
-            ev = evaluate(cfg.out / "final", cubes, work / f"q_eval_{variant}_{arch}", split="test")
-            s = ev.scores
-            results[f"{variant}/{arch}"] = {"miou": s.miou, "oa": s.oa, "iou": s.iou.tolist(), "seconds": seconds}
-            print(f"{variant} {arch}: mIoU {s.miou:.4f}, OA {s.oa:.4f} ({seconds:.0f} s)", flush=True)
-            rows.append(f"| {arch} (resnet18, {variant}) | {n_epochs} | {s.miou:.4f} | {s.oa:.4f} | {seconds:.0f} | "
-                        + " ".join(_iou(v) for v in s.iou) + " |")
+        try:
+            for arch in archs:
+                cfg = TrainConfig(cubes=cubes, out=work / f"q_{variant}_{arch}", model=arch, encoder=encoder,
+                                  epochs=n_epochs, batch_size=batch, lr=2e-3, val_split="test", patience=None,
+                                  validate_every=max(1, n_epochs // 4), progress=False, overwrite=True, seed=0,
+                                  **extra)
+                start = time.perf_counter()
+                train(cfg)
+                seconds = time.perf_counter() - start
+                ev = evaluate(cfg.out / "final", cubes, work / f"q_eval_{variant}_{arch}", split="test")
+                s = ev.scores
+                pred = predict_test(cfg.out / "final", cubes)
+                scores = {"miou": s.miou, "oa": s.oa, "iou": s.iou.tolist(), "seconds": seconds,
+                          "scenes": per_scene(cubes, pred)}
+                results[f"{variant}/{arch}"] = scores
+                print(f"{variant} {arch}: mIoU {s.miou:.4f}, OA {s.oa:.4f} ({seconds:.0f} s); per sample "
+                      + ", ".join(f"{k} {v['miou']:.3f}/{v['oa']:.3f}" for k, v in scores["scenes"].items()), flush=True)
+                rows.append(row(f"{arch} ({encoder}, {variant})", n_epochs, scores, seconds))
+        finally:
+            datamodule.normalize = plain
     (work / "quality.json").write_text(json.dumps(results, indent=1))
     return [
         "## Real data: terramind_examples, west half → east half", "",
-        "Five real 224 × 224 px L2A samples (five UTM zones), Esri LULC labels; 56 px cubes; training on "
-        "columns 0–111 of every sample (40 cubes), scores on columns 112–223 (40 cubes) pooled over the "
-        "samples in one confusion matrix; mIoU over the classes present in truth or prediction. Deep models: "
-        "`final/` after a fixed number of epochs (no model selection on the east half); the east half is only "
-        "monitored. Per-class IoU in class order: " + ", ".join(names) + " (— = absent from truth and prediction).", "",
-        "| model | epochs | mIoU | OA | train s | per-class IoU |", "|---|---|---|---|---|---|", *rows, ""]
+        "Five real 224 × 224 px L2A samples (five UTM zones), Esri LULC labels. Training on columns 0–111 of "
+        "every sample, scores on columns 112–223, pooled over the samples in one confusion matrix; mIoU over "
+        "the classes present in truth or prediction. Deep models: `final/` after a fixed number of epochs "
+        f"(no model selection on the east half, which is only monitored), encoder {encoder}, batch {batch}, "
+        "AdamW 2e-3 cosine, CE + Dice, flips/rotations. Per-class IoU in class order: " + ", ".join(names)
+        + " (— = absent from truth and prediction).", "",
+        "| model | epochs | mIoU | OA | train s | per-class IoU | " + " | ".join(f"{s} mIoU / OA" for s in scene_ids) + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(scene_ids), *rows, ""]
 
 
 def _iou(v: float) -> str:
     return "—" if v is None or np.isnan(v) else f"{v:.2f}"
+
+
+# real-data experiments (``--variants``); "long" = 3x --epochs
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "weights": {"class_weights": "auto"},  # median-frequency class weights
+    "noaug": {"augment": False},  # no flips/rotations
+    "clip5": {"clip": 5.0},  # z-scores clamped to ±5 (experiment; not the product's normalisation)
+    "c112": {"cube": 112},  # 112 px cubes (10 west, 10 east), whole cubes
+    "c112crop": {"cube": 112, "target_size": 56},  # 112 px cubes, random 56 px training crops
+    "long": {},
+}
 
 
 def main() -> None:
@@ -323,8 +390,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=60, help="epochs of the real-data runs")
     p.add_argument("--archs", default="unet,unet3plus,rsprunetpp,deeplabv3plus,pspnet")
     p.add_argument("--variants", default="default",
-                   help="comma list of: default, weights (class_weights auto), noaug (no augmentation), "
-                        "clip5 (experiment: z-scores clamped to ±5), long (3x the epochs)")
+                   help="comma list of: " + ", ".join(VARIANTS))
+    p.add_argument("--encoder", default="resnet18", help="encoder of the real-data runs")
+    p.add_argument("--batch", type=int, default=8, help="batch size of the real-data runs")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: robust on a shared machine)")
     p.add_argument("--out", type=Path, default=DOCS / "benchmarks_train.md")
     args = p.parse_args()
@@ -337,10 +405,9 @@ def main() -> None:
     if args.part in ("all", "throughput"):
         lines += throughput(args.work, args.repeats, args.tp_epochs)
     if args.part in ("all", "quality"):
-        known = {"default": {}, "weights": {"class_weights": "auto"}, "noaug": {"augment": False},
-                 "clip5": {"clip": 5.0}, "long": {"epochs": 3 * args.epochs}}
-        variants = {v: known[v] for v in args.variants.split(",")}
-        lines += quality(args.work, args.epochs, args.archs.split(","), variants)
+        long = {"long": {"epochs": 3 * args.epochs}}
+        variants = {v: {**VARIANTS, **long}[v] for v in args.variants.split(",")}
+        lines += quality(args.work, args.epochs, args.archs.split(","), variants, args.encoder, args.batch)
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.write_text(text)

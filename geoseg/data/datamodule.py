@@ -218,6 +218,13 @@ class CubeDataModule(pl.LightningDataModule):
             x, y = random_dihedral(x, y, generator=self.generator)
         return {"image": x, "mask": y}
 
+    def transfer_batch_to_device(self, batch: dict[str, torch.Tensor], device: torch.device,
+                                 dataloader_idx: int) -> dict[str, torch.Tensor]:
+        """Move the batch's two tensors (Lightning's generic collection walk costs ~ms a step)."""
+        if device.type == "cpu":
+            return batch
+        return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         training = self.trainer is not None and self.trainer.training
         return self.prepare_batch(batch, train=training)

@@ -108,3 +108,15 @@ def test_downsample_and_errors(data_cubes, tmp_path):
     sample = CubeDataset(arrays)[1]
     assert (sample["mask"] == 255).all() and sample["image"].shape == (3, 4, 4)
     assert store_normalization(dm.store, "train").std[0] > 0
+
+
+def test_batch_transfer_moves_both_tensors_and_is_free_on_cpu(data_cubes):
+    dm = CubeDataModule(data_cubes, batch_size=4)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    same = dm.transfer_batch_to_device(batch, torch.device("cpu"), 0)
+    assert same is batch  # no copy, no collection walk on CPU
+    moved = dm.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert set(moved) == {"image", "mask"}
+    assert all(v.device.type == "meta" for v in moved.values())
+    assert moved["image"].shape == batch["image"].shape and moved["mask"].dtype == batch["mask"].dtype
