@@ -237,6 +237,7 @@ def main() -> None:
         scenes[size] = next(p for p in sorted(root.iterdir()) if p.is_dir())
     bundle = _bundle(work, args.encoder)
     results: dict[tuple[str, int], list[dict]] = {}
+    skipped: dict[int, int] = {}  # size -> bytes (c) would need
     print(f"model: unet/{args.encoder}, window {WINDOW}, overlap {WINDOW // 4}, batch {args.batch_size}")
     paired = _run("paired", scenes[args.size], bundle, work, args)
     results[("bare", args.size)], results[("geoseg", args.size)] = paired["bare"], paired["geoseg"]
@@ -244,8 +245,13 @@ def main() -> None:
         if size != args.size:
             results[("geoseg", size)] = [_run("geoseg", scenes[size], bundle, work, args)]
         if not args.skip_naive:
-            results[("naive", size)] = [_run("naive", scenes[size], bundle, work, args)]
-    table = _table(results, args, sizes, (load_before, os.getloadavg()))
+            need, free = _naive_bytes(size), _available_bytes()
+            if free is not None and need > 0.8 * free:
+                print(f"  naive   demo_{size}: skipped, needs ~{need / 2**30:.1f} GB, {free / 2**30:.1f} GB available")
+                skipped[size] = need
+            else:
+                results[("naive", size)] = [_run("naive", scenes[size], bundle, work, args)]
+    table = _table(results, args, sizes, (load_before, os.getloadavg()), skipped)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table + "\n")
@@ -257,7 +263,24 @@ def _mean(runs: list[dict], key: str) -> float:
     return sum(r[key] for r in runs) / len(runs)
 
 
-def _table(results: dict, args: argparse.Namespace, sizes: list[int], load: tuple[tuple[float, ...], ...]) -> str:
+def _naive_bytes(size: int) -> int:
+    """RAM (c) needs: raw + normalised features (2 × 24 float32), K + 1 float32 accumulators, masks."""
+    return size * size * (2 * 24 * 4 + (CLASSES + 1) * 4 + 4)
+
+
+def _available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _table(results: dict, args: argparse.Namespace, sizes: list[int], load: tuple[tuple[float, ...], ...],
+           skipped: dict[int, int]) -> str:
     size = args.size
     a, a_cpu = _mean(results[("bare", size)], "seconds"), _mean(results[("bare", size)], "cpu")
     b, b_cpu = _mean(results[("geoseg", size)], "seconds"), _mean(results[("geoseg", size)], "cpu")
@@ -289,6 +312,8 @@ def _table(results: dict, args: argparse.Namespace, sizes: list[int], load: tupl
             vs = (f"{t / a:.2f}x", f"{cpu / a_cpu:.2f}x") if s == size else ("–", "–")
             lines.append(f"| {names[mode]} | {s} x {s} | {runs[0]['windows']} | {t:.1f} | {every} | {cpu:.1f} | "
                          f"{vs[0]} | {vs[1]} | {max(r['peak_mb'] for r in runs):.0f} |")
+    for s, need in skipped.items():
+        lines.append(f"| {names['naive']} | {s} x {s} | – | skipped: needs ~{need / 2**30:.0f} GB of RAM | | | | | |")
     model_s = _mean(results[("geoseg", size)], "model_seconds")
     acc = results[("geoseg", size)][0]["accumulator_mb"]
     lines += ["", f"- (b)/(a) = **{b / a:.3f}** wall, **{b_cpu / a_cpu:.3f}** CPU (target ≤ 1.10); time inside the "
@@ -300,7 +325,7 @@ def _table(results: dict, args: argparse.Namespace, sizes: list[int], load: tupl
             return max(r["peak_mb"] for r in results[(mode, s)])
 
         line = f"- Peak RSS {size}² / {small}² (4× the pixels): (b) **{peak('geoseg', size) / peak('geoseg', small):.2f}x**"
-        if ("naive", small) in results:
+        if ("naive", small) in results and ("naive", size) in results:
             line += f", (c) **{peak('naive', size) / peak('naive', small):.2f}x**"
         lines.append(line + ".")
     return "\n".join(lines)
