@@ -2,7 +2,19 @@
 
 from geoseg.features.recipes import DEFAULT_RECIPE, Recipe, get_recipe, list_recipes
 from geoseg.features.stack import feature_stack, read_features
-from geoseg.features.writer import write_feature_stack
+
+# The GeoTIFF writer needs dask.array; imported on first use so that processes that only
+# compute windows (tiler and predictor workers) start without it.
+_LAZY = {"write_feature_stack": "geoseg.features.writer"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_RECIPE",

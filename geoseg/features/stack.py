@@ -7,9 +7,9 @@ the scene's 10 m grid, whose blocks are computed on demand (memory bounded by bl
 
 from __future__ import annotations
 
-import dask.array as da
+from typing import TYPE_CHECKING
+
 import numpy as np
-import xarray as xr
 from rasterio.windows import Window
 
 from geoseg.features.kernel import compile_recipe_kernel
@@ -17,6 +17,9 @@ from geoseg.features.recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from geoseg.io.reader import read_raw, read_valid
 from geoseg.io.scene import Scene
 from geoseg.io.sensors import REFLECTANCE_SCALE
+
+if TYPE_CHECKING:  # dask.array and xarray load in ~2 s: only feature_stack needs them
+    import xarray as xr
 
 __all__ = ["read_features", "feature_stack", "DEFAULT_BLOCK"]
 
@@ -61,6 +64,9 @@ def feature_stack(
     Coordinates are pixel centres in the scene CRS; ``attrs`` hold the CRS (WKT), the affine
     transform, the recipe and the scene id. Nothing is read until a block is computed.
     """
+    import dask.array as da
+    import xarray as xr
+
     recipe = get_recipe(recipe)
     scene.require_bands(recipe.required_bands, f"recipe {recipe.name}")
     height, width = scene.grid.shape
