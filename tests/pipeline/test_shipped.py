@@ -58,16 +58,26 @@ def test_production_pipelines_use_the_seed_backbones_on_gpu_settings(name: str) 
         assert train.model_options["masked_bn"] is True and train.deep_supervision
 
 
-def test_demo_pipeline_uses_the_trainer_demo_defaults() -> None:
+def test_demo_pipeline_is_the_trainer_demo_model_made_light() -> None:
+    """demo.yaml: the trainer's demo model (UNet + ResNet-18, offline, batch 8, lr 2e-3) cut to encoder
+    depth 4 with a narrow decoder, a one-cycle schedule, class weights, and prediction in large windows."""
+    from geoseg.models import create_model
     from geoseg.train.config import DEMO_DEFAULTS
 
     pipeline = load_pipeline(REPO / "pipelines" / "demo.yaml")
-    train = pipeline.steps.train
+    train, predict = pipeline.steps.train, pipeline.steps.predict
     assert pipeline.dataset == "demo" and train.pretrained is False
-    # the trainer's demo configuration, with more epochs so that the rare built-up class is learnt
     assert {k: getattr(train, k) for k in DEMO_DEFAULTS if k != "epochs"} == {
         k: v for k, v in DEMO_DEFAULTS.items() if k != "epochs"}
-    assert train.epochs >= DEMO_DEFAULTS["epochs"] and train.class_weights == "auto"
+    assert train.model_options == {"encoder_depth": 4, "decoder_channels": [128, 64, 32, 16]}
+    assert (train.schedule, train.class_weights, train.epochs) == ("onecycle", "auto", 20)
+    light = create_model("unet", in_channels=24, num_classes=6, encoder="resnet18", **train.model_kwargs())
+    full = create_model("unet", in_channels=24, num_classes=6, encoder="resnet18")
+    params = [sum(p.numel() for p in m.parameters()) for m in (light, full)]
+    assert params[0] < 0.3 * params[1]  # 3.6 M instead of 14.4 M weights
+    cube = pipeline.steps.tile.cube_size
+    assert cube % int(light.required_divisor or 1) == 0
+    assert predict.window == 256 and predict.window % cube == 0 and predict.overlap == 32
 
 
 def test_real_samples_pipeline_uses_the_real_dataset() -> None:
