@@ -10,10 +10,8 @@ bounded by window size × scene width (accumulators) plus a few batches in fligh
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
-import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from geoseg.predict.windows import DEFAULT_FLOOR, WindowLayout, window_layout
 from geoseg.stitch.cog import GDAL_CACHE_BYTES
 from geoseg.stitch.stitcher import BlockSink, Stitcher
 from geoseg.train.bundle import CONFIG_NAME, ModelBundle, load_bundle
+from geoseg.utils.memory import keep_freed_memory
 from geoseg.utils.progress import progress_bar
 
 __all__ = ["StreamStats", "load_model_bundle", "plan_windows", "prepare_run", "stream_predictions", "DEFAULT_BATCH_SIZE"]
@@ -79,27 +78,6 @@ def plan_windows(scene: Scene, bundle: ModelBundle, window: int | None = None, o
     """The window layout used for ``scene``: default window = the bundle's, overlap = window / 4."""
     size = int(bundle.config.window if window is None else window)
     return window_layout(scene.grid.height, scene.grid.width, size, size // 4 if overlap is None else int(overlap))
-
-
-_M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
-_heap_bounded = False
-
-
-def bound_heap_growth(threshold: int = 256 * 1024) -> None:
-    """Make glibc return freed large arrays to the OS (Linux only; once per process).
-
-    glibc raises its mmap threshold each time a large block is freed, after which window-sized
-    arrays come from per-thread heaps that fragment: RSS then creeps up with the number of
-    windows, i.e. with the scene's area. Fixing the threshold keeps the predictor's memory flat.
-    """
-    global _heap_bounded
-    if _heap_bounded or not sys.platform.startswith("linux"):
-        return
-    _heap_bounded = True
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, threshold)
-    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
-        log.debug("mallopt unavailable; heap growth not bounded")
 
 
 def default_workers() -> int:
@@ -175,7 +153,7 @@ def stream_predictions(
     """
     start = time.perf_counter()
     layout = prepare_run(scene, bundle, window, overlap, batch_size, device)
-    bound_heap_growth()
+    keep_freed_memory()
     recipe = bundle.config.recipe_obj()
     runner = ModelRunner(bundle, device=device, fp16=fp16, tta=tta)
     stitcher = Stitcher(scene.grid, runner.num_classes, layout.window_height, sink)

@@ -30,8 +30,9 @@ from geoseg.tiling.plan import (
 )
 from geoseg.tiling.store import MANIFEST_NAME, create_arrays, write_json_atomic
 from geoseg.tiling.worker import TileTask, load_record, run_task
+from geoseg.utils.memory import malloc_environ
 
-__all__ = ["TileSummary", "tile_dataset", "local_cluster", "WORKER_ENVIRON"]
+__all__ = ["TileSummary", "tile_dataset", "local_cluster"]
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +121,6 @@ def _client(workers: int | None, scheduler: str | None, client) -> Iterator:
         yield c
 
 
-# glibc returns freed memory to the OS above this much; distributed sets 64 kB for its workers,
-# which makes every task of the tiler page-fault its ~100 MB of temporaries afresh (~30 % of
-# its CPU time). Tiling tasks have a bounded footprint, so keeping freed memory is safe.
-WORKER_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": 2**28, "MALLOC_MMAP_THRESHOLD_": 2**26}
-
-
 @contextlib.contextmanager
 def local_cluster(workers: int | None = None) -> Iterator:
     """A ``distributed`` LocalCluster of single-threaded worker processes and its Client.
@@ -137,7 +132,9 @@ def local_cluster(workers: int | None = None) -> Iterator:
     from distributed import Client, LocalCluster
 
     n = workers or os.cpu_count() or 1
-    config = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}
+    # distributed sets a 64 kB trim threshold for its workers, which makes every task page-fault its
+    # ~100 MB of temporaries afresh (~30 % of its CPU time); tiling tasks have a bounded footprint
+    config = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in malloc_environ().items()}
     config["distributed.worker.profile.enabled"] = False  # its stack sampling costs ~10 % of a worker's CPU
     with dask.config.set(config), LocalCluster(
         n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR

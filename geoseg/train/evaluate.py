@@ -30,6 +30,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from geoseg.errors import ConfigError, LabelError
 from geoseg.train.metrics import IGNORE_INDEX, Scores, confusion_scores
 from geoseg.utils.atomic import atomic_dir
+from geoseg.utils.memory import keep_freed_memory
 
 __all__ = ["EvalResult", "evaluate", "format_report"]
 
@@ -113,6 +114,7 @@ def evaluate(
     from geoseg.train.bundle import load_bundle
     from geoseg.train.plots import plot_confusion, plot_example, rgb_composite
 
+    keep_freed_memory()
     start = time.perf_counter()
     dev = _device(device)
     bundle = load_bundle(bundle_dir, device=dev)

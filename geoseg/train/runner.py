@@ -28,6 +28,7 @@ import yaml
 from geoseg.errors import CheckpointError, ConfigError
 from geoseg.train.config import TrainConfig
 from geoseg.train.losses import class_weights_from_counts
+from geoseg.utils.memory import keep_freed_memory
 
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback
@@ -197,6 +198,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
     from geoseg.train.module import SegmentationTask
     from geoseg.train.profiling import make_profiler
 
+    keep_freed_memory()  # 10-30 % faster CPU steps: activations reuse the heap (geoseg.utils.memory)
     if config.cubes is None or config.out is None:
         raise ConfigError("training needs `cubes` (a CubeStore) and `out` (MODEL_DIR)",
                           hint="geoseg train CUBES --out MODEL_DIR, or set both in the --config YAML")
