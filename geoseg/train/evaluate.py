@@ -126,7 +126,7 @@ def evaluate(
     _check_compatible(bundle, dm.store)
     dm.mask_channels = cfg.mask_channels
     model = bundle.model
-    forward = torch.compile(model) if compile else model
+    forward = torch.compile(model, dynamic=False) if compile else model  # static: see module.py
     k = len(cfg.classes)
     confusion = MulticlassConfusionMatrix(k, ignore_index=IGNORE_INDEX, validate_args=False).to(dev)
     examples: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []

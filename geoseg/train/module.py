@@ -77,8 +77,11 @@ class SegmentationTask(pl.LightningModule):
         self._train_forward = self.model.forward_train
         self._eval_forward = self.model.forward
         if cfg.compile:
-            self._train_forward = torch.compile(self.model.forward_train)
-            self._eval_forward = torch.compile(self.model.forward)
+            # static shapes: a graph per batch shape (full and last batch, train and val). With
+            # dynamic shapes, torch 2.14's inductor fails on the recompile for the val batch size
+            # ("TensorReferenceAnalysis has no attribute python_mod").
+            self._train_forward = torch.compile(self.model.forward_train, dynamic=False)
+            self._eval_forward = torch.compile(self.model.forward, dynamic=False)
 
     # ------------------------------------------------------------------ steps
     def forward(self, x: Tensor) -> Tensor:

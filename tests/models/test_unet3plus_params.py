@@ -25,7 +25,6 @@ def test_docs_table_lists_the_seed_backbones() -> None:
                         "hrnet_w48", "efficientnet_b0", "efficientnet_b3", "resnet34", "resnet50"]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("row", _rows(), ids=lambda r: r["enc"])
 def test_unet3plus_parameter_counts(row: dict[str, str]) -> None:
     model = create_model("unet3plus", in_channels=3, num_classes=3, encoder=row["enc"])

@@ -65,7 +65,6 @@ def test_real_samples_tile_step_on_the_real_data(tmp_path: Path) -> None:
     assert outputs["num_cubes"] == store["num_cubes"] > 40 and all(outputs["splits"].values())
 
 
-@pytest.mark.slow
 def test_real_samples_pipeline_runs_on_the_real_data(tmp_path: Path) -> None:
     """real_samples.yaml with a tiny encoder and one epoch: every map on its own scene's grid (~3 min)."""
     shared("terramind_examples")
@@ -93,7 +92,6 @@ def _quickstart_demo_args() -> list[str]:
     return command[1:]
 
 
-@pytest.mark.slow
 def test_demo_pipeline_reaches_the_demo_quality(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """The README's first command (`geoseg run pipelines/demo.yaml`) as written, in a copy of the repository
