@@ -182,10 +182,13 @@ def throughput(work: Path, repeats: int, epochs: int) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- part 2
-def resplit_west_east(src: Path, dst: Path, west_cols: int = 112) -> Path:
+def resplit_west_east(src: Path, dst: Path, west_cols: int = 112, layout: str = "west_east") -> Path:
     """Copy a CubeStore; cubes left of ``west_cols`` become ``train``, the others ``test``.
 
-    The train statistics (normalisation) are recomputed over the new train split.
+    ``layout="checker"`` instead alternates train/test cubes like a checkerboard in every
+    sample (both halves in both splits, the same number of cubes): a control experiment
+    without the west/east shift of class frequencies. The train statistics (normalisation)
+    are recomputed over the new train split.
     """
     import geopandas as gpd
 
@@ -198,6 +201,9 @@ def resplit_west_east(src: Path, dst: Path, west_cols: int = 112) -> Path:
     west = (index["col_off"] + index["width"]) <= west_cols
     if not ((index["col_off"] >= west_cols) | west).all():
         raise ValueError("cubes straddle the west/east boundary: use a cube size dividing it")
+    if layout == "checker":
+        size = int(index["width"].max())
+        west = ((index["row_off"] // size + index["col_off"] // size) % 2 == 0).to_numpy()
     index["split"] = np.where(west, "train", "test")
     index.to_parquet(dst / "index.parquet", index=False)
     store = CubeStore.open(dst)
@@ -216,16 +222,16 @@ def resplit_west_east(src: Path, dst: Path, west_cols: int = 112) -> Path:
     return dst
 
 
-def west_east_store(work: Path, cube: int) -> Path:
+def west_east_store(work: Path, cube: int, layout: str = "west_east") -> Path:
     """terramind_examples tiled into ``cube`` px cubes, split west (train) / east (test)."""
     from geoseg.tiling import tile_dataset
 
-    tiled, cubes = work / f"terramind{cube}", work / f"terramind{cube}_west_east"
+    tiled, cubes = work / f"terramind{cube}", work / f"terramind{cube}_{layout}"
     if not (tiled / "manifest.json").exists():
         tile_dataset(REPO / "data_catalog.yaml", "terramind", tiled, cube_size=cube, overlap=0, min_valid=0.0,
                      split=(0.6, 0.2, 0.2), split_block=1, seed=0, workers=2, progress=False)
     if not (cubes / "manifest.json").exists():
-        resplit_west_east(tiled, cubes)
+        resplit_west_east(tiled, cubes, layout=layout)
     return cubes
 
 
@@ -308,14 +314,18 @@ def quality(work: Path, epochs: int, archs: list[str], variants: dict[str, dict]
     store = CubeStore.open(base)
     names = [c.name for c in store.classes]
     scene_ids = sorted(set(store.index["scene_id"]))
-    cached = work / "forest.json"  # the forest does not depend on the deep-model options
-    if cached.exists():
-        rf, rf_s = (lambda d: (d["scores"], d["seconds"]))(json.loads(cached.read_text()))
-    else:
-        rf, rf_s = forest(base)
+    def run_forest(cubes: Path) -> tuple[dict[str, Any], float]:
+        cached = work / f"forest_{cubes.name}.json"  # the forest does not depend on the deep-model options
+        if cached.exists():
+            d = json.loads(cached.read_text())
+            return d["scores"], d["seconds"]
+        rf, rf_s = forest(cubes)
         cached.write_text(json.dumps({"scores": rf, "seconds": rf_s}))
-    print(f"random forest (200 trees): mIoU {rf['miou']:.4f}, OA {rf['oa']:.4f} ({rf_s:.0f} s)", flush=True)
+        print(f"random forest (200 trees, {cubes.name}): mIoU {rf['miou']:.4f}, OA {rf['oa']:.4f} ({rf_s:.0f} s)",
+              flush=True)
+        return rf, rf_s
 
+    rf, rf_s = run_forest(base)
     def row(label: str, n_epochs: Any, scores: dict[str, Any], seconds: float) -> str:
         scenes = " | ".join(f"{scores['scenes'][s]['miou']:.2f} / {scores['scenes'][s]['oa']:.2f}" for s in scene_ids)
         return (f"| {label} | {n_epochs} | **{scores['miou']:.4f}** | {scores['oa']:.4f} | {seconds:.0f} | "
@@ -330,7 +340,12 @@ def quality(work: Path, epochs: int, archs: list[str], variants: dict[str, dict]
         extra = dict(options)
         clip = extra.pop("clip", None)
         n_epochs = extra.pop("epochs", epochs)
-        cubes = west_east_store(work, extra.pop("cube", 56))
+        layout = extra.pop("layout", "west_east")
+        cubes = west_east_store(work, extra.pop("cube", 56), layout)
+        if layout != "west_east":
+            other, other_s = run_forest(cubes)
+            results[f"forest/{layout}"] = other
+            rows.append(row(f"random forest, 200 trees ({layout} split)", "—", other, other_s))
         datamodule.normalize = _clipped_normalize(clip) if clip else plain
         try:
             for arch in archs:
@@ -369,6 +384,8 @@ def _iou(v: float) -> str:
     return "—" if v is None or np.isnan(v) else f"{v:.2f}"
 
 
+NOTES_MARKER = "<!-- analysis: kept by bench_train.py -->"
+
 # real-data experiments (``--variants``); "long" = 3x --epochs
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -378,6 +395,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "c112": {"cube": 112},  # 112 px cubes (10 west, 10 east), whole cubes
     "c112crop": {"cube": 112, "target_size": 56},  # 112 px cubes, random 56 px training crops
     "long": {},
+    "checker": {"layout": "checker"},  # control: checkerboard split of the cubes (no west/east shift)
 }
 
 
@@ -410,7 +428,10 @@ def main() -> None:
         lines += quality(args.work, args.epochs, args.archs.split(","), variants, args.encoder, args.batch)
     text = "\n".join(lines) + "\n"
     print(text)
-    args.out.write_text(text)
+    # the hand-written analysis below NOTES_MARKER survives a re-run
+    old = args.out.read_text() if args.out.exists() else ""
+    notes = old[old.index(NOTES_MARKER):] if NOTES_MARKER in old else ""
+    args.out.write_text(text + ("\n" + notes if notes else ""))
 
 
 def _lightning() -> str:
