@@ -24,7 +24,7 @@ Strategy = Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"
                    "deepspeed_stage_3", "fsdp"]
 
 # The defaults below are the demo configuration: they reach val mIoU >= 0.80 on the demo
-# scene in a few minutes on 2 CPU cores (tests/train/test_demo_quality.py, docs/training.md).
+# scene in 30 s on 2 idle CPU cores (tests/train/test_demo_quality.py, docs/training.md).
 DEMO_DEFAULTS = {"model": "unet", "encoder": "resnet18", "epochs": 12, "batch_size": 8, "lr": 2e-3}
 
 

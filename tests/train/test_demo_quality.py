@@ -1,5 +1,5 @@
-"""The default training configuration learns the demo scene: val mIoU >= 0.80 (slow: ~4-12 min
-on 2 CPU cores, see docs/training.md for measured times)."""
+"""The default training configuration learns the demo scene: val mIoU >= 0.80 (slow: 30 s on 2 idle
+CPU cores, up to 12 min on loaded ones; docs/training.md has the measured times)."""
 
 from __future__ import annotations
 
