@@ -43,6 +43,10 @@ WINDOW, CLASSES = 256, 6
 
 # ----------------------------------------------------------------------------- workers (subprocesses)
 def _peak_mb() -> float:
+    """Peak RSS of this process: VmHWM (ru_maxrss keeps the parent's peak across fork + exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
