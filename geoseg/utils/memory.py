@@ -3,7 +3,7 @@
 By default glibc serves blocks above a dynamic threshold (128 kB, rising to at most 32 MB) with
 ``mmap`` and returns them with ``munmap``: every batch then page-faults its activations and
 windows afresh. On a 2-core VM, the streaming predictor (UNet/ResNet-18, batch 8, 256 px
-windows) spent half its time in the kernel that way (56 s → 28 s for a 4098² scene with the
+windows) spent half its time in the kernel that way (56 s → 25 s for a 4098² scene with the
 settings below, docs/predict.md). Fixed thresholds keep freed blocks in the heap for reuse;
 the footprint of each stage is bounded by its batch, so memory stays flat in scene size.
 """
