@@ -96,7 +96,7 @@ def test_demo_pipeline_reaches_the_demo_quality(tmp_path: Path, monkeypatch: pyt
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """The README's first command (`geoseg run pipelines/demo.yaml`) as written, in a copy of the repository
     layout with an empty cache (the demo scene is generated as on a fresh machine): val and test mIoU >= 0.80.
-    Prints the wall time of every step (docs/pipelines.md: 35 s on an idle 2-core machine)."""
+    Prints the wall time of every step (docs/pipelines.md: 33 s on an idle 2-core machine)."""
     from geoseg.cli.main import main
 
     shutil.copytree(REPO / "pipelines", tmp_path / "pipelines")
