@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 
 
 def machine() -> str:
@@ -28,3 +29,15 @@ def machine() -> str:
     except ImportError:
         pass
     return ", ".join(parts)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB: VmHWM (ru_maxrss keeps the parent's peak across fork + exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -36,20 +35,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _machine import machine, peak_rss_mb  # noqa: E402
 
 WINDOW, CLASSES = 256, 6
 
 
 # ----------------------------------------------------------------------------- workers (subprocesses)
-def _peak_mb() -> float:
-    """Peak RSS of this process: VmHWM (ru_maxrss keeps the parent's peak across fork + exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 class _Clock:
     """Wall-clock and process CPU seconds (all threads) of a block."""
 
@@ -85,7 +76,7 @@ def _bare(scene_path: str, bundle_dir: str, batch: int, count: int | None) -> di
         with _Clock() as clock:
             for j, n in enumerate(sizes):
                 model(inputs[j % 2][:n])
-    return {"seconds": clock.wall, "cpu": clock.cpu, "windows": count, "peak_mb": _peak_mb()}
+    return {"seconds": clock.wall, "cpu": clock.cpu, "windows": count, "peak_mb": peak_rss_mb()}
 
 
 def _geoseg(scene_path: str, bundle_dir: str, batch: int, out: str) -> dict:
@@ -94,7 +85,7 @@ def _geoseg(scene_path: str, bundle_dir: str, batch: int, out: str) -> dict:
     with _Clock() as clock:
         s = predict_scene(scene_path, bundle_dir, out, batch_size=batch, device="cpu", progress=False)
     return {"seconds": clock.wall, "cpu": clock.cpu, "windows": s.windows_run, "model_seconds": s.model_seconds,
-            "peak_mb": _peak_mb(), "accumulator_mb": s.extra["accumulator_bytes"] / 2**20}
+            "peak_mb": peak_rss_mb(), "accumulator_mb": s.extra["accumulator_bytes"] / 2**20}
 
 
 def _paired(scene_path: str, bundle_dir: str, batch: int, out: str, repeat: int) -> dict:
@@ -103,7 +94,7 @@ def _paired(scene_path: str, bundle_dir: str, batch: int, out: str, repeat: int)
     for i in range(repeat):
         runs["geoseg"].append(_geoseg(scene_path, bundle_dir, batch, out))
         if i == 0:
-            runs["geoseg"][0]["peak_mb"] = _peak_mb()  # before (a) ran in this process
+            runs["geoseg"][0]["peak_mb"] = peak_rss_mb()  # before (a) ran in this process
         runs["bare"].append(_bare(scene_path, bundle_dir, batch, runs["geoseg"][-1]["windows"]))
     return runs
 
@@ -147,7 +138,7 @@ def _naive(scene_path: str, bundle_dir: str, batch: int, out: str) -> dict:
     with rasterio.open(out, "w", **profile) as ds:
         ds.write(codes, 1)
     return {"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu, "windows": len(windows),
-            "peak_mb": _peak_mb()}
+            "peak_mb": peak_rss_mb()}
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -314,7 +305,7 @@ def _table(results: dict, args: argparse.Namespace, sizes: list[int], load: tupl
             t, cpu = _mean(runs, "seconds"), _mean(runs, "cpu")
             every = ", ".join(f"{r['seconds']:.1f}" for r in runs)
             vs = (f"{t / a:.2f}x", f"{cpu / a_cpu:.2f}x") if s == size else ("–", "–")
-            # ru_maxrss only grows: the first run's peak is (b)'s own; (a) shares (b)'s process
+            # the peak only grows: the first run's is (b)'s own; (a) shares (b)'s process
             peak_cell = "(in (b)'s process)" if mode == "bare" else f"{runs[0]['peak_mb']:.0f}"
             lines.append(f"| {names[mode]} | {s} x {s} | {runs[0]['windows']} | {t:.1f} | {every} | {cpu:.1f} | "
                          f"{vs[0]} | {vs[1]} | {peak_cell} |")

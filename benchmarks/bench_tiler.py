@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import sys
 import time
@@ -117,14 +116,6 @@ def torchgeo_chips(demo, work: Path, size: int, cube: int, stride: int, limit: i
     return time.perf_counter() - start, time.process_time() - cpu, done, total
 
 
-def _peak_rss_mb() -> int:
-    """Peak resident memory of this process (VmHWM; ru_maxrss would include the parent's peak)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) // 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-
-
 def _warm_up(scene_path: str) -> None:
     """Import geoseg and compile the recipe kernel (numba) in a worker process."""
     from rasterio.windows import Window
@@ -157,7 +148,9 @@ def geoseg_tile(catalog: Path, scene: Path, out: Path, workers: int, cube: int, 
             wall = time.perf_counter() - start
             cpu = sum(client.run(time.process_time).values()) + time.process_time() - cpu0
             runs.append((wall, summary.tiling_seconds, cpu))
-        peaks = client.run(_peak_rss_mb)
+        from _machine import peak_rss_mb
+
+        peaks = {k: round(v) for k, v in client.run(peak_rss_mb).items()}
     walls = [r[0] for r in runs]
     best = min(runs)
     print(f"    geoseg {workers} worker(s): {summary.cubes} cubes, {', '.join(f'{w:.1f}' for w in walls)} s "
