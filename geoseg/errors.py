@@ -21,6 +21,9 @@ __all__ = [
     "LabelError",
     "ModelError",
     "CheckpointError",
+    "OutputError",
+    "CorruptStoreError",
+    "ScaleError",
 ]
 
 
@@ -30,12 +33,18 @@ class GeosegError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, path: str | Path | None = None, hint: str | None = None):
+        if path is None and hint is None and message.startswith("Caught ") and "Original Traceback" in message:
+            # re-raised by torch's DataLoader from a worker process as "Caught X in DataLoader
+            # worker ... Original Traceback ...": keep the worker's own one-line message
+            last = message.rstrip().splitlines()[-1]
+            message = last.split(": ", 1)[1] if ": " in last else last
         self.path = None if path is None else str(path)
         self.hint = hint
         parts = [f"{self.path}: {message}" if self.path else message]
         if hint:
             parts.append(hint)
-        super().__init__(" — ".join(parts))
+        # one line, always: a multi-line message from GDAL or pydantic is folded
+        super().__init__(" ".join(" — ".join(parts).split()))
 
 
 class ConfigError(GeosegError, ValueError):
@@ -80,3 +89,15 @@ class ModelError(GeosegError, ValueError):
 
 class CheckpointError(GeosegError, ValueError):
     """A model directory or weights file is missing or inconsistent."""
+
+
+class OutputError(ConfigError):
+    """An output path is refused: it holds files geoseg did not write, is of another kind, or is an input."""
+
+
+class CorruptStoreError(GeosegError, ValueError):
+    """A CubeStore or model bundle on disk is damaged (corrupt manifest, missing or truncated chunk)."""
+
+
+class ScaleError(SceneError):
+    """Reflectance values are outside the range of Sentinel-2 digital numbers (wrong scale)."""

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from geoseg.cli.types import Float, Int
+
 __all__ = ["export_cmd"]
 
 
@@ -14,11 +16,11 @@ __all__ = ["export_cmd"]
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True,
               help="Export format.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Output file, e.g. model.onnx.")
-@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (Deepness needs <= 20).")
-@click.option("--tile-size", type=int, default=None, help="Input tile size in pixels (default: the model's window).")
-@click.option("--overlap", type=int, default=25, show_default=True, help="Deepness tile overlap in percent.")
-@click.option("--resolution", type=float, default=10.0, show_default=True, help="Input pixel size in metres.")
-@click.option("--batch", type=int, default=None, help="Static batch size (default: dynamic).")
+@click.option("--opset", type=Int(13, 20, hint="an ONNX opset from 13 to 20, e.g. --opset 17"), default=17, show_default=True, help="ONNX opset (Deepness needs <= 20).")
+@click.option("--tile-size", type=Int(8, hint="pixels, e.g. --tile-size 256"), default=None, help="Input tile size in pixels (default: the model's window).")
+@click.option("--overlap", type=Int(0, 100, max_open=True, hint="percent of the tile, e.g. --overlap 25"), default=25, show_default=True, help="Deepness tile overlap in percent.")
+@click.option("--resolution", type=Float(0, min_open=True, hint="input pixel size in metres, e.g. --resolution 10"), default=10.0, show_default=True, help="Input pixel size in metres.")
+@click.option("--batch", type=Int(1, hint="e.g. --batch 1"), default=None, help="Static batch size (default: dynamic).")
 @click.option("--mask-invalid/--no-mask-invalid", default=True, show_default=True,
               help="Re-apply the zero mask of invalid pixels inside the graph (see docs/qgis.md).")
 @click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True,

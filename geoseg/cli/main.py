@@ -70,6 +70,48 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
     logging.getLogger("geoseg").setLevel(min(level, logging.INFO))
 
 
+def _flag(param: click.Parameter) -> str:
+    """How the user names ``param``: its first long flag (``--resolution``), or an argument's name (``SCENE``)."""
+    if isinstance(param, click.Option):
+        longs = [o for o in param.opts if o.startswith("--")]
+        return (longs or param.opts)[0]
+    return param.human_readable_name
+
+
+def _command_path(args: list[str]) -> str:
+    words = [a for a in args if not a.startswith("-")][:2]
+    if words and words[0] == "cubes":
+        return " ".join(words)
+    return words[0] if words else ""
+
+
+def usage_line(err: click.UsageError, args: list[str]) -> str:
+    """A click usage error as one line naming the flag: ``--resolution: 0 is not > 0 — <fix>``."""
+    if isinstance(err, click.BadParameter) and not isinstance(err, click.MissingParameter):
+        if err.param_hint is not None:
+            hints = [err.param_hint] if isinstance(err.param_hint, str) else list(err.param_hint)
+            name = " / ".join(hints)
+        else:
+            name = _flag(err.param) if err.param is not None else ""
+        text = f"{name}: {err.message}" if name else err.message
+    else:
+        text = err.format_message()
+        if isinstance(err, click.MissingParameter | click.NoSuchOption) or "--help" not in text:
+            command = (err.ctx.command_path if err.ctx is not None else f"geoseg {_command_path(args)}".strip())
+            text = f"{text.rstrip('.')} — see '{command} --help'"
+    return " ".join(text.split())  # one line, always
+
+
+_RESUME = {"tile": "rerun the same command to resume", "run": "rerun the same command to resume",
+           "train": "rerun with --auto-resume to continue from the last checkpoint (--overwrite starts again)"}
+
+
+def _interrupted(args: list[str]) -> str:
+    """The one line printed on Ctrl-C (exit code 130)."""
+    command = _command_path(args).split(" ")[0]
+    return f"interrupted — {_RESUME.get(command, 'rerun the same command')}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script; maps user errors to exit code 2."""
     args = sys.argv[1:] if argv is None else argv
@@ -81,8 +123,14 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {err}", err=True)
         sys.exit(err.exit_code)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        click.echo(_interrupted(args), err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as err:
+        err.show()  # ``geoseg`` alone: the help text
+        sys.exit(err.exit_code)
+    except click.UsageError as err:
+        click.echo(f"error: {usage_line(err, args)}", err=True)
+        sys.exit(2)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)

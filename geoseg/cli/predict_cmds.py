@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from geoseg.cli.types import Float, Int, fail_option
+
 __all__ = ["predict_cmd"]
 
 
@@ -15,14 +17,19 @@ __all__ = ["predict_cmd"]
               help="Model directory written by geoseg train (MODEL_DIR, MODEL_DIR/best, final or epoch_N).")
 @click.option("--scene", "-s", "scenes", type=click.Path(path_type=Path), multiple=True,
               help="Scene: multi-band GeoTIFF, folder of band files, or .SAFE. Repeat for several scenes.")
+@click.option("--scale", type=Float(0, min_open=True, hint="DN per unit reflectance, e.g. --scale 1 for reflectance 0-1"),
+              default=None, help="DN per unit reflectance of the --scene files [default: 10000, Sentinel-2 digital "
+              "numbers]; 1 for reflectance 0-1 (catalog scenes: the catalog's scale:).")
+@click.option("--date", default=None, help="Acquisition to read from a --scene folder holding band files of several "
+              "(YYYYMMDD or YYYYMMDDTHHMMSS).")
 @click.option("--catalog", type=click.Path(path_type=Path), default=None,
               help="data_catalog.yaml to take the scenes of --dataset from (default: ./data_catalog.yaml).")
 @click.option("--dataset", default=None, help="Predict every scene of this catalog dataset.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
               help="Output .tif (one scene), or a folder (no suffix): <scene_id>.tif for each scene.")
-@click.option("--window", type=int, default=None, help="Window size in pixels (default: the model's training window).")
-@click.option("--overlap", type=int, default=None, help="Overlap of neighbouring windows in pixels (default: window/4).")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Windows per forward pass.")
+@click.option("--window", type=Int(8, hint="window side in pixels, e.g. --window 256"), default=None, help="Window size in pixels (default: the model's training window).")
+@click.option("--overlap", type=Int(0, hint="pixels shared by neighbouring windows, e.g. --overlap 32"), default=None, help="Overlap of neighbouring windows in pixels (default: window/4).")
+@click.option("--batch-size", type=Int(1, hint="the batch size in windows per forward pass, e.g. --batch-size 8"), default=8, show_default=True, help="Windows per forward pass.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: CUDA when available, else CPU.")
 @click.option("--fp16/--no-fp16", default=True, show_default=True, help="Half-precision autocast on CUDA (CPU runs float32).")
@@ -35,11 +42,12 @@ __all__ = ["predict_cmd"]
                    "(several scenes: <scene_id>_<name> in --out).")
 @click.option("--overviews", type=click.Choice(["mode", "nearest"]), default="mode", show_default=True,
               help="Resampling of the COG overviews (never averaging class codes).")
-@click.option("--workers", type=int, default=None, help="Feature-reading threads (default: half the cores, 1-4).")
+@click.option("--workers", type=Int(1, hint="threads, e.g. --workers 2"), default=None, help="Feature-reading threads (default: half the cores, 1-4).")
 @click.option("--summary-json", type=click.Path(path_type=Path), default=None,
               help="Also write the run summary (areas, seconds...) as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def predict_cmd(model: Path, scenes: tuple[Path, ...], catalog: Path | None, dataset: str | None, out: Path,
+def predict_cmd(model: Path, scenes: tuple[Path, ...], scale: float | None, date: str | None,
+                catalog: Path | None, dataset: str | None, out: Path,
                 window: int | None, overlap: int | None, batch_size: int, device: str, fp16: bool, tta: bool,
                 confidence: Path | None, vector: Path | None, overviews: str, workers: int | None,
                 summary_json: Path | None, no_progress: bool) -> None:
@@ -55,15 +63,29 @@ def predict_cmd(model: Path, scenes: tuple[Path, ...], catalog: Path | None, dat
       geoseg predict -m MODEL -s a.tif -s b.tif --out predictions/ --confidence conf.tif
       geoseg predict -m MODEL --dataset demo --out predictions/
     """
+    if window is not None and overlap is not None and overlap >= window:
+        fail_option("--overlap", f"{overlap} must be smaller than --window {window}", f"e.g. --overlap {window // 4}")
     from geoseg.errors import ConfigError
-    from geoseg.predict import load_model_bundle, predict_scene, predict_scenes
+    from geoseg.io import open_scene
 
     if dataset is None and catalog is not None:
         raise ConfigError("--catalog needs --dataset (which dataset's scenes to predict)")
     if not scenes and dataset is None:
         raise ConfigError("no scene given", hint="use --scene SCENE (repeatable) or --dataset NAME")
+    if summary_json is not None:
+        from geoseg.utils.outputs import claim_file
+
+        claim_file(summary_json, flag="--summary-json", suffixes=(".json",))
+    # a damaged or unusual scene is refused in a second, before torch loads
+    opened = [open_scene(s, scale=scale, date=date) for s in scenes]
+    into_folder = out.is_dir() or not out.suffix  # ``--out maps/``: <scene_id>.tif inside
+    if len(opened) == 1 and dataset is None and not into_folder:  # output paths too, before torch
+        from geoseg.stitch.output import check_landcover_outputs
+
+        check_landcover_outputs(out, confidence, vector, [*opened[0].files(), model])
+    from geoseg.predict import load_model_bundle, predict_scene, predict_scenes
+
     bundle = load_model_bundle(model)
-    opened = list(scenes)
     if dataset is not None:
         from geoseg.config import dataset_scenes, load_catalog
 
@@ -73,7 +95,6 @@ def predict_cmd(model: Path, scenes: tuple[Path, ...], catalog: Path | None, dat
         opened += [c.scene for c in catalog_scenes]
     options = {"window": window, "overlap": overlap, "batch_size": batch_size, "device": device, "fp16": fp16,
                "tta": tta, "workers": workers, "overviews": overviews, "progress": not no_progress}
-    into_folder = out.is_dir() or not out.suffix  # ``--out maps/``: <scene_id>.tif inside
     if len(opened) == 1 and dataset is None and not into_folder:
         summaries = [predict_scene(opened[0], bundle, out, confidence=confidence, vector=vector, **options)]
     else:

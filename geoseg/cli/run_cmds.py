@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from geoseg.cli.types import SchedulerAddress
+
 __all__ = ["run_cmd"]
 
 _STEPS = ("tile", "train", "evaluate", "predict", "export", "all")
@@ -17,7 +19,7 @@ _STEPS = ("tile", "train", "evaluate", "predict", "export", "all")
               help="Where the steps write (default: runs/<pipeline name> in the current folder).")
 @click.option("--force", "force", multiple=True, type=click.Choice(_STEPS),
               help="Rerun this step from scratch, and every step after it that reads its outputs (repeatable).")
-@click.option("--scheduler", default=None,
+@click.option("--scheduler", type=SchedulerAddress(), default=None,
               help="Dask scheduler address (tcp://HOST:PORT) for tiling and the per-scene prediction fan-out.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def run_cmd(pipeline: Path, run_dir: Path | None, force: tuple[str, ...], scheduler: str | None,

@@ -6,22 +6,26 @@ from pathlib import Path
 
 import click
 
+from geoseg.cli.types import Float, Int, IntList
 from geoseg.io.sensors import DEFAULT_INVALID_SCL
 
 __all__ = ["inspect_cmd", "features_cmd", "demo_data_cmd"]
 
 _scene_arg = click.argument("scene", type=click.Path(path_type=Path))
-_resolution = click.option("--resolution", type=float, default=10.0, show_default=True, help="Target grid resolution (m).")
-_offset = click.option("--offset", type=float, default=None, help="DN offset override (e.g. -1000); default: product metadata, else the documented inference rule.")
+_resolution = click.option("--resolution", type=Float(0, min_open=True, hint="the target grid resolution in metres, e.g. --resolution 10"), default=10.0, show_default=True, help="Target grid resolution (m).")
+_offset = click.option("--offset", type=Float(-10000, 10000, hint="a DN offset, e.g. --offset -1000 (processing baseline 04.00 and later) or --offset 0"), default=None, help="DN offset override (e.g. -1000); default: product metadata, else the documented inference rule.")
 _mask = click.option("--mask", type=click.Path(path_type=Path), default=None, help="External mask raster; non-zero pixels are invalid.")
-_invalid_scl = click.option("--invalid-scl", default=",".join(map(str, DEFAULT_INVALID_SCL)), show_default=True, help="SCL classes treated as invalid.")
+_scale = click.option("--scale", type=Float(0, min_open=True, hint="DN per unit reflectance, e.g. --scale 1 for reflectance 0-1"), default=None, help="DN per unit reflectance [default: 10000, Sentinel-2 digital numbers]; 1 for a product stored as reflectance 0-1, 100 for reflectance x 100.")
+_date = click.option("--date", default=None, help="Acquisition to read from a folder holding band files of several (YYYYMMDD or YYYYMMDDTHHMMSS, as in the file names).")
+_invalid_scl = click.option("--invalid-scl", type=IntList(0, 11, what="SCL class", hint="e.g. --invalid-scl 0,1,3,8,9,10"), default=",".join(map(str, DEFAULT_INVALID_SCL)), show_default=True, help="SCL classes treated as invalid.")
 
 
-def _open(scene: Path, resolution: float, offset: float | None, mask: Path | None, invalid_scl: str):
+def _open(scene: Path, resolution: float, offset: float | None, mask: Path | None, invalid_scl: tuple[int, ...],
+          scale: float | None = None, date: str | None = None):
     from geoseg.io import open_scene
 
-    classes = [int(c) for c in invalid_scl.split(",") if c.strip()]
-    return open_scene(scene, resolution=resolution, offset=offset, mask=mask, invalid_scl=classes)
+    return open_scene(scene, resolution=resolution, offset=offset, mask=mask, invalid_scl=list(invalid_scl),
+                      scale=scale, date=date)
 
 
 @click.command("inspect")
@@ -30,11 +34,14 @@ def _open(scene: Path, resolution: float, offset: float | None, mask: Path | Non
 @_offset
 @_mask
 @_invalid_scl
-def inspect_cmd(scene: Path, resolution: float, offset: float | None, mask: Path | None, invalid_scl: str) -> None:
+@_scale
+@_date
+def inspect_cmd(scene: Path, resolution: float, offset: float | None, mask: Path | None, invalid_scl: tuple[int, ...],
+                scale: float | None, date: str | None) -> None:
     """Show what SCENE holds: layout, bands, grid, offset, valid fraction, SCL shares."""
     from geoseg.io.summary import summarise_scene
 
-    opened = _open(scene, resolution, offset, mask, invalid_scl)
+    opened = _open(scene, resolution, offset, mask, invalid_scl, scale, date)
     for line in summarise_scene(opened).lines():
         click.echo(line)
 
@@ -47,20 +54,23 @@ def inspect_cmd(scene: Path, resolution: float, offset: float | None, mask: Path
 @_offset
 @_mask
 @_invalid_scl
-@click.option("--block", type=int, default=512, show_default=True, help="Block size in pixels (memory bound).")
-@click.option("--workers", type=int, default=None, help="Threads (default: all cores).")
+@_scale
+@_date
+@click.option("--block", type=Int(16, hint="block side in pixels, e.g. --block 512"), default=512, show_default=True, help="Block size in pixels (memory bound).")
+@click.option("--workers", type=Int(1, hint="threads, e.g. --workers 4"), default=None, help="Threads (default: all cores).")
 @click.option("--compress", type=click.Choice(["zstd", "deflate", "lzw", "none"]), default="zstd", show_default=True,
               help="Lossless compression (deflate for GDAL < 2.3 readers).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def features_cmd(scene: Path, out: Path, recipe: str, resolution: float, offset: float | None, mask: Path | None,
-                 invalid_scl: str, block: int, workers: int | None, compress: str, no_progress: bool) -> None:
+                 invalid_scl: tuple[int, ...], scale: float | None, date: str | None, block: int, workers: int | None,
+                 compress: str, no_progress: bool) -> None:
     """Write SCENE's feature stack (default: the 24-channel s2_24 recipe) as a GeoTIFF."""
     import time
 
     from geoseg.features import get_recipe, write_feature_stack
 
-    opened = _open(scene, resolution, offset, mask, invalid_scl)
-    chosen = get_recipe(recipe)
+    chosen = get_recipe(recipe)  # an unknown recipe is refused before the scene is read
+    opened = _open(scene, resolution, offset, mask, invalid_scl, scale, date)
     opened.require_bands(chosen.required_bands, f"recipe {chosen.name}")
     start = time.perf_counter()
     write_feature_stack(opened, out, chosen, block=block, workers=workers, compress=compress,  # type: ignore[arg-type]
@@ -73,8 +83,8 @@ def features_cmd(scene: Path, out: Path, recipe: str, resolution: float, offset:
 
 @click.command("demo-data")
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Output folder.")
-@click.option("--size", type=int, default=960, show_default=True, help="Grid size at 10 m (multiple of 6, up to 10980).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", type=Int(120, 10980, multiple_of=6, hint="a multiple of 6 from 120 to 10980, e.g. --size 960"), default=960, show_default=True, help="Grid size at 10 m (multiple of 6, up to 10980).")
+@click.option("--seed", type=Int(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--layout", type=click.Choice(["per_band", "safe"]), default="per_band", show_default=True)
 def demo_data_cmd(out: Path, size: int, seed: int, layout: str) -> None:
     """Generate the built-in demo scene (Sentinel-2 L2A-like, with land-cover labels)."""

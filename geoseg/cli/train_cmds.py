@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from geoseg.cli.types import Device, Devices, Duration, Float, Int
+
 __all__ = ["train_cmd", "evaluate_cmd"]
 
 _path = click.Path(path_type=Path)
@@ -38,35 +40,35 @@ def _model_options(values: tuple[str, ...]) -> dict[str, Any] | None:
 @click.option("--weights", type=_path, help="Local pretrained weights file (backbone or whole model).")
 @click.option("--freeze-backbone/--no-freeze-backbone", default=None, help="Train the decoder only.")
 @click.option("--deep-supervision/--no-deep-supervision", default=None, help="Deep-supervision heads (rsprunetpp, unet3plus).")
-@click.option("--cat-channels", type=int, help="UNet3+ channels per skip connection [64].")
+@click.option("--cat-channels", type=Int(1, hint="e.g. --cat-channels 64"), help="UNet3+ channels per skip connection [64].")
 @click.option("--aux-head/--no-aux-head", default=None, help="Aux classification head (class presence).")
 @click.option("--model-option", "model_option", multiple=True, help="Other architecture option KEY=VALUE (repeatable).")
-@click.option("--epochs", type=int, help="Training epochs [12].")
-@click.option("--batch-size", type=int, help="Batch size per device [8].")
-@click.option("--target-size", type=int, help="Training size in pixels (random crop or resize) [cube size].")
+@click.option("--epochs", type=Int(1, hint="e.g. --epochs 12"), help="Training epochs [12].")
+@click.option("--batch-size", type=Int(1, hint="e.g. --batch-size 8"), help="Batch size per device [8].")
+@click.option("--target-size", type=Int(8, hint="pixels, e.g. --target-size 256"), help="Training size in pixels (random crop or resize) [cube size].")
 @click.option("--target-mode", type=click.Choice(["crop", "resize"]), help="How --target-size is reached [crop].")
-@click.option("--num-workers", type=int, help="DataLoader workers [0 in memory, else 2].")
-@click.option("--patience", type=int, help="Early stopping after N validations without improvement; 0 = off [15].")
-@click.option("--validate-every", type=int, help="Validate every N epochs [1].")
-@click.option("--save-every", type=int, help="Also write epoch_N/ every N epochs [off].")
+@click.option("--num-workers", type=Int(0, hint="DataLoader worker processes, e.g. --num-workers 2"), help="DataLoader workers [0 in memory, else 2].")
+@click.option("--patience", type=Int(0, hint="validations without improvement, 0 = off, e.g. --patience 15"), help="Early stopping after N validations without improvement; 0 = off [15].")
+@click.option("--validate-every", type=Int(1, hint="epochs, e.g. --validate-every 1"), help="Validate every N epochs [1].")
+@click.option("--save-every", type=Int(1, hint="epochs, e.g. --save-every 5"), help="Also write epoch_N/ every N epochs [off].")
 @click.option("--monitor", type=click.Choice(["val_miou", "val_loss"]), help="Metric of best/ and early stopping [val_miou].")
-@click.option("--lr", "--learning-rate", "lr", type=float, help="(Peak) learning rate [0.002].")
-@click.option("--weight-decay", type=float, help="AdamW weight decay [1e-4].")
+@click.option("--lr", "--learning-rate", "lr", type=Float(0, min_open=True, hint="e.g. --lr 0.002"), help="(Peak) learning rate [0.002].")
+@click.option("--weight-decay", type=Float(0, hint="e.g. --weight-decay 1e-4"), help="AdamW weight decay [1e-4].")
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), help="Optimiser [adamw].")
 @click.option("--schedule", type=click.Choice(["cosine", "onecycle", "plateau", "none"]), help="LR schedule [cosine].")
-@click.option("--warmup-epochs", type=float, help="Linear warm-up before the cosine decay [0].")
+@click.option("--warmup-epochs", type=Float(0, hint="epochs, e.g. --warmup-epochs 1"), help="Linear warm-up before the cosine decay [0].")
 @click.option("--loss", type=click.Choice(["ce_dice", "ce", "dice", "focal", "focal_dice"]), help="Mask loss [ce_dice].")
-@click.option("--focal-gamma", type=float, help="Focal loss gamma [2].")
+@click.option("--focal-gamma", type=Float(0, hint="e.g. --focal-gamma 2"), help="Focal loss gamma [2].")
 @click.option("--class-weights", type=click.Choice(["none", "auto"]), help="auto: from the store's class counts [none].")
-@click.option("--seed", type=int, help="Random seed [0].")
+@click.option("--seed", type=Int(0, 2**32 - 1), help="Random seed [0].")
 @click.option("--precision", type=click.Choice(["auto", "32", "16-mixed", "bf16-mixed"]), help="auto: mixed on CUDA, 32 on CPU.")
 @click.option("--fp16", is_flag=True, default=None, help="Alias of --precision 16-mixed.")
 @click.option("--bf16", is_flag=True, default=None, help="Alias of --precision bf16-mixed.")
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the model.")
 @click.option("--channels-last", type=click.Choice(["auto", "yes", "no"]), help="Channels-last memory format [auto: CUDA].")
 @click.option("--accelerator", type=click.Choice(["auto", "cpu", "gpu", "cuda", "mps"]), help="Device type [auto].")
-@click.option("--devices", help="Devices per node: N, auto, or a list 0,1 [auto].")
-@click.option("--num-nodes", type=int, help="Nodes (SLURM: srun starts one task per device) [1].")
+@click.option("--devices", type=Devices(), help="Devices per node: N, auto, or a list 0,1 [auto].")
+@click.option("--num-nodes", type=Int(1, hint="e.g. --num-nodes 2"), help="Nodes (SLURM: srun starts one task per device) [1].")
 @click.option("--strategy", type=click.Choice(["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true",
                                                 "deepspeed_stage_2", "deepspeed_stage_3", "fsdp"]),
               help="Distributed strategy [auto].")
@@ -76,15 +78,16 @@ def _model_options(values: tuple[str, ...]) -> dict[str, Any] | None:
 @click.option("--resume-from", type=_path, help="Continue from this Lightning checkpoint.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an earlier run in MODEL_DIR.")
 @click.option("--downsample", is_flag=True, default=None, help="Debug: a random subset of the cubes.")
-@click.option("--downsample-size", type=int, help="Cubes per split with --downsample [100].")
-@click.option("--limit-batches", type=int, help="Debug: batches per epoch.")
-@click.option("--max-time", help="Stop after DD:HH:MM:SS (resume later).")
+@click.option("--downsample-size", type=Int(1, hint="cubes per split, e.g. --downsample-size 100"), help="Cubes per split with --downsample [100].")
+@click.option("--limit-batches", type=Int(1, hint="batches per epoch, e.g. --limit-batches 10"), help="Debug: batches per epoch.")
+@click.option("--max-time", type=Duration(), help="Stop after DD:HH:MM:SS (resume later).")
 @click.option("--augment/--no-augment", default=None, help="Random flips/rotations [augment].")
 @click.option("--in-memory", type=click.Choice(["auto", "yes", "no"]), help="Hold the cubes in RAM [auto: < 2 GB].")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [progress].")
 @click.option("--profiler", type=click.Choice(["simple", "advanced"]), help="Lightning profiler report → MODEL_DIR/profile.txt.")
 def train_cmd(cubes: Path | None, out: Path | None, config_file: Path | None, **options: Any) -> None:
     """Train a segmentation model on the CubeStore CUBES; write MODEL_DIR (see docs/training.md)."""
+    _model_options(options.get("model_option") or ())  # a malformed KEY=VALUE is refused before torch is imported
     from geoseg.train import load_train_config, train
 
     o = {k: v for k, v in options.items() if v is not None}
@@ -140,11 +143,11 @@ def train_cmd(cubes: Path | None, out: Path | None, config_file: Path | None, **
 @click.argument("cubes", type=_path)
 @click.option("--out", "-o", type=_path, required=True, help="EVAL_DIR: metrics.json, confusion_matrix.png, report, examples/.")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--save-examples", type=int, default=0, show_default=True, help="Write N example figures (RGB | truth | prediction).")
+@click.option("--batch-size", type=Int(1, hint="e.g. --batch-size 16"), default=16, show_default=True)
+@click.option("--save-examples", type=Int(0, hint="figures, e.g. --save-examples 4"), default=0, show_default=True, help="Write N example figures (RGB | truth | prediction).")
 @click.option("--fp16", is_flag=True, help="Reduced precision (float16 on CUDA, bfloat16 on CPU).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--num-workers", type=int, default=None, help="DataLoader workers [automatic].")
+@click.option("--device", type=Device(), default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--num-workers", type=Int(0, hint="DataLoader worker processes, e.g. --num-workers 2"), default=None, help="DataLoader workers [automatic].")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 def evaluate_cmd(model_dir: Path, cubes: Path, out: Path, split: str, batch_size: int, save_examples: int,
                  fp16: bool, device: str, num_workers: int | None, compile_: bool) -> None:

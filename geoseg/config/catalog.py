@@ -48,7 +48,7 @@ class LabelSource(StrictModel):
 
     raster: Path | None = None
     vector: Path | None = None
-    column: str | None = Field(None, description="vector attribute holding the class code")
+    column: str | None = Field(None, description="vector attribute holding the class code (or class name)")
     layer: str | None = None
 
     @model_validator(mode="after")
@@ -76,8 +76,23 @@ class SceneEntry(StrictModel):
     demo: DemoSource | None = Field(None, description="generate the built-in demo scene instead")
     labels: LabelSource | None = None
     offset: float | None = Field(None, description="DN offset override, e.g. -1000")
+    scale: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                description="DN per unit reflectance: 10000 (default, Sentinel-2 DN), 1 for reflectance 0-1")
+    date: str | None = Field(None, description="acquisition to read from a folder of several, YYYYMMDD[THHMMSS]")
     band_names: list[str] | None = None
     mask: Path | None = Field(None, description="external mask raster: non-zero = invalid")
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date_text(cls, value):
+        """YAML reads ``date: 2017-02-16`` as a date and ``date: 20170216`` as a number: take them as text."""
+        import datetime as _dt
+
+        if isinstance(value, _dt.datetime):
+            return value.strftime("%Y%m%dT%H%M%S")
+        if isinstance(value, _dt.date):
+            return value.strftime("%Y%m%d")
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _one_path(self) -> SceneEntry:

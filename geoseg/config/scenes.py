@@ -43,6 +43,8 @@ def scene_from_entry(catalog: Catalog, dataset: Dataset, entry: SceneEntry) -> C
     scene = open_scene(
         path,
         offset=entry.offset,
+        scale=entry.scale,
+        date=entry.date,
         band_names=entry.band_names,
         invalid_scl=dataset.invalid_scl,
         mask=catalog.resolve(entry.mask) if entry.mask else None,

@@ -26,7 +26,7 @@ from geoseg.demo.classes import CLOUD_SPECTRUM, DEMO_CLASSES, DEMO_SPECTRA, L2A_
 from geoseg.demo.landscape import Landscape
 from geoseg.errors import ConfigError
 from geoseg.io.sensors import S2_BANDS
-from geoseg.utils.atomic import atomic_dir
+from geoseg.utils.outputs import atomic_folder, legacy_entries
 from geoseg.utils.progress import progress_bar
 
 __all__ = ["generate_demo_scene", "DemoScene", "DEMO_TILE", "DEMO_DATE"]
@@ -108,6 +108,10 @@ def _reflectance(land: Landscape, cover: np.ndarray, r0: int, r1: int, rng: np.r
     return np.clip(refl, 0.0001, 1.5), cloud, cirrus, shadow
 
 
+DEMO_KIND = "demo scene"
+_LEGACY = legacy_entries("README.txt", "labels.tif", patterns=(f"{DEMO_TILE}_*", f"S2B_MSIL2A_*{DEMO_TILE}*.SAFE"))
+
+
 def generate_demo_scene(
     out: str | Path,
     size: int = 960,
@@ -115,7 +119,10 @@ def generate_demo_scene(
     layout: Literal["per_band", "safe"] = "per_band",
     progress: bool = True,
 ) -> DemoScene:
-    """Write the demo scene to ``out`` (replaced atomically) and return its paths.
+    """Write the demo scene to ``out`` (atomically) and return its paths.
+
+    ``out`` must be new, empty or an earlier demo scene (whose files are replaced; a user's own
+    files in it stay).
 
     Args:
         size: width and height of the 10 m grid; a multiple of 6 (whole 60 m pixels).
@@ -129,7 +136,7 @@ def generate_demo_scene(
     scene_name = f"S2B_MSIL2A_{DEMO_DATE}_N0509_R022_{DEMO_TILE}_{DEMO_DATE}.SAFE" if layout == "safe" else f"{DEMO_TILE}_{DEMO_DATE}"
     tags = {"BOA_ADD_OFFSET": "-1000", "PROCESSING_BASELINE": "05.09", "PROCESSING_LEVEL": "L2A",
             "datetime": "2023-06-12T10:15:59", "SOURCE": f"geoseg demo-data seed={seed}"}
-    with atomic_dir(out) as tmp:
+    with atomic_folder(out, DEMO_KIND, legacy=_LEGACY) as tmp:
         folder = tmp / scene_name
         files = {}
         for band in (*L2A_BANDS, "SCL"):

@@ -34,6 +34,7 @@ from geoseg.errors import ConfigError, ModelError
 from geoseg.export.deepness import DEEPNESS_SCALE, require_onnxruntime, run_like_deepness
 from geoseg.train.bundle import ModelBundle, normalize
 from geoseg.utils.atomic import atomic_path
+from geoseg.utils.outputs import check_not_input, claim_file
 
 __all__ = ["DeepnessGraph", "OnnxExport", "export_onnx", "deepness_metadata", "reference_probabilities",
            "MAX_OPSET", "VALID_TOLERANCE"]
@@ -250,10 +251,9 @@ def export_onnx(
     """
     from geoseg.predict import load_model_bundle
 
-    out = Path(out)
-    if out.suffix.lower() != ".onnx":
-        raise ConfigError("the ONNX output must end in .onnx", path=out, hint="e.g. --out model.onnx")
     bundle = load_model_bundle(model)
+    check_not_input({"--out": out}, [model, bundle.path])
+    out = claim_file(out, suffixes=(".onnx",))
     cfg = bundle.config
     size = int(tile_size or cfg.window)
     _check_options(bundle, size, opset, overlap, batch)

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable
 
 from geoseg.features.recipes import Recipe
@@ -91,8 +92,17 @@ def _sqrt(a):
 """
 
 
-@functools.cache
+_COMPILE_LOCK = threading.Lock()
+
+
 def compile_recipe_kernel(recipe: Recipe) -> Callable | None:
+    """The compiled kernel of ``recipe`` (compiled once per process, also when threads ask at once)."""
+    with _COMPILE_LOCK:  # the feature writer's threads all ask for it with their first block
+        return _compile_recipe_kernel(recipe)
+
+
+@functools.cache
+def _compile_recipe_kernel(recipe: Recipe) -> Callable | None:
     """The compiled kernel ``kernel(raw, offset, scale, valid, out)`` or None without numba.
 
     ``raw`` is ``(len(recipe.required_bands), h, w)`` DN (float32 or integer) in
@@ -114,7 +124,7 @@ def compile_recipe_kernel(recipe: Recipe) -> Callable | None:
     try:
         if not path.exists():
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
             tmp.write_text(source)
             os.replace(tmp, path)
         spec = importlib.util.spec_from_file_location(path.stem, path)
@@ -124,6 +134,7 @@ def compile_recipe_kernel(recipe: Recipe) -> Callable | None:
     except OSError as err:  # read-only cache: compile in memory instead
         log.info("kernel cache unavailable (%s); compiling in memory", err)
         namespace: dict = {}
+        source = source.replace("cache=True", "cache=False")  # numba caches only functions of a file
         exec(compile(source, f"<geoseg kernel {recipe.name}>", "exec"), namespace)  # noqa: S102
         return namespace["kernel"]
     return module.kernel

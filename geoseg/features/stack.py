@@ -14,9 +14,8 @@ from rasterio.windows import Window
 
 from geoseg.features.kernel import compile_recipe_kernel
 from geoseg.features.recipes import DEFAULT_RECIPE, Recipe, get_recipe
-from geoseg.io.reader import read_raw, read_valid
+from geoseg.io.reader import read_raw, read_valid, to_reflectance
 from geoseg.io.scene import Scene
-from geoseg.io.sensors import REFLECTANCE_SCALE
 
 if TYPE_CHECKING:  # dask.array and xarray load in ~2 s: only feature_stack needs them
     import xarray as xr
@@ -42,11 +41,10 @@ def read_features(
     valid = read_valid(scene, window, invalid)
     kernel = compile_recipe_kernel(recipe)
     if kernel is None:  # numpy path (numba not installed)
-        offset, scale = float(scene.offset.offset), REFLECTANCE_SCALE
-        reflectance = {b: (raw[i].astype(np.float64) + offset) / scale for i, b in enumerate(bands)}
+        reflectance = {b: to_reflectance(raw[i], scene) for i, b in enumerate(bands)}
         return recipe.compute(reflectance, valid), valid
     out = np.empty((recipe.num_channels, *valid.shape), dtype=np.float32)
-    kernel(raw, float(scene.offset.offset), REFLECTANCE_SCALE, valid, out)
+    kernel(raw, float(scene.offset.offset), float(scene.scale), valid, out)
     return out, valid
 
 
@@ -64,6 +62,9 @@ def feature_stack(
     Coordinates are pixel centres in the scene CRS; ``attrs`` hold the CRS (WKT), the affine
     transform, the recipe and the scene id. Nothing is read until a block is computed.
     """
+    from geoseg.utils.checks import check_number
+
+    check_number("block", block, min=16, integer=True, hint="the block side in pixels, e.g. 512")
     import dask.array as da
     import xarray as xr
 
@@ -85,6 +86,7 @@ def feature_stack(
         "recipe": recipe.name,
         "scene_id": scene.scene_id,
         "offset": scene.offset.offset,
+        "scale": scene.scale,
     }
     return xr.Dataset(
         {
@@ -104,4 +106,4 @@ def _chunks(size: int, block: int) -> tuple[int, ...]:
 def dask_token(scene: Scene) -> str:
     from dask.base import tokenize
 
-    return tokenize(scene.path, scene.grid, scene.offset, scene.invalid_scl, scene.mask)
+    return tokenize(scene.path, scene.grid, scene.offset, scene.scale, scene.invalid_scl, scene.mask)

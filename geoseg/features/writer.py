@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Literal
@@ -17,9 +18,12 @@ from geoseg.features.recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from geoseg.features.stack import DEFAULT_BLOCK, feature_stack
 from geoseg.io.scene import Scene
 from geoseg.utils.atomic import atomic_path
+from geoseg.utils.outputs import SIGNATURE_TAG, check_not_input, claim_file
 from geoseg.utils.progress import DaskProgress
 
 __all__ = ["write_feature_stack", "Compression"]
+
+log = logging.getLogger(__name__)
 
 Compression = Literal["zstd", "deflate", "lzw", "none"]
 _COMPRESSION: dict[str, dict] = {
@@ -35,11 +39,16 @@ class _WindowWriter:
 
     def __init__(self, ds, mask: bool = False):
         self.ds, self.mask = ds, mask
+        self.valid = 0  # valid pixels written (mask writer)
+        self.closed = False  # set (under the store lock) when a failed run closes the file
 
     def __setitem__(self, index: tuple[slice, ...], block: np.ndarray) -> None:
+        if self.closed:  # a block finished by another thread after the run failed: the file is gone
+            return
         rows, cols = index[-2], index[-1]
         window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
         if self.mask:
+            self.valid += int(np.count_nonzero(block))
             self.ds.write_mask(block.astype(np.uint8) * 255, window=window)
         else:
             self.ds.write(block, window=window)
@@ -63,6 +72,13 @@ def write_feature_stack(
     by GDAL ≥ 2.3 and QGIS; ``deflate`` for older readers), and a per-dataset mask (invalid
     pixels masked; their values are 0). Compression runs on all cores. Written atomically.
     """
+    from geoseg.utils.checks import check_number
+
+    check_number("block", block, min=16, integer=True, hint="the block side in pixels, e.g. 512")
+    if workers is not None:
+        check_number("workers", workers, min=1, integer=True, hint="threads, e.g. 4")
+    check_not_input({"--out": out}, scene.files())
+    out = claim_file(out, suffixes=(".tif", ".tiff"))
     recipe = get_recipe(recipe)
     stack = feature_stack(scene, recipe, block=block)
     grid = scene.grid
@@ -78,13 +94,24 @@ def write_feature_stack(
             ds.set_band_description(i, name)
         ds.update_tags(
             recipe=recipe.name, scene_id=scene.scene_id, source=scene.path,
-            offset=str(scene.offset.offset), offset_source=scene.offset.source,
-            software=f"geoseg {__version__}",
+            offset=str(scene.offset.offset), offset_source=scene.offset.source, scale=f"{scene.scale:g}",
+            software=f"geoseg {__version__}", **{SIGNATURE_TAG: "features"},
         )
         targets = [_WindowWriter(ds), _WindowWriter(ds, mask=True)]
         sources = [stack.features.data, stack.valid.data]
         with DaskProgress("features", "geoseg-features", enabled=progress), dask.config.set(
             scheduler="threads", num_workers=workers
         ):
-            da.store(sources, targets, lock=lock)
+            try:
+                da.store(sources, targets, lock=lock)
+            except BaseException:
+                # dask raises the first failed block (e.g. a damaged scene file) at once, while
+                # other threads may still finish blocks: they must not write into a closed file
+                with lock:
+                    for target in targets:
+                        target.closed = True
+                raise
+    if targets[1].valid == 0:  # written all the same (a valid, if empty, stack); said loudly
+        log.warning("%s: scene %s has no valid pixel (no-data, clouds or masked everywhere): every channel of "
+                    "%s is 0 — check the scene with geoseg inspect", scene.path, scene.scene_id, out)
     return Path(out)

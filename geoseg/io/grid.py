@@ -23,6 +23,14 @@ class Grid:
 
     @classmethod
     def from_dataset(cls, ds) -> Grid:
+        if not ds.crs:  # None, or an empty CRS: a raster without georeferencing
+            from geoseg.errors import CRSMismatchError
+
+            raise CRSMismatchError(
+                "raster has no CRS (it is not georeferenced)", path=ds.name,
+                hint="geoseg needs the scene's projected (UTM) CRS: set it, e.g. "
+                f"gdal_edit.py -a_srs EPSG:326xx {ds.name} (326xx = WGS 84 / UTM zone xx north, 327xx south)",
+            )
         return cls(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height)
 
     @property

@@ -20,6 +20,7 @@ every polygon, and (with ``valid``) invalid pixels. Codes outside the class map 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -37,6 +38,8 @@ from geoseg.io.scene import open_raster
 
 __all__ = ["LabelMap", "SceneLabels", "prepare_labels", "IGNORE_INDEX"]
 
+log = logging.getLogger(__name__)
+
 IGNORE_INDEX = 255
 _UNLABELLED = -1  # pixels with no code at all (outside the raster / polygons, nodata)
 
@@ -47,6 +50,7 @@ class LabelMap:
 
     codes: tuple[int, ...]
     ignore_codes: tuple[int, ...] = (0,)
+    names: tuple[str, ...] = ()  # class names in the order of ``codes`` (vector labels may use them)
 
     def __post_init__(self) -> None:
         if len(self.codes) > 254:
@@ -78,6 +82,31 @@ class LabelMap:
             raise LabelError(f"label codes {bad} are not in the class map {list(self.codes)}", path=source,
                              hint="add them to the dataset's classes or to ignore_codes in the catalog")
         return mapped.astype(np.uint8)
+
+    def codes_of(self, values: Sequence[object], source: str | Path, column: str) -> np.ndarray:
+        """Class codes of a vector attribute holding class names (any case) or codes written as text.
+
+        Raises:
+            LabelError: values that are neither a class name nor an integer, listing the valid names.
+        """
+        by_name = {n.strip().casefold(): c for n, c in zip(self.names, self.codes, strict=False)}
+        texts = np.array([str(v).strip() for v in values], dtype=object)
+        uniq, inverse = np.unique(texts, return_inverse=True) if len(texts) else (texts, np.zeros(0, np.int64))
+        found, unknown = [], []
+        for text in uniq:
+            if text.casefold() in by_name:
+                found.append(by_name[text.casefold()])
+            elif text.lstrip("+-").isdigit():
+                found.append(int(text))
+            else:
+                found.append(-1)
+                unknown.append(text)
+        if unknown:
+            valid = ", ".join(repr(n) for n in self.names)
+            raise LabelError(f"class names {unknown[:10]} in column {column!r} are not in the class map",
+                             path=source, hint=f"use one of {valid} (any case) or a class code" if valid
+                             else f"use the class codes {list(self.codes)}")
+        return np.asarray(found, dtype=np.int64)[inverse.reshape(-1)]
 
 
 @dataclass(frozen=True)
@@ -330,15 +359,60 @@ def _prepare_vector(path: Path, grid: Grid, label_map: LabelMap, column: str | N
                                hint="assign the CRS (e.g. with ogr2ogr -a_srs) and try again")
     frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
     values = frame[column]
-    if values.isna().any() or not np.all(np.mod(values.to_numpy(dtype=float), 1) == 0):
-        raise LabelError(f"attribute {column!r} holds missing or non-integer values", path=path,
-                         hint="every polygon needs an integer class code")
-    codes = values.to_numpy(dtype=np.int64)
+    if values.isna().any():
+        raise LabelError(f"attribute {column!r} holds missing values", path=path,
+                         hint="every polygon needs a class code or class name")
+    if values.dtype.kind in "OSU" or str(values.dtype) == "string":  # class names (or codes written as text)
+        codes = label_map.codes_of(values.tolist(), path, column)
+    elif values.dtype.kind not in "iufb" or not np.all(np.mod(values.to_numpy(dtype=float), 1) == 0):
+        raise LabelError(f"attribute {column!r} holds non-integer values", path=path,
+                         hint="every polygon needs an integer class code or a class name")
+    else:
+        codes = values.to_numpy(dtype=np.int64)
     bad = label_map.unknown(codes)
     if bad:
         raise LabelError(f"label codes {bad} in column {column!r} are not in the class map "
                          f"{list(label_map.codes)}", path=path,
                          hint="add them to the dataset's classes (or ignore_codes) in the catalog")
+    frame = _repair(frame, path)
+    source_crs, source_bounds = frame.crs, tuple(round(float(v), 6) for v in frame.total_bounds)
     frame = frame.to_crs(grid.crs)
+    _check_vector_overlap(path, frame, source_crs, source_bounds, grid)
     shapes = tuple((geom.wkb, int(code)) for geom, code in zip(frame.geometry, codes, strict=True))
     return SceneLabels("vector", str(path), grid, label_map, shapes=shapes)
+
+
+def _repair(frame, path: Path):
+    """Invalid polygons (a bow-tie, a self-touching ring) repaired with ``make_valid``, with a warning.
+
+    GDAL would burn such a polygon by its own scanline rule; ``make_valid`` (structure method,
+    collapsed parts dropped) gives the polygons the outline describes, so what is burnt is what
+    QGIS shows after "Fix geometries".
+    """
+    import geopandas as gpd
+    import shapely
+
+    invalid = ~shapely.is_valid(frame.geometry.to_numpy())
+    if not invalid.any():
+        return frame
+    frame = frame.copy()
+    geoms = frame.geometry.to_numpy().copy()
+    geoms[invalid] = shapely.make_valid(geoms[invalid], method="structure", keep_collapsed=False)
+    frame[frame.geometry.name] = gpd.GeoSeries(geoms, index=frame.index, crs=frame.crs)
+    log.warning("%s: repaired %d invalid label geometr%s (e.g. self-intersecting polygons) with make_valid; "
+                "check them in QGIS (Fix geometries)", path, int(invalid.sum()), "y" if invalid.sum() == 1 else "ies")
+    return frame
+
+
+def _check_vector_overlap(path: Path, frame, source_crs, source_bounds, grid: Grid) -> None:
+    """Refuse vector labels none of whose polygons touch the scene (as for a label raster)."""
+    import shapely
+
+    scene = shapely.box(*grid.bounds)
+    if len(frame) and shapely.intersects(frame.geometry.to_numpy(), scene).any():
+        return
+    what = "hold no polygon" if not len(frame) else (
+        f"({source_crs.to_string()}, bounds {source_bounds}) do not overlap the scene "
+        f"({grid.crs.to_string()}, bounds {grid.bounds})")
+    raise CRSMismatchError(f"vector labels {what}", path=path,
+                           hint="check that the labels belong to this scene and carry the right CRS")

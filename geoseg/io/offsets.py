@@ -25,9 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from geoseg.io.sensors import OFFSET_BASELINE
+from geoseg.errors import ScaleError
+from geoseg.io.sensors import OFFSET_BASELINE, REFLECTANCE_SCALE
 
-__all__ = ["OffsetDecision", "offset_from_tags", "offset_from_safe_xml", "infer_offset", "INFER_THRESHOLD_DN"]
+__all__ = ["OffsetDecision", "offset_from_tags", "offset_from_safe_xml", "infer_offset", "check_scale",
+           "INFER_THRESHOLD_DN"]
 
 INFER_THRESHOLD_DN = 800
 _OFFSET_KEYS = ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET", "ADD_OFFSET")
@@ -89,26 +91,89 @@ def offset_from_safe_xml(xml_path: Path) -> tuple[OffsetDecision | None, dict[st
     return None, facts
 
 
-def infer_offset(samples: Mapping[str, np.ndarray], nodata: float | None = 0) -> OffsetDecision:
+def _valid_values(arr: np.ndarray, nodata: float | None) -> np.ndarray:
+    values = arr[np.isfinite(arr)]
+    if nodata is not None and not np.isnan(nodata):
+        values = values[values != nodata]
+    return values
+
+
+def infer_offset(samples: Mapping[str, np.ndarray], nodata: float | None = 0,
+                 scale: float = REFLECTANCE_SCALE) -> OffsetDecision:
     """Decide from the data whether the +1000 DN offset is present (rule in the module doc).
 
     Args:
         samples: band name → decimated DN array of that band.
         nodata: DN value to ignore.
+        scale: DN per unit reflectance of the file (threshold and offset scale with it; the
+            rule is stated for the standard 10000).
     """
     lows: dict[str, float] = {}
     for band, arr in samples.items():
-        values = arr[np.isfinite(arr)]
-        if nodata is not None:
-            values = values[values != nodata]
+        values = _valid_values(arr, nodata)
         if values.size:
             lows[band] = float(np.percentile(values, 1))
     if not lows:
         return OffsetDecision(0.0, "inferred", "no valid pixels to infer from; assuming no offset")
     darkest = min(lows, key=lows.get)
     low = lows[darkest]
-    if low >= INFER_THRESHOLD_DN:
-        detail = f"no metadata; darkest band {darkest} 1st percentile DN {low:.0f} >= {INFER_THRESHOLD_DN}"
-        return OffsetDecision(float(OFFSET_BASELINE), "inferred", detail)
-    detail = f"no metadata; darkest band {darkest} 1st percentile DN {low:.0f} < {INFER_THRESHOLD_DN}"
+    factor = scale / REFLECTANCE_SCALE
+    threshold = INFER_THRESHOLD_DN * factor
+    fmt = ".0f" if factor == 1 else ".4g"
+    if low >= threshold:
+        detail = f"no metadata; darkest band {darkest} 1st percentile DN {low:{fmt}} >= {threshold:{fmt}}"
+        return OffsetDecision(float(OFFSET_BASELINE) * factor, "inferred", detail)
+    detail = f"no metadata; darkest band {darkest} 1st percentile DN {low:{fmt}} < {threshold:{fmt}}"
     return OffsetDecision(0.0, "inferred", detail)
+
+
+# Plausible reflectance of valid pixels (after offset and scale). Real scenes have bright
+# pixels (land, clouds, the blue bands' path radiance): the 99th percentile of all bands is
+# 0.1-1 even over water. Data stored at another scale land far outside: reflectance x 100
+# (DN / 100) gives ~0.005, reflectance 0-1 read as DN ~0.0001, and DN x 10 a median above 1.5.
+MIN_REFLECTANCE_P99 = 0.03
+MAX_REFLECTANCE_MEDIAN = 1.5
+_SCALE_FIX = ("state how the file stores reflectance: --scale 1 for reflectance 0-1, --scale 100 for "
+              "reflectance x 100 (catalog: scale: 1); Sentinel-2 digital numbers are 0-10000+ with "
+              "reflectance x 10000 (the default)")
+
+
+def check_scale(samples: Mapping[str, np.ndarray], offset: float, scale: float, nodata: float | None,
+                path: str, files: Mapping[str, tuple[str, str]] | None = None) -> None:
+    """Refuse data whose valid values are not reflectance x ``scale`` (a wrong or unstated scale).
+
+    Args:
+        samples: band name → decimated DN array (as read for :func:`infer_offset`).
+        offset, scale: the scene's radiometry, reflectance = (DN + offset) / scale.
+        nodata: DN value to ignore.
+        path: the scene (named in the message when the whole scene is off).
+        files: band name → (file, dtype); a floating-point band file holding reflectance 0-1
+            in a scene read at the standard scale is refused by name.
+
+    Raises:
+        ScaleError: the message says what was found and how to state the scale.
+    """
+    pooled = [_valid_values(arr, nodata) for arr in samples.values()]
+    values = np.concatenate(pooled) if pooled else np.empty(0)
+    if values.size == 0:
+        return  # nothing valid to judge (an all-nodata scene is reported elsewhere)
+    median, p99 = (float(v) for v in np.percentile(values, [50, 99]))
+    r_median, r_p99 = (median + offset) / scale, (p99 + offset) / scale
+    found = (f"median valid value {median:.4g}, 99th percentile {p99:.4g}, i.e. reflectance {r_median:.3g} / "
+             f"{r_p99:.3g} at scale {scale:g} and offset {offset:+g}")
+    if r_p99 < MIN_REFLECTANCE_P99:
+        raise ScaleError(f"values too small for the reflectance scale: {found}", path=path, hint=_SCALE_FIX)
+    if r_median > MAX_REFLECTANCE_MEDIAN:
+        raise ScaleError(f"values too large for the reflectance scale: {found}", path=path, hint=_SCALE_FIX)
+    if scale < REFLECTANCE_SCALE or not files:
+        return
+    for band, (file, dtype) in files.items():
+        if band not in samples or not np.issubdtype(np.dtype(dtype), np.floating):
+            continue
+        v = _valid_values(samples[band], nodata)
+        if v.size and float(np.percentile(v, 99)) <= 2.0:
+            raise ScaleError(
+                f"band {band} is {dtype} with values {float(v.min()):.3g} to {float(v.max()):.3g}: reflectance, "
+                f"not digital numbers like the other bands", path=file,
+                hint="replace it with the band's DN file (reflectance x 10000), or read a scene stored "
+                "entirely as reflectance 0-1 with --scale 1")

@@ -20,6 +20,7 @@ from rasterio.errors import RasterioIOError
 
 from geoseg.errors import (
     BandError,
+    ConfigError,
     CorruptRasterError,
     CRSMismatchError,
     MissingFileError,
@@ -28,6 +29,7 @@ from geoseg.io.grid import Grid
 from geoseg.io.offsets import OffsetDecision, offset_from_safe_xml, offset_from_tags
 from geoseg.io.sensors import (
     DEFAULT_INVALID_SCL,
+    REFLECTANCE_SCALE,
     S2_BAND_NAMES,
     S2_BANDS,
     S2_L2A_BAND_NAMES,
@@ -74,9 +76,15 @@ class Scene:
     invalid_scl: tuple[int, ...] = DEFAULT_INVALID_SCL
     datetime: str | None = None
     facts: Mapping[str, str] = field(default_factory=dict)
+    scale: float = REFLECTANCE_SCALE  # DN per unit reflectance: reflectance = (DN + offset) / scale
 
     def with_options(self, **changes) -> Scene:
         return replace(self, **changes)
+
+    def files(self) -> list[str]:
+        """Every file or folder this scene reads (outputs must never land on them)."""
+        layers = [*self.bands.values(), self.scl, self.mask]
+        return list(dict.fromkeys([self.path, *(layer.path for layer in layers if layer is not None)]))
 
     def require_bands(self, bands: Sequence[str], why: str) -> None:
         missing = [b for b in bands if b not in self.bands]
@@ -102,8 +110,14 @@ def open_raster(path: str | Path):
         raise CorruptRasterError(f"not a readable raster ({msg})", path=p, hint="re-download or re-export it") from None
 
 
-def _band_file(path: Path, index: int = 1) -> BandFile:
+def _band_file(path: Path, index: int = 1, single: bool = False) -> BandFile:
     with open_raster(path) as ds:
+        if single and ds.count != 1:
+            raise BandError(
+                f"a band file must hold one band, this one holds {ds.count} ({ds.dtypes[0]})", path=path,
+                hint="it is not a Sentinel-2 band file (a feature stack or a multi-band scene?): move it out of "
+                "the scene folder (a multi-band scene is read on its own: geoseg inspect FILE)",
+            )
         nodata = ds.nodata if ds.nodata is not None else S2_NODATA
         return BandFile(str(path), index, Grid.from_dataset(ds), nodata, ds.dtypes[index - 1])
 
@@ -114,16 +128,49 @@ def _match_token(name: str) -> str | None:
     return tokens[-1] if tokens else None
 
 
-def _discover_band_files(folder: Path) -> tuple[dict[str, BandFile], BandFile | None]:
+def _acquisition(path: Path) -> str | None:
+    match = _DATETIME.search(path.name)
+    return match.group(1) if match else None
+
+
+def _select_acquisition(folder: Path, candidates: list[tuple[str, Path]], date: str | None) -> list[tuple[str, Path]]:
+    """The band files of one acquisition (``YYYYMMDDTHHMMSS`` in their names); refuse a mix."""
+    acquisitions: dict[str, list[str]] = {}
+    for name, path in candidates:
+        dt = _acquisition(path)
+        if dt is not None:
+            acquisitions.setdefault(dt, []).append(name)
+    listing = "; ".join(f"{dt} ({', '.join(names)})" for dt, names in sorted(acquisitions.items()))
+    if date is None:
+        if len(acquisitions) <= 1:
+            return candidates
+        main = max(acquisitions, key=lambda dt: len(acquisitions[dt]))
+        raise BandError(
+            f"band files of {len(acquisitions)} acquisitions are mixed: {listing}", path=folder,
+            hint=f"choose one with --date (e.g. --date {main}; catalog: date: '{main}'), "
+            "or keep each acquisition in its own folder",
+        )
+    wanted = re.sub(r"[-: ]", "", date).upper()
+    chosen = [dt for dt in acquisitions if dt.startswith(wanted)]
+    if len(chosen) != 1:
+        what = "no band files of" if not chosen else "several acquisitions match"
+        raise BandError(f"{what} acquisition {date!r} (found {listing or 'no dated file names'})", path=folder,
+                        hint="give the date and time of one of them, as YYYYMMDD or YYYYMMDDTHHMMSS")
+    return [(n, p) for n, p in candidates if _acquisition(p) in (chosen[0], None)]
+
+
+def _discover_band_files(folder: Path, date: str | None = None) -> tuple[dict[str, BandFile], BandFile | None]:
     """Map band names to files under ``folder``; the finest resolution wins for duplicates."""
     found: dict[str, BandFile] = {}
+    candidates = []
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() not in _RASTER_SUFFIXES or "QI_DATA" in path.parts:
             continue
         name = _match_token(path.name)
-        if name is None:
-            continue
-        band = _band_file(path)
+        if name is not None:
+            candidates.append((name, path))
+    for name, path in _select_acquisition(folder, candidates, date):
+        band = _band_file(path, single=True)
         if name not in found or band.resolution < found[name].resolution:
             found[name] = band
     scl = found.pop("SCL", None)
@@ -184,6 +231,23 @@ def _check_alignment(bands: Mapping[str, BandFile], grid: Grid, scene_path: Path
             )
 
 
+def _check_projected(band: BandFile) -> None:
+    """Refuse a band in a geographic CRS (degrees): the scene grid is metric (10 m pixels)."""
+    crs = band.grid.crs
+    if not crs.is_geographic:
+        return
+    left, bottom, right, top = band.grid.bounds
+    lon, lat = (left + right) / 2, (bottom + top) / 2
+    zone = min(60, max(1, int((lon + 180) // 6) + 1))
+    epsg = (32600 if lat >= 0 else 32700) + zone
+    raise CRSMismatchError(
+        f"raster is in a geographic CRS ({crs.to_string()}, degrees); geoseg needs a projected grid in metres "
+        "(Sentinel-2's UTM zone)", path=band.path,
+        hint=f"reproject it, e.g. gdalwarp -t_srs EPSG:{epsg} -tr 10 10 -r bilinear {band.path} OUT.tif "
+        f"(EPSG:{epsg} = UTM zone {zone}{'N' if lat >= 0 else 'S'}, from the file's centre)",
+    )
+
+
 def _detect_layout(path: Path) -> Layout:
     if path.is_dir():
         return "safe" if path.suffix.upper() == ".SAFE" or any(path.glob("MTD_MSIL*.xml")) else "per_band"
@@ -199,8 +263,14 @@ def open_scene(
     invalid_scl: Sequence[int] = DEFAULT_INVALID_SCL,
     mask: str | Path | None = None,
     scene_id: str | None = None,
+    scale: float | None = None,
+    date: str | None = None,
 ) -> Scene:
-    """Describe the scene at ``path``; nothing but headers and metadata is read.
+    """Describe the scene at ``path``; headers, metadata and a decimated sample are read.
+
+    The sample (at most 512 px a side per band) decides the offset of files without
+    metadata and checks that valid values are reflectance x ``scale``; a damaged file fails
+    here, before any output is written.
 
     Args:
         path: a multi-band GeoTIFF, a folder of per-band files, or a ``.SAFE`` folder.
@@ -210,12 +280,22 @@ def open_scene(
         invalid_scl: SCL classes that make a pixel invalid.
         mask: optional external mask raster; non-zero pixels are invalid.
         scene_id: identifier used in outputs (default: derived from the file name).
+        scale: DN per unit reflectance (default 10000, Sentinel-2's quantification value;
+            1 for a product stored as reflectance 0-1). Reflectance = (DN + offset) / scale.
+        date: the acquisition to read from a folder holding band files of several
+            (``YYYYMMDD`` or ``YYYYMMDDTHHMMSS``, as in the file names).
 
     Raises:
-        MissingFileError, CorruptRasterError, BandError, CRSMismatchError.
+        MissingFileError, CorruptRasterError, BandError, CRSMismatchError, ScaleError.
     """
-    from geoseg.io.reader import infer_scene_offset  # reader imports Scene
+    from geoseg.io.offsets import check_scale
+    from geoseg.io.reader import infer_scene_offset, sample_scene  # reader imports Scene
+    from geoseg.utils.checks import check_number, check_scene_options
 
+    check_scene_options(resolution, offset, invalid_scl)  # ConfigError before anything is read
+    scale = REFLECTANCE_SCALE if scale is None else scale
+    check_number("scale", scale, min=0, min_open=True,
+                 hint="DN per unit reflectance: 10000 for Sentinel-2 digital numbers, 1 for reflectance 0-1")
     p = Path(path)
     if not p.exists():
         raise MissingFileError("scene does not exist", path=p, hint="check the path (a .tif, a band folder or a .SAFE)")
@@ -223,12 +303,15 @@ def open_scene(
     facts: dict[str, str] = {}
     decision: OffsetDecision | None = None
     if layout == "multiband":
+        if date is not None:
+            raise ConfigError(f"date {date!r} selects among the band files of a folder, but this scene is one file",
+                              path=p, hint="drop the date (--date / catalog date:), or point to the band folder")
         bands, level, tags = _multiband(p, band_names)
         scl = bands.pop("SCL", None)
         decision = offset_from_tags(tags)
         dt = tags.get("datetime") or tags.get("TIFFTAG_DATETIME")
     else:
-        bands, scl = _discover_band_files(p)
+        bands, scl = _discover_band_files(p, date)
         if not bands:
             raise BandError("no Sentinel-2 band files found (names must contain B01..B12 or B8A)", path=p,
                             hint="point to a folder of per-band .tif/.jp2 files or a .SAFE product")
@@ -248,6 +331,7 @@ def open_scene(
         dt = match.group(1) if match else None
 
     finest = min(bands.values(), key=lambda b: b.resolution)
+    _check_projected(finest)
     grid = finest.grid.with_resolution(resolution)
     _check_alignment({**bands, **({"SCL": scl} if scl else {})}, grid, p)
     external = None
@@ -267,9 +351,14 @@ def open_scene(
         invalid_scl=tuple(invalid_scl),
         datetime=dt,
         facts=facts,
+        scale=float(scale),
     )
+    samples = sample_scene(scene)
     if offset is not None:
         decision = OffsetDecision(float(offset), "catalog", "set in the catalog / command line")
     elif decision is None:
-        decision = infer_scene_offset(scene)
+        decision = infer_scene_offset(scene, samples=samples)
+    first = next(iter(scene.bands.values()))
+    check_scale(samples, decision.offset, scene.scale, first.nodata, str(p),
+                {name: (b.path, b.dtype) for name, b in scene.bands.items()})
     return scene.with_options(offset=decision)

@@ -9,7 +9,7 @@ import numpy as np
 from geoseg.io.grid import iter_blocks
 from geoseg.io.reader import read_scl, read_window
 from geoseg.io.scene import Scene
-from geoseg.io.sensors import SCL_CLASSES
+from geoseg.io.sensors import REFLECTANCE_SCALE, SCL_CLASSES
 
 __all__ = ["SceneSummary", "summarise_scene"]
 
@@ -30,6 +30,8 @@ class SceneSummary:
             f"grid        {g.width} x {g.height} px at {g.resolution[0]:g} m",
             f"bounds      left {left:.1f}  bottom {bottom:.1f}  right {right:.1f}  top {top:.1f}",
             f"offset      {s.offset.offset:+g} DN  [{s.offset.source}] {s.offset.detail}",
+            *([f"scale       {s.scale:g} DN per unit reflectance (stated; Sentinel-2 DN: 10000)"]
+              if s.scale != REFLECTANCE_SCALE else []),
             "bands       " + "  ".join(f"{b}@{f.resolution:g}m" for b, f in s.bands.items()),
             f"SCL         {f'{s.scl.resolution:g} m' if s.scl else 'none'}"
             + (f"   invalid classes {list(s.invalid_scl)}" if s.scl else ""),

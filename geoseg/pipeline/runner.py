@@ -34,8 +34,12 @@ from geoseg.pipeline.state import (
     write_yaml,
 )
 from geoseg.pipeline.steps import STEPS, StepContext
+from geoseg.utils.outputs import check_not_input, claim_folder, legacy_entries, mark_folder
 
 __all__ = ["StepResult", "RunResult", "run_pipeline", "expand_force"]
+
+RUN_KIND = "pipeline run"  # the ownership marker of a run directory (geoseg.utils.outputs)
+_LEGACY_RUN = legacy_entries(LOG_NAME, optional=("pipeline.yaml", *STEP_NAMES))
 
 
 @dataclass
@@ -170,12 +174,14 @@ def run_pipeline(
         check_scheduler(scheduler)
     root = Path(run_dir) if run_dir is not None else Path("runs") / p.run_name
     root = root.resolve()
-    if root.exists() and not root.is_dir():
-        raise ConfigError("the run directory is a file", path=root, hint="choose another --run-dir")
+    claim_folder(root, RUN_KIND, flag="--run-dir", legacy=_LEGACY_RUN)  # a new, empty or earlier run folder
+    check_not_input({"--run-dir": root}, [p.source, catalog.source])
     if launch_rank() > 0:  # a training process of another rank: join the training, nothing else
         follow_training(p, catalog, root, forced)
         return RunResult(p.run_name, root, root / LOG_NAME, seconds=time.perf_counter() - start)
     result = RunResult(p.run_name, root, root / LOG_NAME)
+    root.mkdir(parents=True, exist_ok=True)
+    mark_folder(root, RUN_KIND, [LOG_NAME, "pipeline.yaml", *present])
     with run_log(root / LOG_NAME, echo) as report:
         report(f"geoseg {__version__}: pipeline {p.run_name!r} ({p.source or 'in memory'}) on dataset "
                f"{p.dataset!r} → {root}" + (f", Dask scheduler {scheduler}" if scheduler else ""))

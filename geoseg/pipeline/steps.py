@@ -13,7 +13,6 @@ how to run. The runner (``runner.py``) decides *whether* to run; this module onl
 from __future__ import annotations
 
 import json
-import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from geoseg.errors import ConfigError
 from geoseg.pipeline.code import CodeVersion, code_version
 from geoseg.pipeline.schema import DEPENDS, Pipeline
 from geoseg.pipeline.state import scene_fingerprints, step_key
+from geoseg.tiling.store import LEGACY_STORE, STORE_KIND
+from geoseg.utils.outputs import mark_folder, remove_owned
 
 __all__ = ["StepContext", "StepOutcome", "StepRunner", "STEPS", "bundle_dir", "end_process_group"]
 
@@ -78,6 +79,9 @@ class StepOutcome:
 
     outputs: dict[str, Any]
     summary: str
+
+
+MAPS_KIND = "land-cover maps"  # the ownership marker of the predict step's maps folder
 
 
 def store_dir(run_dir: Path) -> Path:
@@ -182,7 +186,7 @@ class TileStepRunner(StepRunner):
 
         p, out = ctx.params, store_dir(ctx.run_dir)
         if ctx.forced and out.exists():
-            shutil.rmtree(out)
+            remove_owned(out, STORE_KIND, legacy=LEGACY_STORE)
         summary = tile_dataset(ctx.catalog, ctx.pipeline.dataset, out, cube_size=p.cube_size, overlap=p.overlap,
                                min_valid=p.min_valid, split=p.split, seed=p.seed, split_block=p.split_block,
                                workers=None if ctx.scheduler else p.workers, scheduler=ctx.scheduler,
@@ -276,6 +280,14 @@ class _Job:
     confidence: Path | None
     vector: Path | None
 
+    def file_names(self) -> list[str]:
+        """Every file this job writes in the maps folder (with the rasters' sidecars)."""
+        from geoseg.stitch.sidecars import aux_xml_path, qml_path
+
+        rasters = [p for p in (self.out, self.confidence) if p is not None]
+        files = [*rasters, *(aux_xml_path(p) for p in rasters), *(qml_path(p) for p in rasters), self.vector]
+        return [p.name for p in files if p is not None]
+
 
 class PredictStepRunner(_ModelStep):
     name, code = "predict", ("geoseg.predict",)
@@ -329,7 +341,9 @@ class PredictStepRunner(_ModelStep):
             done = {k: v for k, v in ctx.previous.get("progress", {}).get("done", {}).items()
                     if Path(v["map"]).is_file()}
         elif maps.exists():
-            shutil.rmtree(maps)  # stale maps of other parameters or scenes
+            remove_owned(maps, MAPS_KIND)  # stale maps of other parameters or scenes; never a user's file
+        maps.mkdir(parents=True, exist_ok=True)
+        mark_folder(maps, MAPS_KIND, [name for j in jobs for name in j.file_names()])  # before they are written
         pending = [j for j in jobs if j.scene.scene_id not in done]
         if done:
             ctx.report(f"  {len(done)} scene(s) already predicted by the interrupted run; {len(pending)} to go")

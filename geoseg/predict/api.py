@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,57 +20,20 @@ from geoseg.predict.predictor import (
 from geoseg.predict.runner import Device
 from geoseg.predict.summary import ClassArea, PredictionSummary
 from geoseg.stitch.cog import OverviewResampling
-from geoseg.stitch.output import LandCoverWriter
+from geoseg.stitch.output import LandCoverWriter, check_landcover_outputs
 from geoseg.train.bundle import ModelBundle
+from geoseg.utils.outputs import SIGNATURE_TAG
 
 __all__ = ["predict_scene", "predict_scenes", "check_output_paths"]
 
 _RASTER_SUFFIXES = (".tif", ".tiff")
 
 
-def _writable_dir(path: Path) -> None:
-    """Raise unless the folder of ``path`` exists or can be created, and accepts files."""
-    parent = path.parent.resolve()
-    existing = parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError("output folder is inside a file, not a folder", path=existing,
-                          hint="choose an output path in a folder")
-    try:
-        with tempfile.NamedTemporaryFile(dir=existing, prefix=".geoseg-write-test-"):
-            pass
-    except OSError as err:
-        raise ConfigError(f"output folder is not writable ({err.strerror})", path=existing,
-                          hint="choose a folder you can write to (--out)") from None
-
-
-def check_output_paths(out: Path, confidence: Path | None, vector: Path | None, scene: Scene | None = None) -> None:
-    """Validate output names and folders before any work is done.
-
-    Raises:
-        ConfigError: wrong suffix, two outputs with the same name, an output that is the input
-            scene, or a folder that cannot be written.
-    """
-    if out.suffix.lower() not in _RASTER_SUFFIXES:
-        raise ConfigError("the land-cover output must be a .tif", path=out, hint="e.g. --out landcover.tif")
-    if confidence is not None and confidence.suffix.lower() not in _RASTER_SUFFIXES:
-        raise ConfigError("the confidence output must be a .tif", path=confidence, hint="e.g. --confidence conf.tif")
-    if vector is not None and vector.suffix.lower() != ".gpkg":
-        raise ConfigError("class polygons are written as a GeoPackage", path=vector, hint="e.g. --vector classes.gpkg")
-    outputs = [p.resolve() for p in (out, confidence, vector) if p is not None]
-    if len(set(outputs)) != len(outputs):
-        raise ConfigError("two outputs share one file name", path=out, hint="give --out, --confidence and --vector different names")
-    if scene is not None:
-        inputs = {Path(scene.path).resolve(), *(Path(b.path).resolve() for b in scene.bands.values())}
-        clash = [p for p in outputs if p in inputs]
-        if clash:
-            raise ConfigError("an output would overwrite the input scene", path=clash[0], hint="choose another --out")
-    for p in (out, confidence, vector):
-        if p is not None:
-            if p.is_dir():
-                raise ConfigError("output is an existing folder", path=p, hint="give a file name, e.g. landcover.tif")
-            _writable_dir(p)
+def check_output_paths(out: Path, confidence: Path | None, vector: Path | None, scene: Scene | None = None,
+                       model_dir: str | Path | None = None) -> None:
+    """Validate output names and folders before any work is done (see
+    :func:`geoseg.stitch.output.check_landcover_outputs`); ``scene`` and ``model_dir`` are the inputs."""
+    check_landcover_outputs(out, confidence, vector, [*(scene.files() if scene is not None else []), model_dir])
 
 
 def predict_scene(
@@ -123,10 +85,10 @@ def predict_scene(
     vec_path = None if vector is None else Path(vector)
     if overviews not in ("mode", "nearest"):
         raise ConfigError(f"class overviews must use mode or nearest resampling, got {overviews!r}")
-    bundle = load_model_bundle(model)
     opened = resolve_scene(scene)
+    check_output_paths(out, conf_path, vec_path, opened, model if isinstance(model, (str, Path)) else model.path)
+    bundle = load_model_bundle(model)
     prepare_run(opened, bundle, window, overlap, batch_size, device)  # option errors before anything is written
-    check_output_paths(out, conf_path, vec_path, opened)
     recipe = bundle.config.recipe_obj()
     tags = {
         "model": describe_model(bundle),
@@ -138,6 +100,7 @@ def predict_scene(
         "recipe": recipe.name,
         "classes": "; ".join(f"{c.code}={c.name}" for c in bundle.config.classes),
         "TIFFTAG_SOFTWARE": f"geoseg {__version__}",
+        SIGNATURE_TAG: "land cover",
         "TIFFTAG_DATETIME": start.strftime("%Y:%m:%d %H:%M:%S"),
     }
     writer = LandCoverWriter(out, opened.grid, bundle.config.classes, tags=tags, confidence=conf_path,
@@ -213,7 +176,7 @@ def predict_scenes(
 
     for s in opened:
         prepare_run(s, bundle, window, overlap, batch_size, device)
-        check_output_paths(*paths(s), s)
+        check_output_paths(*paths(s), s, bundle.path)
     summaries = []
     for s in opened:
         out, conf, vec = paths(s)

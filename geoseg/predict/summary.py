@@ -84,7 +84,7 @@ class PredictionSummary:
     def to_dict(self) -> dict:
         """JSON-friendly form."""
         return {
-            "scene_id": self.scene_id, "source": self.source, "output": str(self.output),
+            "written_by": "geoseg", "scene_id": self.scene_id, "source": self.source, "output": str(self.output),
             "confidence": None if self.confidence is None else str(self.confidence),
             "vector": None if self.vector is None else str(self.vector),
             "width": self.width, "height": self.height, "crs": self.crs, "pixels": self.pixels,

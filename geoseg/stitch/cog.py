@@ -9,7 +9,6 @@ steps stream through GDAL's block cache, capped by ``GDAL_CACHEMAX``.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -19,6 +18,7 @@ import rasterio
 import rasterio.shutil
 
 from geoseg.io.grid import Grid
+from geoseg.utils.outputs import temp_name
 
 __all__ = ["StreamingCOG", "OverviewResampling", "BLOCK", "GDAL_CACHE_BYTES", "temp_sibling"]
 
@@ -29,7 +29,7 @@ OverviewResampling = Literal["mode", "nearest", "average"]
 
 def temp_sibling(final: Path, tag: str) -> Path:
     """A hidden temporary path beside ``final`` (same filesystem: renames are atomic)."""
-    return final.with_name(f".{final.stem}.{tag}-{uuid.uuid4().hex[:8]}{final.suffix}")
+    return temp_name(final, tag)
 
 
 class StreamingCOG:

@@ -12,21 +12,51 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from geoseg.config.catalog import ClassDef
+from geoseg.errors import ConfigError
 from geoseg.io.grid import Grid
 from geoseg.stitch.cog import OverviewResampling, StreamingCOG, temp_sibling
-from geoseg.stitch.sidecars import class_colormap, write_sidecars
+from geoseg.stitch.sidecars import aux_xml_path, class_colormap, qml_path, write_sidecars
 from geoseg.stitch.stitcher import StitchedBlock
+from geoseg.utils.outputs import (
+    check_not_input,
+    claim_file,
+    clean_stale_temporaries,
+    make_parents,
+    remove_empty,
+)
 
-__all__ = ["LandCoverWriter", "classes_from_probs", "CONFIDENCE_NODATA", "BAND_DESCRIPTION"]
+__all__ = ["LandCoverWriter", "check_landcover_outputs", "classes_from_probs", "CONFIDENCE_NODATA", "BAND_DESCRIPTION"]
 
 CONFIDENCE_NODATA = 255
+RASTER_SUFFIXES = (".tif", ".tiff")
 BAND_DESCRIPTION = "land_cover"
+
+
+def check_landcover_outputs(out: Path, confidence: Path | None, vector: Path | None,
+                            inputs: Iterable[str | Path | None]) -> None:
+    """Check the outputs of one scene before any work (the rules of :mod:`geoseg.utils.outputs`).
+
+    Raises:
+        ConfigError: two outputs with the same name.
+        OutputError: wrong suffix, an existing file geoseg did not write (sidecars included), an
+            output on or inside one of ``inputs``, or a folder that cannot be written.
+    """
+    check_not_input({"--out": out, "--confidence": confidence, "--vector": vector}, inputs)
+    claim_file(out, flag="--out", suffixes=RASTER_SUFFIXES, sidecars=(aux_xml_path(out), qml_path(out)))
+    if confidence is not None:
+        claim_file(confidence, flag="--confidence", suffixes=RASTER_SUFFIXES)
+    if vector is not None:
+        claim_file(vector, flag="--vector", suffixes=(".gpkg",))
+    outputs = [p.resolve() for p in (out, confidence, vector) if p is not None]
+    if len(set(outputs)) != len(outputs):
+        raise ConfigError("two outputs share one file name", path=out,
+                          hint="give --out, --confidence and --vector different names")
 
 
 def classes_from_probs(probs: np.ndarray, valid: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,12 +107,14 @@ class LandCoverWriter:
         self._class_raster: StreamingCOG | None = None
         self._conf_raster: StreamingCOG | None = None
         self._temps: list[Path] = []
+        self._created: list[Path] = []  # output folders made by this writer
 
     # ------------------------------------------------------------------ context
     def __enter__(self) -> LandCoverWriter:
         for path in (self.out, self.confidence, self.vector):
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                self._created += make_parents(path)
+                clean_stale_temporaries(path)  # left by a killed run
         self._class_raster = StreamingCOG(
             self.grid, self._temp(self.out, "stream"), nodata=0, description=BAND_DESCRIPTION, tags=self.tags,
             colormap=class_colormap(self.classes), overviews=self.overviews,
@@ -96,9 +128,11 @@ class LandCoverWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        finished = False
         try:
             if exc_type is None:
                 self._finish()
+                finished = True
         finally:
             for raster in (self._class_raster, self._conf_raster):
                 if raster is not None:
@@ -107,6 +141,8 @@ class LandCoverWriter:
                 for leftover in (tmp, Path(f"{tmp}.aux.xml")):
                     with contextlib.suppress(FileNotFoundError):
                         leftover.unlink()
+            if not finished:
+                remove_empty(self._created)
 
     def _temp(self, final: Path, tag: str) -> Path:
         tmp = temp_sibling(final, tag)

@@ -17,6 +17,7 @@ from rasterio.features import shapes
 from rasterio.windows import Window
 
 from geoseg.config.catalog import ClassDef
+from geoseg.utils.outputs import SIGNATURE_TAG
 
 __all__ = ["polygonize_classes", "STRIP_ROWS"]
 
@@ -82,5 +83,5 @@ def polygonize_classes(raster: str | Path, out: str | Path, classes: Sequence[Cl
         },
         geometry=gpd.GeoSeries(geometries, crs=crs), crs=crs,
     )
-    frame.to_file(out, driver="GPKG", layer=layer)
+    frame.to_file(out, driver="GPKG", layer=layer, metadata={SIGNATURE_TAG: "class polygons"})
     return len(frame)

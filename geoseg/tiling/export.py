@@ -9,6 +9,7 @@ import numpy as np
 from geoseg.errors import EmptyAreaError, GeosegError
 from geoseg.tiling.store import CubeStore, Split
 from geoseg.utils.atomic import atomic_path
+from geoseg.utils.outputs import check_not_input, claim_file
 
 __all__ = ["export_npy", "store_info"]
 
@@ -21,6 +22,8 @@ def export_npy(store: str | Path | CubeStore, out: str | Path, *, with_labels: b
     ignore). Cubes are in cube-id order (of ``split`` only, when given). Written atomically.
     """
     cubes = store if isinstance(store, CubeStore) else CubeStore.open(store)
+    check_not_input({"--out": out}, [cubes.path])
+    out = claim_file(out, suffixes=(".npy",))
     if with_labels and not cubes.has_labels:
         raise GeosegError("this CubeStore has no labels", path=cubes.path, hint="export without --with-labels")
     ids = cubes.ids(split)
@@ -28,9 +31,6 @@ def export_npy(store: str | Path | CubeStore, out: str | Path, *, with_labels: b
         raise EmptyAreaError(f"no cubes in split {split!r}", path=cubes.path, hint="choose another --split")
     channels = cubes.num_channels + (1 if with_labels else 0)
     size = cubes.cube_size
-    out = Path(out)
-    if out.suffix != ".npy":
-        raise GeosegError("the export must be a .npy file", path=out, hint="e.g. --out cubes.npy")
     with atomic_path(out) as tmp:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(ids), channels, size, size))
         for k, i in enumerate(ids):

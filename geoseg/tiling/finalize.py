@@ -25,9 +25,10 @@ from geoseg.tiling.store import (
     MANIFEST_NAME,
     SPLITS,
     STATS_NAME,
+    chunk_inventory,
     chunk_path,
     create_arrays,
-    read_json,
+    read_store_json,
     write_json_atomic,
 )
 from geoseg.utils.atomic import atomic_path
@@ -184,6 +185,8 @@ def finalize(plan: TilePlan, records: list[dict]) -> tuple[Outcome, dict]:
         "edge": {"shifted": int(sum(1 for i in kept_ids if plan.windows[i].shift_row or plan.windows[i].shift_col)),
                  "padded": int(sum(1 for i in kept_ids if plan.windows[i].padded))},
         "index_crs": index.crs.to_string() if index.crs else None,
+        # what CubeStore.open verifies (a stat per chunk): a missing or cut chunk is refused
+        "chunks": chunk_inventory(plan.out / ARRAYS_NAME, len(kept_ids), plan.has_labels),
         "complete": False,
     }
     write_json_atomic(plan.out / MANIFEST_NAME, manifest)
@@ -193,5 +196,6 @@ def finalize(plan: TilePlan, records: list[dict]) -> tuple[Outcome, dict]:
 
 
 def read_manifest(path) -> dict | None:
+    """The manifest of the store at ``path`` (None without one); a damaged one is a ``CorruptStoreError``."""
     file = path / MANIFEST_NAME
-    return read_json(file) if file.exists() else None
+    return read_store_json(file) if file.exists() else None

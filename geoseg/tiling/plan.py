@@ -20,14 +20,13 @@ from geoseg.config.scenes import CatalogScene, dataset_scenes
 from geoseg.errors import ConfigError, LabelError
 from geoseg.features.recipes import Recipe, get_recipe
 from geoseg.io.labels import LabelMap, SceneLabels, prepare_labels
+from geoseg.io.sensors import REFLECTANCE_SCALE
 from geoseg.tiling.layout import CubeWindow, check_tiling, cube_windows
 from geoseg.tiling.split import check_fractions
-from geoseg.tiling.store import STORE_FORMAT
+from geoseg.tiling.store import STAGING_NAME, STORE_FORMAT
 from geoseg.tiling.worker import TileTask
 
 __all__ = ["TilingParams", "TilePlan", "make_plan"]
-
-_STAGING = "_staging"
 
 
 @dataclass(frozen=True)
@@ -66,9 +65,18 @@ class TilePlan:
     out: Path
     manifest: dict = field(default_factory=dict)
 
+    def input_files(self) -> list[str]:
+        """The catalog, scene files, masks and label files this plan reads."""
+        files = [self.manifest.get("catalog")]
+        for cs in self.scenes:
+            files += cs.scene.files()
+            if cs.labels is not None:
+                files.append(str(cs.labels.raster or cs.labels.vector))
+        return [f for f in files if f]
+
     @property
     def staging(self) -> Path:
-        return self.out / _STAGING
+        return self.out / STAGING_NAME
 
     @property
     def staging_arrays(self) -> Path:
@@ -136,6 +144,8 @@ def _scene_sources(cs: CatalogScene) -> dict:
         "files": [_fingerprint(f) for f in files],
         "labels": None,
     }
+    if scene.scale != REFLECTANCE_SCALE:  # recorded only when stated, so older stores still resume
+        source["scale"] = scene.scale
     if cs.labels is not None:
         label_file = cs.labels.raster or cs.labels.vector
         source["labels"] = {**_fingerprint(label_file), "column": cs.labels.column, "layer": cs.labels.layer}
@@ -156,7 +166,7 @@ def make_plan(catalog: str | Path | Catalog, dataset: str, out: str | Path, para
     recipe = get_recipe(ds.recipe)
     for cs in scenes:
         cs.scene.require_bands(recipe.required_bands, f"recipe {recipe.name}")
-    label_map = LabelMap(tuple(c.code for c in ds.classes), tuple(ds.ignore_codes))
+    label_map = LabelMap(tuple(c.code for c in ds.classes), tuple(ds.ignore_codes), tuple(c.name for c in ds.classes))
     labels: list[SceneLabels | None] = []
     for cs in scenes:
         if cs.labels is None:

@@ -28,8 +28,9 @@ from typing import Any, Literal
 import numpy as np
 
 from geoseg.config.catalog import ClassDef
-from geoseg.errors import GeosegError, MissingFileError
+from geoseg.errors import CorruptStoreError, GeosegError, MissingFileError
 from geoseg.features.recipes import Recipe
+from geoseg.utils.outputs import legacy_entries
 
 __all__ = [
     "CubeStore",
@@ -42,6 +43,10 @@ __all__ = [
     "GPKG_NAME",
     "STATS_NAME",
     "MANIFEST_NAME",
+    "STAGING_NAME",
+    "STORE_KIND",
+    "STORE_ENTRIES",
+    "LEGACY_STORE",
     "create_arrays",
     "open_arrays",
     "chunk_path",
@@ -49,6 +54,11 @@ __all__ = [
     "write_chunk",
     "write_json_atomic",
     "read_json",
+    "read_store_json",
+    "verify_store",
+    "chunk_inventory",
+    "chunk_damage",
+    "damage_message",
 ]
 
 Split = Literal["train", "val", "test"]
@@ -59,7 +69,12 @@ INDEX_NAME = "index.parquet"
 GPKG_NAME = "index.gpkg"
 STATS_NAME = "stats.json"
 MANIFEST_NAME = "manifest.json"
+STAGING_NAME = "_staging"
+# what geoseg writes in a store folder (the only entries ``--overwrite`` removes)
+STORE_KIND = "cubestore"
+STORE_ENTRIES = (ARRAYS_NAME, INDEX_NAME, GPKG_NAME, STATS_NAME, MANIFEST_NAME, STAGING_NAME)
 STORE_FORMAT = 1
+LEGACY_STORE = legacy_entries(MANIFEST_NAME, optional=STORE_ENTRIES[:-2] + (STAGING_NAME,))  # stores before markers
 
 
 class IncompleteStoreError(GeosegError, ValueError):
@@ -114,7 +129,8 @@ def create_arrays(root: str | Path, n: int, channels: int, size: int, labels: bo
     group = zarr.open_group(str(root), mode="w", zarr_format=3)
     cubes = group.create_array(
         "cubes", shape=(n, channels, size, size), chunks=(1, channels, size, size),
-        dtype="float32", fill_value=0.0, chunk_key_encoding=_KEYS, **_codecs("cubes"),
+        # NaN: a chunk that is missing reads as NaN, never as plausible (all-zero) features
+        dtype="float32", fill_value=float("nan"), chunk_key_encoding=_KEYS, **_codecs("cubes"),
     )
     lab = None
     if labels:
@@ -162,6 +178,116 @@ def read_json(path: str | Path) -> Any:
         return json.load(fh)
 
 
+_REBUILD = "restore the file from a backup, or rebuild the store with `geoseg tile ... --overwrite`"
+# without a readable manifest geoseg cannot tell what the folder holds, so --overwrite does not replace it
+_MANIFEST_FIX = "restore it from a backup, or delete the store folder yourself and run `geoseg tile` again"
+# manifest keys every reader relies on
+_MANIFEST_KEYS = ("num_cubes", "cube_size", "channel_names", "classes", "recipe", "has_labels")
+
+
+def read_store_json(path: str | Path, *, keys: Sequence[str] = (), hint: str | None = None) -> dict:
+    """A JSON object of a store (manifest, statistics); damage is a one-line ``CorruptStoreError``."""
+    path = Path(path)
+    hint = hint or (_MANIFEST_FIX if path.name == MANIFEST_NAME else _REBUILD)
+    try:
+        data = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        what = (f"{err.msg} at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError)
+                else type(err).__name__)
+        raise CorruptStoreError(f"damaged CubeStore file: not valid JSON ({what})", path=path, hint=hint) from None
+    if not isinstance(data, dict):
+        raise CorruptStoreError(f"damaged CubeStore file: a JSON {type(data).__name__}, not an object",
+                                path=path, hint=hint)
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise CorruptStoreError(f"damaged CubeStore file: lacks {', '.join(missing)}", path=path, hint=hint)
+    return data
+
+
+def verify_store(path: str | Path, manifest: dict) -> dict:
+    """Check a complete store's manifest keys, statistics and chunk files; returns the statistics.
+
+    Raises:
+        CorruptStoreError: naming the damaged file (for chunks: the cube id and chunk file).
+    """
+    path = Path(path)
+    missing = [k for k in _MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise CorruptStoreError(f"damaged CubeStore file: lacks {', '.join(missing)}",
+                                path=path / MANIFEST_NAME, hint=_MANIFEST_FIX)
+    stats = read_store_json(path / STATS_NAME, keys=("channel_names", "mean", "std"))
+    damage = chunk_damage(path, manifest)
+    if damage:
+        raise damage_message(path, damage)
+    return stats
+
+
+def _chunk_files(folder: Path) -> dict[str, int]:
+    """Size of every chunk file in a flat zarr array folder (one scandir, a stat per chunk)."""
+    try:
+        with os.scandir(folder) as entries:
+            return {e.name: e.stat().st_size for e in entries if e.name.startswith("c.")}
+    except FileNotFoundError:
+        return {}
+
+
+def chunk_inventory(root: str | Path, n: int, labels: bool) -> dict:
+    """What :func:`chunk_damage` checks later, recorded in the manifest by the tiler's finalize.
+
+    Cube chunks are uncompressed, so their size is fixed; label chunks are compressed, so
+    their sizes are listed one by one.
+    """
+    inventory: dict[str, Any] = {"count": int(n)}
+    if labels:
+        files = _chunk_files(Path(root, "labels"))
+        inventory["label_bytes"] = [files.get(chunk_path(root, "labels", i, 3).name, 0) for i in range(n)]
+    return inventory
+
+
+def chunk_damage(store: str | Path, manifest: dict) -> list[tuple[int, Path, str]]:
+    """Missing or wrongly sized chunk files of a complete store: ``(cube id, file, what)``.
+
+    Costs one directory listing and a stat per chunk (no chunk is read): a cube chunk must
+    have exactly ``4·C·H·W`` bytes; a label chunk must exist, non-empty, with the size the
+    manifest's ``chunks`` inventory recorded (stores written before it: any size).
+    """
+    root = Path(store, ARRAYS_NAME)
+    n, size = int(manifest["num_cubes"]), int(manifest["cube_size"])
+    expected = 4 * len(manifest["channel_names"]) * size * size
+    inventory = manifest.get("chunks") or {}
+    damage: list[tuple[int, Path, str]] = []
+    arrays = [("cubes", 4)] + ([("labels", 3)] if manifest.get("has_labels") else [])
+    for name, ndim in arrays:
+        files = _chunk_files(root / name)
+        recorded = inventory.get("label_bytes") if name == "labels" else None
+        if recorded is not None and len(recorded) != n:
+            recorded = None
+        for i in range(n):
+            path = chunk_path(root, name, i, ndim)
+            got = files.get(path.name)
+            want = expected if name == "cubes" else (recorded[i] if recorded is not None else None)
+            if got is None:
+                damage.append((i, path, "is missing"))
+            elif (want is not None and got != want) or got == 0:
+                damage.append((i, path, f"has {got} bytes instead of {want}" if want else "is empty"))
+    damage.sort(key=lambda d: d[0])
+    return damage
+
+
+def damage_message(store: str | Path, damage: list[tuple[int, Path, str]]) -> CorruptStoreError:
+    """One line naming the store, the first damaged cube and its chunk file, and the fix."""
+    i, path, what = damage[0]
+    rel = path.relative_to(store) if path.is_relative_to(store) else path
+    more = ""
+    if len(damage) > 1:
+        others = sorted({d[0] for d in damage[1:]} - {i})
+        listed = ", ".join(map(str, others[:8])) + (", ..." if len(others) > 8 else "")
+        more = f"; {len(damage) - 1} more damaged chunk{'s' if len(damage) > 2 else ''}" + (
+            f" (cube{'s' if len(others) > 1 else ''} {listed})" if others else "")
+    return CorruptStoreError(f"damaged CubeStore: the chunk file {rel} of cube {i} {what}{more}",
+                             path=store, hint=_REBUILD)
+
+
 class CubeStore:
     """Read access to a finished CubeStore (cheap to pickle: arrays reopen lazily).
 
@@ -177,12 +303,17 @@ class CubeStore:
         self._arrays = None
 
     @classmethod
-    def open(cls, path: str | Path) -> CubeStore:
+    def open(cls, path: str | Path, *, verify: bool = True) -> CubeStore:
         """Open the store at ``path``.
+
+        With ``verify`` (the default) every chunk file of the arrays is checked to exist with
+        the right size (a stat per chunk, no data read; :func:`chunk_damage`), so that a
+        missing or truncated chunk is reported instead of being read as fill values.
 
         Raises:
             MissingFileError: no store there.
             IncompleteStoreError: the tiling run that writes it has not finished.
+            CorruptStoreError: a damaged manifest, statistics or chunk file.
         """
         path = Path(path)
         manifest_file = path / MANIFEST_NAME
@@ -191,7 +322,7 @@ class CubeStore:
                 "no CubeStore here (manifest.json missing)", path=path,
                 hint="create it with `geoseg tile --catalog data_catalog.yaml --dataset NAME --out DIR`",
             )
-        manifest = read_json(manifest_file)
+        manifest = read_store_json(manifest_file)
         if not manifest.get("complete"):
             raise IncompleteStoreError(
                 "CubeStore is incomplete (its tiling run did not finish)", path=path,
@@ -201,7 +332,11 @@ class CubeStore:
             if not (path / name).exists():
                 raise IncompleteStoreError(f"CubeStore lacks {name}", path=path,
                                            hint="rebuild it with `geoseg tile ... --overwrite`")
-        return cls(path, manifest, read_json(path / STATS_NAME))
+        if verify:
+            stats = verify_store(path, manifest)
+        else:
+            stats = read_store_json(path / STATS_NAME, keys=("channel_names", "mean", "std"))
+        return cls(path, manifest, stats)
 
     # -- metadata ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -255,7 +390,16 @@ class CubeStore:
         """The index as a GeoDataFrame (row ``i`` describes cube ``i``)."""
         import geopandas as gpd
 
-        return gpd.read_parquet(self.path / INDEX_NAME)
+        try:
+            index = gpd.read_parquet(self.path / INDEX_NAME)
+        except Exception as err:  # pyarrow raises its own error types for a damaged file
+            why = (str(err).splitlines() or [type(err).__name__])[0][:160]
+            raise CorruptStoreError(f"damaged CubeStore file: not readable as GeoParquet ({why})",
+                                    path=self.path / INDEX_NAME, hint=_REBUILD) from None
+        if len(index) != len(self) or "cube_id" not in index or "split" not in index:
+            raise CorruptStoreError(f"damaged CubeStore file: {len(index)} rows for {len(self)} cubes",
+                                    path=self.path / INDEX_NAME, hint=_REBUILD)
+        return index
 
     def ids(self, split: Split | None = None) -> np.ndarray:
         """Cube ids (positions in the arrays) of ``split``, or all of them."""
@@ -278,9 +422,25 @@ class CubeStore:
             raise IndexError(f"cube id {i} out of range (store has {len(self)} cubes)")
         return i
 
+    def _damaged(self, name: str, i: int, what: str) -> CorruptStoreError:
+        ndim = 4 if name == "cubes" else 3
+        return damage_message(self.path, [(i, chunk_path(self.path / ARRAYS_NAME, name, i, ndim), what)])
+
     def read_cube(self, i: int) -> np.ndarray:
-        """Cube ``i`` as float32 ``(C, H, W)``; invalid pixels are 0 in every channel."""
-        return np.asarray(self._open()[0][self._check(i)])
+        """Cube ``i`` as float32 ``(C, H, W)``; invalid pixels are 0 in every channel.
+
+        Raises:
+            CorruptStoreError: the chunk file is truncated, or missing (it reads as the NaN
+                fill value, which real features never hold).
+        """
+        i = self._check(i)
+        try:
+            cube = np.asarray(self._open()[0][i])
+        except ValueError as err:  # zarr: "cannot reshape array of size ..." for a truncated chunk
+            raise self._damaged("cubes", i, f"cannot be read ({str(err).splitlines()[0][:120]})") from None
+        if cube.size and cube.flat[0] != cube.flat[0]:  # NaN: no chunk file (one compare per cube)
+            raise self._damaged("cubes", i, "is missing")
+        return cube
 
     def read_label(self, i: int) -> np.ndarray:
         """Labels of cube ``i`` as uint8 ``(H, W)`` training indices; 255 = ignore."""
@@ -288,7 +448,11 @@ class CubeStore:
         if labels is None:
             raise GeosegError("this CubeStore has no labels", path=self.path,
                               hint="give the dataset's scenes labels in the catalog and tile again")
-        return np.asarray(labels[self._check(i)])
+        i = self._check(i)
+        try:
+            return np.asarray(labels[i])
+        except (ValueError, RuntimeError) as err:  # a truncated chunk: the LZ4 decoder fails
+            raise self._damaged("labels", i, f"cannot be read ({str(err).splitlines()[0][:120]})") from None
 
     def read_cubes(self, ids: Sequence[int]) -> np.ndarray:
         """Several cubes as ``(n, C, H, W)`` float32 (one zarr chunk read per cube)."""

@@ -17,20 +17,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geoseg.config.catalog import Catalog
-from geoseg.errors import ConfigError, EmptyAreaError
+from geoseg.errors import ConfigError, CorruptStoreError, EmptyAreaError, GeosegError
 from geoseg.tiling.finalize import finalize, read_manifest
 from geoseg.tiling.plan import (
     TilePlan,
     TilingParams,
     content_key,
     describe_difference,
-    is_empty_dir,
     make_plan,
     remove_tree,
 )
-from geoseg.tiling.store import MANIFEST_NAME, create_arrays, write_json_atomic
+from geoseg.tiling.store import (
+    LEGACY_STORE,
+    MANIFEST_NAME,
+    STORE_ENTRIES,
+    STORE_KIND,
+    create_arrays,
+    verify_store,
+    write_json_atomic,
+)
 from geoseg.tiling.worker import TileTask, load_record, run_task
 from geoseg.utils.memory import malloc_environ
+from geoseg.utils.outputs import check_not_input, claim_folder, mark_folder, remove_owned
 
 __all__ = ["TileSummary", "tile_dataset", "local_cluster"]
 
@@ -136,34 +144,77 @@ def local_cluster(workers: int | None = None) -> Iterator:
     # ~100 MB of temporaries afresh (~30 % of its CPU time); tiling tasks have a bounded footprint
     config = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in malloc_environ().items()}
     config["distributed.worker.profile.enabled"] = False  # its stack sampling costs ~10 % of a worker's CPU
-    with dask.config.set(config), LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
-    ) as cluster, Client(cluster) as c:
+    with dask.config.set(config), contextlib.ExitStack() as stack:
+        with sigint_to_this_process_only():  # Ctrl-C: this process stops the workers, which print nothing
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
+            ))
+            c = stack.enter_context(Client(cluster))
         yield c
 
 
+@contextlib.contextmanager
+def sigint_to_this_process_only() -> Iterator[None]:
+    """Start child processes inside this block with SIGINT blocked; Ctrl-C then reaches only this process.
+
+    A terminal sends Ctrl-C to the whole foreground process group: without this, every Dask
+    worker process prints its own KeyboardInterrupt traceback. Children inherit the blocked
+    signal across exec; this process records an interrupt arriving meanwhile and raises
+    KeyboardInterrupt when the block ends (its caller then shuts the workers down).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()  # started later, it would unblock SIGINT in the thread that spawns workers
+    interrupted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C is recorded now
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        raise KeyboardInterrupt
+
+
 def _prepare_store(plan: TilePlan, overwrite: bool) -> dict | None:
-    """Create, resume or refuse the output directory; returns the existing complete manifest if any."""
+    """Create, resume or refuse the output directory; returns the existing complete manifest if any.
+
+    Only what geoseg wrote is ever removed (:mod:`geoseg.utils.outputs`): a user's file in the
+    folder survives ``overwrite``.
+    """
     out = plan.out
+    claim_folder(out, STORE_KIND, legacy=LEGACY_STORE)
     old = read_manifest(out) if out.exists() else None
-    if out.exists() and old is None and not is_empty_dir(out):
-        if not overwrite:
-            raise ConfigError("output folder exists and is not a CubeStore", path=out,
-                              hint="choose another --out, or add --overwrite to replace it")
-        remove_tree(out)
     if old is not None and content_key(old) != content_key(plan.manifest):
         if not overwrite:
             raise ConfigError(f"existing CubeStore was built differently: {describe_difference(old, plan.manifest)}",
                               path=out, hint="add --overwrite to rebuild it, or choose another --out")
         log.info("rebuilding %s: %s", out, describe_difference(old, plan.manifest))
-        remove_tree(out)
+        remove_owned(out, STORE_KIND, legacy=LEGACY_STORE)
         old = None
+    if old is not None and old.get("complete"):
+        try:  # a complete store whose chunks were lost or cut is rebuilt, never reported as complete
+            verify_store(out, old)
+        except CorruptStoreError as err:  # its hint: restore the file, or --overwrite
+            if not overwrite or err.path == str(out / MANIFEST_NAME):
+                raise
+            log.info("rebuilding damaged %s: %s", out, err)
+            remove_owned(out, STORE_KIND, legacy=LEGACY_STORE)
+            old = None
     if old is not None and old.get("complete"):
         remove_tree(plan.staging)  # a crash after completion may leave it behind
         return old
     if old is None or not plan.staging_arrays.exists():
         remove_tree(plan.staging)
         out.mkdir(parents=True, exist_ok=True)
+        mark_folder(out, STORE_KIND, STORE_ENTRIES)  # before the first byte of the store
         plan.records.mkdir(parents=True)
         create_arrays(plan.staging_arrays, len(plan.windows), plan.recipe.num_channels, plan.params.cube_size,
                       plan.has_labels)
@@ -185,6 +236,8 @@ def _run(tasks: list[TileTask], client, progress: bool) -> list[dict]:
     try:
         for future in as_completed(futures):
             record = future.result()
+            if "error" in record:  # a user error (a damaged scene file...) found by a worker: one line
+                raise record["error"]
             records.append(record)
             bar.update(len(record["cubes"]))
     except BaseException:
@@ -239,7 +292,9 @@ def tile_dataset(
     """
     start = time.perf_counter()
     params = TilingParams(cube_size, overlap, min_valid, tuple(split), seed, split_block, group)  # type: ignore[arg-type]
+    claim_folder(out, STORE_KIND, legacy=LEGACY_STORE)  # before any work
     plan = make_plan(catalog, dataset, out, params)
+    check_not_input({"--out": out}, plan.input_files())
     classes = plan.dataset.classes
     existing = _prepare_store(plan, overwrite)
     common = {"store": plan.out, "dataset": dataset, "scenes": len(plan.scenes), "candidates": len(plan.windows),
@@ -257,14 +312,19 @@ def tile_dataset(
     if resumed:
         log.info("resuming %s: %d of %d cubes already done", plan.out, resumed, len(plan.windows))
     tiling_seconds = 0.0
-    with _quiet_distributed(), _client(workers, scheduler, client) as c:
-        t0 = time.perf_counter()
-        for record in _run(pending, c, progress):
-            done[record["task"]] = record
-        tiling_seconds = time.perf_counter() - t0
+    try:
+        with _quiet_distributed(), _client(workers, scheduler, client) as c:
+            t0 = time.perf_counter()
+            for record in _run(pending, c, progress):
+                done[record["task"]] = record
+            tiling_seconds = time.perf_counter() - t0
+    except GeosegError:
+        if not resumed:  # e.g. a scene file damaged mid-run: leave no half-written store behind
+            remove_owned(plan.out, STORE_KIND)
+        raise
     records = [done[t.task_id] for t in tasks]
     if not any(e["kept"] for r in records for e in r["cubes"]):
-        remove_tree(plan.out)
+        remove_owned(plan.out, STORE_KIND)
         raise EmptyAreaError(
             f"no cube of dataset {dataset!r} reaches --min-valid {min_valid} "
             f"({len(plan.windows)} candidates; best valid fraction "

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.windows import Window
 
+from geoseg.errors import GeosegError
 from geoseg.features.recipes import Recipe
 from geoseg.io.labels import IGNORE_INDEX, SceneLabels
 from geoseg.io.scene import Scene
@@ -84,7 +85,22 @@ GDAL_WORKER_ENV = {"GDAL_CACHEMAX": 64 * 2**20}
 
 
 def run_task(task: TileTask) -> dict:
-    """Compute, write and record the task's cubes; returns the record."""
+    """Compute, write and record the task's cubes; returns the record.
+
+    A user error (:class:`~geoseg.errors.GeosegError`, e.g. a scene file that cannot be read
+    in this task's window) is returned as ``{"task": id, "error": err}`` rather than raised:
+    the tiler raises it as one line, and the worker logs no "Compute Failed" traceback.
+    """
+    try:
+        return _run_task(task)
+    except GeosegError as err:
+        # the GDAL exceptions it replaces do not pickle: send the error alone
+        err.__cause__ = err.__context__ = None
+        err.__traceback__ = None
+        return {"task": task.task_id, "error": err}
+
+
+def _run_task(task: TileTask) -> dict:
     import rasterio
 
     from geoseg.features.stack import read_features

@@ -24,14 +24,16 @@ from pydantic import Field
 from geoseg import __version__
 from geoseg.config.catalog import ClassDef
 from geoseg.config.schema import StrictModel, validate
-from geoseg.errors import CheckpointError
+from geoseg.errors import CheckpointError, GeosegError
 from geoseg.features.recipes import Recipe
-from geoseg.utils.atomic import atomic_dir
+from geoseg.utils.outputs import atomic_folder, legacy_entries
 
 __all__ = ["BundleConfig", "Normalization", "ModelBundle", "save_bundle", "load_bundle", "normalize"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+BUNDLE_KIND = "model bundle"
+_LEGACY = legacy_entries(CONFIG_NAME, WEIGHTS_NAME)
 
 
 class Normalization(StrictModel):
@@ -93,10 +95,18 @@ def save_bundle(model: torch.nn.Module | Mapping[str, torch.Tensor], config: Bun
 
     sd = model if isinstance(model, Mapping) else model.state_dict()
     state = {k: v.detach().cpu().contiguous() for k, v in sd.items()}
-    with atomic_dir(directory) as tmp:
+    with atomic_folder(directory, BUNDLE_KIND, legacy=_LEGACY) as tmp:
         save_file(state, str(tmp / WEIGHTS_NAME))
         (tmp / CONFIG_NAME).write_text(json.dumps(config.model_dump(mode="json"), indent=2))
     return Path(directory)
+
+
+_RESTORE = ("restore the bundle from a backup, or use another bundle of the training run "
+            "(MODEL_DIR/best, final or epoch_N) or retrain")
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
 
 
 def load_bundle(directory: str | Path, device: str | torch.device = "cpu") -> ModelBundle:
@@ -107,6 +117,9 @@ def load_bundle(directory: str | Path, device: str | torch.device = "cpu") -> Mo
 
     d = Path(directory)
     cfg_path, weights = d / CONFIG_NAME, d / WEIGHTS_NAME
+    if cfg_path.is_file() != weights.is_file():  # half a bundle: name the missing file
+        missing = weights if cfg_path.is_file() else cfg_path
+        raise CheckpointError(f"damaged model bundle: {missing.name} is missing", path=missing, hint=_RESTORE)
     if not cfg_path.is_file() or not weights.is_file():
         raise CheckpointError(
             f"not a model directory (needs {CONFIG_NAME} and {WEIGHTS_NAME})",
@@ -115,12 +128,28 @@ def load_bundle(directory: str | Path, device: str | torch.device = "cpu") -> Mo
         )
     try:
         raw = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{CONFIG_NAME} is not valid JSON ({err.msg})", path=cfg_path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        what = f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else "not text"
+        raise CheckpointError(f"damaged model bundle: {CONFIG_NAME} is not valid JSON ({what})", path=cfg_path,
+                              hint=_RESTORE) from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"damaged model bundle: {CONFIG_NAME} holds a JSON {type(raw).__name__}, not an "
+                              "object", path=cfg_path, hint=_RESTORE)
     config = validate(BundleConfig, raw, str(cfg_path))
-    model = create_model(**{**config.model, "pretrained": False})
     try:
-        model.load_state_dict(load_file(str(weights), device="cpu"))
+        model = create_model(**{**config.model, "pretrained": False})
+    except GeosegError:
+        raise
+    except Exception as err:  # e.g. an option the architecture does not take
+        raise CheckpointError(f"{CONFIG_NAME} does not describe a model this geoseg can build "
+                              f"({type(err).__name__}: {_first_line(err)})", path=cfg_path, hint=_RESTORE) from None
+    try:  # safetensors raises its own error type (SafetensorError) for a cut or garbled file
+        state = load_file(str(weights), device="cpu")
+    except Exception as err:
+        raise CheckpointError(f"damaged model bundle: {WEIGHTS_NAME} cannot be read ({_first_line(err)})",
+                              path=weights, hint=_RESTORE) from None
+    try:
+        model.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"weights do not match the architecture ({str(err).splitlines()[0]})", path=weights) from None
     model.to(device).eval()

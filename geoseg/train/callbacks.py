@@ -28,8 +28,10 @@ import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint
 
 from geoseg.train.bundle import BundleConfig, save_bundle
+from geoseg.train.config import TRAIN_KIND
 from geoseg.train.plots import plot_training
 from geoseg.utils.atomic import atomic_path
+from geoseg.utils.outputs import mark_folder
 
 __all__ = ["EpochSeed", "BundleWriter", "epoch_seed"]
 
@@ -147,6 +149,7 @@ class BundleWriter(Checkpoint):
         state = _full_state_dict(trainer, pl_module)
         path = self.out / name
         if trainer.is_global_zero:
+            mark_folder(self.out, TRAIN_KIND, [name])  # recorded before written: --overwrite may remove it
             model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
             extra = {**self.template.get("extra", {}), "epoch": epoch if epoch is not None else trainer.current_epoch + 1,
                      "global_step": trainer.global_step, "metrics": metrics or {}}

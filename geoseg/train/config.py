@@ -27,6 +27,8 @@ Strategy = Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"
 # scene in 30 s on 2 idle CPU cores (tests/train/test_demo_quality.py, docs/training.md).
 DEMO_DEFAULTS = {"model": "unet", "encoder": "resnet18", "epochs": 12, "batch_size": 8, "lr": 2e-3}
 
+TRAIN_KIND = "training run"  # the ownership marker's kind of a MODEL_DIR (geoseg.utils.outputs)
+
 
 class TrainConfig(StrictModel):
     """Options of a training run (``geoseg train``); see docs/training.md for a guide."""

@@ -29,12 +29,14 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from geoseg.errors import ConfigError, LabelError
 from geoseg.train.metrics import IGNORE_INDEX, Scores, confusion_scores
-from geoseg.utils.atomic import atomic_dir
 from geoseg.utils.memory import keep_freed_memory
+from geoseg.utils.outputs import atomic_folder, check_not_input, claim_folder, legacy_entries
 
 __all__ = ["EvalResult", "evaluate", "format_report"]
 
 log = logging.getLogger(__name__)
+EVAL_KIND = "evaluation"
+_LEGACY = legacy_entries("metrics.json", optional=("confusion_matrix.png", "evaluation_report.txt", "examples"))
 
 
 @dataclass
@@ -114,10 +116,12 @@ def evaluate(
     from geoseg.train.bundle import load_bundle
     from geoseg.train.plots import plot_confusion, plot_example, rgb_composite
 
+    claim_folder(out, EVAL_KIND, legacy=_LEGACY)  # before any work
     keep_freed_memory()
     start = time.perf_counter()
     dev = _device(device)
     bundle = load_bundle(bundle_dir, device=dev)
+    check_not_input({"--out": out}, [bundle_dir, cubes])
     cfg = bundle.config
     extra = cfg.extra
     target_size = extra.get("target_size") if extra.get("target_mode") == "resize" else None
@@ -155,7 +159,7 @@ def evaluate(
         "precision": ("float16" if dev.type == "cuda" else "bfloat16") if fp16 else "float32",
     }
     written: list[Path] = []
-    with atomic_dir(out) as tmp:
+    with atomic_folder(out, EVAL_KIND, legacy=_LEGACY) as tmp:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         plot_confusion(scores.confusion, names, tmp / "confusion_matrix.png")
         (tmp / "evaluation_report.txt").write_text(format_report(scores, cfg, metrics))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,9 +25,16 @@ import torch
 import yaml
 
 from geoseg.errors import CheckpointError, ConfigError
-from geoseg.train.config import TrainConfig
+from geoseg.train.config import TRAIN_KIND, TrainConfig
 from geoseg.train.losses import class_weights_from_counts
 from geoseg.utils.memory import keep_freed_memory
+from geoseg.utils.outputs import (
+    check_not_input,
+    claim_folder,
+    legacy_entries,
+    mark_folder,
+    remove_owned,
+)
 
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback
@@ -39,6 +45,7 @@ log = logging.getLogger(__name__)
 
 OUTPUT_NAMES = ("best", "final", "checkpoints", "logs", "config.yaml", "history.json", "training_plots.png",
                 "profile.txt")
+_LEGACY = legacy_entries("config.yaml", optional=OUTPUT_NAMES, patterns=("epoch_*",))
 _ARCH_KEYS = ("model", "encoder", "aux_head", "freeze_backbone", "deep_supervision", "cat_channels", "model_options")
 
 
@@ -118,11 +125,19 @@ def _check_out(cfg: TrainConfig, out: Path, resume: Path | None) -> list[str]:
     failed alone would leave the others waiting for it). Returns the outputs of an earlier run
     that ``overwrite`` replaces.
     """
-    previous = [name for name in OUTPUT_NAMES if (out / name).exists()] + [p.name for p in out.glob("epoch_*")]
+    previous = claim_folder(out, TRAIN_KIND, flag="--out", legacy=_LEGACY)
+    pretrained = cfg.pretrained if isinstance(cfg.pretrained, Path) else None
+    check_not_input({"--out": out}, [cfg.cubes, pretrained])
     if resume is not None:
         old_cfg = out / "config.yaml"
         if old_cfg.is_file():
-            old = yaml.safe_load(old_cfg.read_text()) or {}
+            try:
+                old = yaml.safe_load(old_cfg.read_text()) or {}
+            except (yaml.YAMLError, UnicodeDecodeError):
+                old = None
+            if not isinstance(old, dict):
+                raise CheckpointError("cannot resume: the run's config.yaml is damaged (not a YAML mapping)",
+                                      path=old_cfg, hint="restore it from a backup, or train into a new --out")
             new = cfg.model_dump(mode="json")
             diff = [k for k in _ARCH_KEYS if k in old and old[k] != new[k]]
             if diff:
@@ -136,13 +151,11 @@ def _check_out(cfg: TrainConfig, out: Path, resume: Path | None) -> list[str]:
 
 
 def _clear_out(out: Path, previous: list[str]) -> None:
-    """Remove an earlier run's outputs (global rank 0 only)."""
-    for name in previous:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    """Remove an earlier run's outputs (global rank 0 only): what geoseg wrote, never a user's file."""
+    if previous:
+        remove_owned(out, TRAIN_KIND, legacy=_LEGACY)
+    out.mkdir(parents=True, exist_ok=True)
+    mark_folder(out, TRAIN_KIND, OUTPUT_NAMES)
 
 
 def _loggers(out: Path) -> list[Any]:
@@ -167,6 +180,10 @@ def _strategy(cfg: TrainConfig, accelerator: str) -> Any:
 
         return DDPStrategy(process_group_backend="gloo")
     return cfg.strategy
+
+
+def _no_interrupt_notice(record: logging.LogRecord) -> bool:
+    return "Detected KeyboardInterrupt" not in record.getMessage()
 
 
 def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResult:
@@ -205,8 +222,6 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
     out = Path(config.out)
     resume = _resume_path(config, out)
     previous = _check_out(config, out, resume)  # on every rank: all fail alike, before any process group
-    if _is_rank_zero():
-        _clear_out(out, previous)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     dm = CubeDataModule(
         config.cubes, batch_size=config.batch_size, num_workers=config.num_workers, target_size=config.target_size,
@@ -214,7 +229,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
         val_split=config.val_split, downsample=config.downsample_size if config.downsample else None,
         seed=config.seed, in_memory=config.in_memory,
     )
-    dm.setup("fit")  # empty splits fail here, before anything is written
+    dm.setup("fit")  # a damaged store or empty splits fail here, before anything is written
     weights = None
     if config.class_weights == "auto":
         weights = [float(w) for w in class_weights_from_counts(dm.class_counts(config.train_split))]
@@ -222,6 +237,8 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
     task = SegmentationTask(config.model_dump(mode="json"), in_channels=dm.store.num_channels,
                             channel_names=dm.channel_names, class_names=dm.class_names,
                             class_weights=weights, channels_last=channels_last)
+    if _is_rank_zero():  # the model builds: now an earlier run may be replaced
+        _clear_out(out, previous)
     template = {
         "recipe": dm.store.recipe.to_dict(), "channel_names": dm.channel_names,
         "classes": [c.model_dump() for c in dm.classes], "normalization": dm.normalization.model_dump(),
@@ -254,7 +271,16 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
         profiler=make_profiler(config.profiler, str(out)),
     )
     start = time.perf_counter()
-    trainer.fit(task, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    notices = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    notices.addFilter(_no_interrupt_notice)  # Ctrl-C: the CLI prints one line of its own
+    try:
+        trainer.fit(task, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning exits with code 1 after Ctrl-C; it is an interrupt (exit code 130)
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        notices.removeFilter(_no_interrupt_notice)
     seconds = time.perf_counter() - start
     best = out / "best" if (out / "best").is_dir() else None
     metrics: dict[str, Any] = {}

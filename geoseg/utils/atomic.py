@@ -1,43 +1,46 @@
-"""Outputs are written under a temporary name and renamed when complete."""
+"""Outputs are written under a temporary name and renamed when complete.
+
+Folders are written with :func:`geoseg.utils.outputs.atomic_folder`, which also enforces
+who owns the folder; this module holds the single-file case.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_dir"]
+from geoseg.utils.outputs import (
+    atomic_folder,
+    clean_stale_temporaries,
+    make_parents,
+    remove_empty,
+    temp_name,
+)
+
+__all__ = ["atomic_path", "atomic_folder"]
 
 
 @contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling path; on success it replaces ``final``, on error it is removed."""
+    """Yield a temporary sibling path; on success it replaces ``final``, on error it is removed.
+
+    Callers that write a user-named output check it first with
+    :func:`geoseg.utils.outputs.claim_file`.
+    """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.stem}.tmp-{uuid.uuid4().hex[:8]}{final.suffix}")
+    created = make_parents(final)
+    clean_stale_temporaries(final)
+    tmp = temp_name(final)
+    done = False
     try:
         yield tmp
         os.replace(tmp, final)
+        done = True
     finally:
         for leftover in (tmp, Path(f"{tmp}.aux.xml"), Path(f"{tmp}.ovr")):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
-
-
-@contextlib.contextmanager
-def atomic_dir(final: str | Path) -> Iterator[Path]:
-    """Like :func:`atomic_path` for a directory (an existing ``final`` is replaced)."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not done:
+            remove_empty(created)  # folders made for this output only

@@ -101,6 +101,6 @@ def test_complete_store_is_kept_and_changes_are_refused(demo480, client, tmp_pat
     assert CubeStore.open(out).manifest["complete"] is True
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not a CubeStore"):
+    with pytest.raises(ConfigError, match="not written by geoseg"):
         tile_dataset(catalog, "demo480", tmp_path / "other", client=client, progress=False, **params)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"

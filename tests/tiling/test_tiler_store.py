@@ -30,7 +30,7 @@ def test_direct_chunk_writes_equal_zarr_writes(tmp_path) -> None:
     cubes, labels = open_arrays(tmp_path / "b.zarr")
     np.testing.assert_array_equal(cubes[1], cube)
     np.testing.assert_array_equal(labels[1], label)
-    assert (cubes[2] == 0).all() and (labels[0] == 255).all()  # unwritten chunks: fill values
+    assert np.isnan(cubes[2]).all() and (labels[0] == 255).all()  # unwritten chunks: fill values (cubes: NaN)
     assert cubes.chunks == (1, 24, 32, 32) and labels.chunks == (1, 32, 32)
     assert json.loads((tmp_path / "b.zarr" / "zarr.json").read_text())["zarr_format"] == 3
 

@@ -61,7 +61,8 @@ def test_ddp_outputs_written_by_rank_zero_only(ddp_run):
     # nothing temporary or per-rank is left behind
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
     assert not [n for n in names if ".tmp-" in n]
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert json.loads((out / ".geoseg.json").read_text())["kind"] == "training run"  # geoseg's own folder
+    assert sorted(p.name for p in out.iterdir() if p.name != ".geoseg.json") == [
         "best", "checkpoints", "config.yaml", "epoch_1", "epoch_2", "final", "history.json", "logs",
         "profile.txt", "training_plots.png"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt"]
