@@ -7,11 +7,14 @@ nothing under the final output name, and every pre-existing file byte-identical.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import shutil
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,6 +29,27 @@ def run_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 600,
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "geoseg", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd or REPO, timeout=timeout, env=full_env)
+
+
+def run_inproc(*args: str | Path) -> subprocess.CompletedProcess:
+    """``geoseg ARGS`` through the CLI's ``main`` in this process (what a user sees on stdout/stderr).
+
+    An exception escaping ``main`` is what a user would see as a traceback: it is written to
+    the captured stderr with exit code 1, so :func:`assert_refused` reports it.
+    """
+    from geoseg.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        except BaseException:  # noqa: BLE001 - shown like the interpreter would show it
+            err.write(traceback.format_exc())
+            code = 1
+    return subprocess.CompletedProcess([str(a) for a in args], code, out.getvalue(), err.getvalue())
 
 
 def assert_refused(result: subprocess.CompletedProcess, *names: str | Path, rc: int = 2) -> str:
@@ -53,7 +77,7 @@ def snapshot(*roots: Path) -> dict[str, str]:
         if root.is_file():
             found[str(root)] = hashlib.sha256(root.read_bytes()).hexdigest()
             continue
-        for dirpath, dirnames, filenames in os.walk(root):
+        for dirpath, _dirnames, filenames in os.walk(root):
             found[dirpath] = "<dir>"
             for name in filenames:
                 path = Path(dirpath, name)

@@ -27,9 +27,9 @@ HEAVY = ("torch", "lightning", "distributed")
 # A fresh interpreter running ``geoseg ARGS`` that reports, at exit, which heavy modules it imported.
 _PROBE = (
     "import sys, atexit\n"
-    "atexit.register(lambda: print('imported:', ','.join(m for m in %r if m in sys.modules), file=sys.stderr))\n"
+    f"atexit.register(lambda: print('imported:', ','.join(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr))\n"
     "from geoseg.cli.main import main\n"
-    "main(sys.argv[1:])\n" % (HEAVY,)
+    "main(sys.argv[1:])\n"
 )
 
 

@@ -1,7 +1,9 @@
 """Nothing lost: geoseg never deletes or overwrites what it did not write, nor its own inputs.
 
-Every case runs the real command. Refusals: exit 2, one line naming the path, nothing new
-written, every pre-existing file byte-identical. Accepted reruns: geoseg replaces only what
+Every case runs the real command: in a fresh process, or, for the commands that import torch
+(train, evaluate, export, run), through the CLI's own ``main`` in this process (a fresh
+interpreter costs ~5 s of imports each). Refusals: exit 2, one line naming the path, nothing
+new written, every pre-existing file byte-identical. Accepted reruns: geoseg replaces only what
 its marker or signature says it wrote; a user's file beside its outputs survives.
 """
 
@@ -27,6 +29,7 @@ from tests.reliability.conftest import (
     assert_unchanged,
     band_of,
     run_cli,
+    run_inproc,
     scene_of,
     snapshot,
     user_files,
@@ -171,7 +174,7 @@ def test_evaluate_refuses_a_folder_of_user_files(tmp_path: Path, bundle: Path, s
     user_files(out)
     before = snapshot(out)
     inputs = snapshot(bundle, store)
-    assert_refused(run_cli("evaluate", bundle, store, "--out", out, "--device", "cpu"), out, "not written by geoseg")
+    assert_refused(run_inproc("evaluate", bundle, store, "--out", out, "--device", "cpu"), out, "not written by geoseg")
     assert_unchanged(before)
     assert_unchanged(inputs)
     assert_nothing_new(out, before)
@@ -179,9 +182,9 @@ def test_evaluate_refuses_a_folder_of_user_files(tmp_path: Path, bundle: Path, s
 
 def test_evaluate_rerun_keeps_a_user_file(tmp_path: Path, bundle: Path, store: Path) -> None:
     out = tmp_path / "e"
-    assert run_cli("evaluate", bundle, store, "--out", out, "--device", "cpu").returncode == 0
+    assert run_inproc("evaluate", bundle, store, "--out", out, "--device", "cpu").returncode == 0
     mine = user_files(out, ("my_notes.txt",))
-    result = run_cli("evaluate", bundle, store, "--out", out, "--device", "cpu", "--split", "val")
+    result = run_inproc("evaluate", bundle, store, "--out", out, "--device", "cpu", "--split", "val")
     assert result.returncode == 0, result.stderr
     assert_unchanged(mine)
     assert json.loads((out / "metrics.json").read_text())["split"] == "val"
@@ -194,7 +197,7 @@ def test_evaluate_output_inside_an_input(where: str, tmp_path: Path, bundle: Pat
     shutil.copytree(store, s)
     out = (b if where == "bundle" else s) / "eval"
     before = snapshot(b, s)
-    assert_refused(run_cli("evaluate", b, s, "--out", out, "--device", "cpu"), "inside the input")
+    assert_refused(run_inproc("evaluate", b, s, "--out", out, "--device", "cpu"), "inside the input")
     assert_unchanged(before)
     assert not out.exists()
 
@@ -204,16 +207,15 @@ def test_train_refuses_a_folder_of_user_files_and_overwrite_keeps_them(tmp_path:
     out.mkdir()
     user_files(out)
     before = snapshot(out)
-    for extra in ([], ["--overwrite"]):
-        assert_refused(run_cli("train", store, "--out", out, *TINY_TRAIN, *extra), out, "not written by geoseg")
+    assert_refused(run_inproc("train", store, "--out", out, *TINY_TRAIN, "--overwrite"), out, "not written by geoseg")
     assert_unchanged(before)
     assert_nothing_new(out, before)
     # a geoseg training run with a user's file inside: --overwrite replaces the run, keeps the file
     run = tmp_path / "run"
-    assert run_cli("train", store, "--out", run, *TINY_TRAIN).returncode == 0
+    assert run_inproc("train", store, "--out", run, *TINY_TRAIN).returncode == 0
     mine = user_files(run, ("my_notes.txt",))
-    assert_refused(run_cli("train", store, "--out", run, *TINY_TRAIN), run, "--overwrite")
-    result = run_cli("train", store, "--out", run, *TINY_TRAIN, "--overwrite")
+    assert_refused(run_inproc("train", store, "--out", run, *TINY_TRAIN), run, "--overwrite")
+    result = run_inproc("train", store, "--out", run, *TINY_TRAIN, "--overwrite")
     assert result.returncode == 0, result.stderr
     assert_unchanged(mine)
     assert (run / "best" / "model.safetensors").is_file() or (run / "final" / "model.safetensors").is_file()
@@ -223,7 +225,7 @@ def test_train_output_inside_the_store(tmp_path: Path, store: Path) -> None:
     s = tmp_path / "store"
     shutil.copytree(store, s)
     before = snapshot(s)
-    assert_refused(run_cli("train", s, "--out", s / "model", *TINY_TRAIN), "inside the input")
+    assert_refused(run_inproc("train", s, "--out", s / "model", *TINY_TRAIN), "inside the input")
     assert_unchanged(before)
     assert_nothing_new(s, before)
 
@@ -312,8 +314,8 @@ def test_export_and_cubes_export_outputs(tmp_path: Path, bundle: Path, store: Pa
     onnx_mine = tmp_path / "model.onnx"
     onnx_mine.write_bytes(b"not geoseg's model")
     before = snapshot(tmp_path)
-    assert_refused(run_cli("export", b, "--out", b / "model.onnx", "--no-check"), "inside the input")
-    assert_refused(run_cli("export", b, "--out", onnx_mine, "--no-check"), onnx_mine, "not written by geoseg")
+    assert_refused(run_inproc("export", b, "--out", b / "model.onnx", "--no-check"), "inside the input")
+    assert_refused(run_inproc("export", b, "--out", onnx_mine, "--no-check"), onnx_mine, "not written by geoseg")
     assert_refused(run_cli("cubes", "export", s, "--out", s / "cubes.npy"), "inside the input")
     assert_refused(run_cli("cubes", "export", s, "--out", mine), mine, "not written by geoseg")
     assert_unchanged(before)
@@ -336,18 +338,18 @@ def test_run_refuses_a_run_dir_of_user_files(tmp_path: Path) -> None:
     (run / "predict" / "maps" / "my_map.tif").write_text("mine")
     before = snapshot(run)
     pipeline = _tiny_pipeline(tmp_path)
-    assert_refused(run_cli("run", pipeline, "--run-dir", run), run, "not written by geoseg")
+    assert_refused(run_inproc("run", pipeline, "--run-dir", run), run, "not written by geoseg")
     assert_unchanged(before)
     assert_nothing_new(run, before)
 
 
 def test_run_force_predict_keeps_a_user_map(tmp_path: Path) -> None:
     run, pipeline = tmp_path / "r", _tiny_pipeline(tmp_path)
-    result = run_cli("run", pipeline, "--run-dir", run)
+    result = run_inproc("run", pipeline, "--run-dir", run)
     assert result.returncode == 0, result.stderr
     maps = run / "predict" / "maps"
     mine = user_files(maps, ("my_map.tif",))
-    result = run_cli("run", pipeline, "--run-dir", run, "--force", "predict")
+    result = run_inproc("run", pipeline, "--run-dir", run, "--force", "predict")
     assert result.returncode == 0, result.stderr
     assert_unchanged(mine)
     assert (maps / "demo.tif").is_file()

@@ -14,11 +14,8 @@ subprocess too, so the real entry point is covered for both kinds.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import shutil
 import subprocess
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +28,7 @@ from tests.reliability.conftest import (
     assert_refused,
     assert_unchanged,
     run_cli,
+    run_inproc,
     snapshot,
     truncate,
 )
@@ -40,27 +38,6 @@ TILE_ARGS = ["--cube-size", str(DEMO_STORE_PARAMS["cube_size"]), "--overlap", st
              "--min-valid", str(DEMO_STORE_PARAMS["min_valid"]), "--split-block", str(DEMO_STORE_PARAMS["split_block"]),
              "--seed", str(DEMO_STORE_PARAMS["seed"]), "--workers", "1"]
 CLASS_NAMES = ["water", "forest", "cropland", "grassland", "built-up", "bare soil"]
-
-
-def run_inproc(*args: str | Path) -> subprocess.CompletedProcess:
-    """``geoseg ARGS`` through the CLI's ``main`` in this process (what a user sees on stdout/stderr).
-
-    An exception escaping ``main`` is what a user would see as a traceback: it is written to
-    the captured stderr with exit code 1, so :func:`assert_refused` reports it.
-    """
-    from geoseg.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-        except BaseException:  # noqa: BLE001 - shown like the interpreter would show it
-            err.write(traceback.format_exc())
-            code = 1
-    return subprocess.CompletedProcess([str(a) for a in args], code, out.getvalue(), err.getvalue())
 
 
 def geoseg(command: str, *args: str | Path) -> subprocess.CompletedProcess:
