@@ -8,7 +8,7 @@ description, to ``docs/benchmarks_models.md``.
 
     python benchmarks/bench_models.py            # full size (slow on 2 cores)
     python benchmarks/bench_models.py --quick    # (2, 24, 128, 128), one repeat
-    python benchmarks/bench_models.py --unet3plus-params   # parameter table of seed 001
+    python benchmarks/bench_models.py --unet3plus-params   # UNet 3+ backbones: stated vs measured sizes
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ SMALL = {"rsprunetpp": "resnest14d", "unet3plus": "efficientnet_b0", "deeplabv3p
          "pspnet": "resnet18", "unet": "resnet18"}
 DEFAULT = {"rsprunetpp": "resnest101e", "unet3plus": "convnext_tiny", "deeplabv3plus": "resnet50",
            "pspnet": "resnet50", "unet": "resnet34"}
-UNET3PLUS_SEED = {  # seed 001's table: backbone -> stated parameters (millions)
+UNET3PLUS_SEED = {  # UNet 3+ backbones -> their commonly stated parameters (millions)
     "convnext_tiny": 28, "convnext_small": 50, "convnext_base": 89, "hrnet_w18": 9,
     "hrnet_w32": 29, "hrnet_w48": 65, "efficientnet_b0": 5, "efficientnet_b3": 12,
     "resnet34": 21, "resnet50": 25,
@@ -156,8 +156,8 @@ def run(quick: bool, only: list[str] | None, repeats: int | None = None,
 
 
 def unet3plus_params() -> str:
-    """Markdown table: seed 001's stated parameters vs measured encoder and UNet 3+ totals."""
-    lines = ["| backbone | seed table | timm encoder (features_only) | UNet 3+ total (3 in, 3 classes) |",
+    """Markdown table: the backbones' stated parameters vs measured encoder and UNet 3+ totals."""
+    lines = ["| backbone | stated size | timm encoder (features_only) | UNet 3+ total (3 in, 3 classes) |",
              "|---|---|---|---|"]
     for enc, stated in UNET3PLUS_SEED.items():
         model = create_model("unet3plus", in_channels=3, num_classes=3, encoder=enc)

@@ -105,10 +105,10 @@ def _naive(scene_path: str, bundle_dir: str, batch: int, out: str) -> dict:
     import torch
     from rasterio.windows import Window
 
+    from geoseg.bundle import normalize
     from geoseg.features import read_features
     from geoseg.io import open_scene
     from geoseg.predict import load_model_bundle, plan_windows
-    from geoseg.train.bundle import normalize
 
     start, cpu = time.perf_counter(), time.process_time()
     bundle = load_model_bundle(bundle_dir)
@@ -174,11 +174,11 @@ def _run(mode: str, scene: Path, bundle: Path, work: Path, args: argparse.Namesp
 
 
 def _bundle(work: Path, encoder: str) -> Path:
+    from geoseg.bundle import BundleConfig, Normalization, save_bundle
     from geoseg.config.catalog import ClassDef
     from geoseg.demo.classes import DEMO_CLASSES
     from geoseg.features import get_recipe
     from geoseg.models import create_model
-    from geoseg.train.bundle import BundleConfig, Normalization, save_bundle
 
     recipe = get_recipe("s2_24")
     model = create_model("unet", in_channels=24, num_classes=CLASSES, encoder=encoder,

@@ -104,10 +104,12 @@ def run_geoseg(cubes: Path, out: Path, model: str, encoder: str, epochs: int, ba
 
 def run_bare(cubes: Path, model: str, encoder: str, epochs: int, batch: int, options: dict) -> dict[str, float]:
     """The same work as a geoseg training epoch, written as a plain loop."""
-    from geoseg.data import random_dihedral, store_normalization
+    from geoseg.bundle import normalize
+    from geoseg.data.augment import random_dihedral
+    from geoseg.data.datamodule import store_normalization
     from geoseg.models import create_model
     from geoseg.tiling import CubeStore
-    from geoseg.train import SegmentationLoss, normalize
+    from geoseg.train import SegmentationLoss
 
     store = CubeStore.open(cubes)
     ids = store.ids("train")
@@ -282,8 +284,8 @@ def forest(store_dir: Path, trees: int = 200) -> tuple[dict[str, Any], float]:
 def predict_test(bundle_dir: Path, store_dir: Path) -> np.ndarray:
     """Class indices of the bundle on the test cubes (the datamodule's normalisation, whole cubes)."""
     import geoseg.data.datamodule as datamodule
+    from geoseg.bundle import load_bundle
     from geoseg.tiling import CubeStore
-    from geoseg.train import load_bundle
 
     bundle, store = load_bundle(bundle_dir), CubeStore.open(store_dir)
     x = torch.from_numpy(store.read_cubes(store.ids("test")))
@@ -294,7 +296,7 @@ def predict_test(bundle_dir: Path, store_dir: Path) -> np.ndarray:
 
 def _clipped_normalize(limit: float):
     """``normalize`` with z-scores clamped to ±limit (masked pixels stay 0) — an experiment."""
-    from geoseg.train.bundle import normalize
+    from geoseg.bundle import normalize
 
     def run(x, norm, mask_channels=11):
         return normalize(x, norm, mask_channels).clamp(-limit, limit)

@@ -1,8 +1,10 @@
 """geoseg: Sentinel-2 scenes to land-cover maps.
 
-Stages (one subpackage each, in data-flow order):
-``config`` → ``io`` (Scene) → ``features`` (FeatureStack) → ``tiling`` (CubeStore)
-→ ``models`` → ``train`` → ``predict`` (+ stitcher) → ``pipeline``; ``cli`` is a thin layer.
+Stages (one subpackage each, in data-flow order): ``io`` (``open_scene`` → Scene) →
+``features`` (``read_features``, ``feature_stack``) → ``tiling`` (``tile_dataset`` → CubeStore)
+→ ``data`` → ``models`` → ``train`` → ``predict`` (+ ``stitch``) → ``export``. ``config`` reads
+the data catalog, ``pipeline`` runs the stages from one YAML file and ``cli`` is a thin layer
+over them (docs/architecture.md: which package may import which).
 """
 
 from importlib.metadata import PackageNotFoundError, version

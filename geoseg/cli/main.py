@@ -8,6 +8,7 @@ print one line and exit with code 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import sys
 

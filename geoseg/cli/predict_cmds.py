@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -93,7 +94,7 @@ def predict_cmd(model: Path, scenes: tuple[Path, ...], scale: float | None, date
         catalog_scenes = dataset_scenes(cat, dataset)
         _warn_class_map(cat.dataset(dataset).classes, bundle.config.classes, dataset)
         opened += [c.scene for c in catalog_scenes]
-    options = {"window": window, "overlap": overlap, "batch_size": batch_size, "device": device, "fp16": fp16,
+    options: dict[str, Any] = {"window": window, "overlap": overlap, "batch_size": batch_size, "device": device, "fp16": fp16,
                "tta": tta, "workers": workers, "overviews": overviews, "progress": not no_progress}
     if len(opened) == 1 and dataset is None and not into_folder:
         summaries = [predict_scene(opened[0], bundle, out, confidence=confidence, vector=vector, **options)]

@@ -34,14 +34,14 @@ def fail_option(flag: str, message: str, hint: str | None = None) -> None:
     raise click.BadParameter(_with_hint(message, hint), param_hint=flag)
 
 
-class _Range:
+class _Range(click.ParamType):
     """Mixin of :class:`Int` and :class:`Float`: a finite number in ``[min, max]`` (bounds may be open)."""
 
     min: Any
     max: Any
     min_open: bool
     max_open: bool
-    _number_class: type
+    _number_class: Any
 
     def _setup(self, hint: str | None, multiple_of: int | None) -> None:
         self.hint = hint
@@ -50,6 +50,7 @@ class _Range:
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, bool):
             value = int(value)
+        rv: Any
         if isinstance(value, self._number_class) and not isinstance(value, bool):
             rv = value
         else:

@@ -9,10 +9,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from geoseg.config.closest import did_you_mean
 from geoseg.config.schema import StrictModel, load_yaml
 from geoseg.errors import CatalogError
 from geoseg.io.sensors import DEFAULT_INVALID_SCL
+from geoseg.utils.closest import did_you_mean
 
 __all__ = ["ClassDef", "LabelSource", "SceneEntry", "DemoSource", "Dataset", "Catalog", "load_catalog", "cache_dir"]
 

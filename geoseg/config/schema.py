@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from geoseg.config.closest import did_you_mean
 from geoseg.errors import ConfigError, MissingFileError
+from geoseg.utils.closest import did_you_mean
 
-__all__ = ["StrictModel", "load_yaml", "validate", "format_validation_error"]
+__all__ = ["StrictModel", "OptionsModel", "load_yaml", "validate", "format_validation_error"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -20,6 +20,36 @@ class StrictModel(BaseModel):
     """Base of every config model: unknown keys are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class OptionsModel(StrictModel):
+    """Base of a stage's options given from Python: frozen, validated when constructed.
+
+    A validator states a rule by raising :class:`ConfigError` with the user-facing message
+    (the CLI's words, e.g. ``--min-valid``); that error is raised as is. Other failures (an
+    unknown option, a wrong type) become one ConfigError naming the option.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise _options_error(err, type(self)) from None
+
+
+def _options_error(err: ValidationError, model: type[BaseModel]) -> ConfigError:
+    for e in err.errors():
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigError):
+            return cause
+    first = next((e for e in err.errors() if e["type"] == "extra_forbidden"), err.errors()[0])
+    where = ".".join(str(p) for p in first["loc"]) or model.__name__
+    if first["type"] == "extra_forbidden":
+        return ConfigError(f"unknown option {where!r} of {model.__name__}",
+                           hint=did_you_mean(where, list(model.model_fields)))
+    return ConfigError(f"{model.__name__} option {where}: {first['msg']}")
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -1,7 +1,10 @@
-"""CubeStore → torch datasets, a Lightning DataModule and on-device batch augmentation."""
+"""CubeStore → torch datasets, a Lightning DataModule and on-device batch augmentation.
 
-from geoseg.data.augment import center_crop, dihedral, random_crop, random_dihedral, resize_nearest
-from geoseg.data.datamodule import CubeDataModule, store_normalization
+Batch augmentation (``augment``) and the store's normalisation statistics
+(``datamodule.store_normalization``) are importable from their modules.
+"""
+
+from geoseg.data.datamodule import CubeDataModule
 from geoseg.data.dataset import CubeDataset, InMemoryCubes
 from geoseg.data.sampler import ShardSampler
 
@@ -10,10 +13,4 @@ __all__ = [
     "CubeDataset",
     "InMemoryCubes",
     "ShardSampler",
-    "center_crop",
-    "dihedral",
-    "random_crop",
-    "random_dihedral",
-    "resize_nearest",
-    "store_normalization",
 ]

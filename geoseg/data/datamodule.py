@@ -4,7 +4,7 @@ Loading and batching happen in the DataLoader; everything that changes pixel val
 geometry happens on the batch after it reached the device (``on_after_batch_transfer``,
 torchgeo style), in this order:
 
-1. valid-pixel normalisation with the store's statistics (:func:`geoseg.train.bundle.normalize`
+1. valid-pixel normalisation with the store's statistics (:func:`geoseg.bundle.normalize`
    — masked pixels stay exactly 0, so masked BatchNorm and the zero-sum rule still hold);
 2. ``target_size``: a random crop per training sample (``crop``; validation keeps whole
    cubes), or a nearest resize of training and validation batches (``resize``);
@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from geoseg.bundle import Normalization, normalize
 from geoseg.config.catalog import ClassDef
 from geoseg.data.augment import random_crop, random_dihedral, resize_nearest
 from geoseg.data.dataset import CubeDataset, InMemoryCubes
 from geoseg.data.sampler import ShardSampler
 from geoseg.errors import ConfigError, EmptyAreaError
 from geoseg.tiling.store import CubeStore
-from geoseg.train.bundle import Normalization, normalize
 
 __all__ = ["CubeDataModule", "store_normalization"]
 

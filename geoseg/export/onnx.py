@@ -9,9 +9,11 @@ Our normalisation keeps invalid pixels at exactly 0 (the masked-cube convention)
 standardises every pixel, turning an invalid pixel (all channels 0) into ``-mean / std``.
 With ``mask_invalid`` (the default) the graph re-applies the zero mask itself: it recovers the
 raw values of the first ``mask_channels`` channels (``x * s + m``), marks a pixel invalid
-when their absolute sum is ~0, zeroes its input (as in training) and its output
-probabilities (as the predictor does). The result equals ``softmax(model(normalize(x)))``
-on valid pixels and 0 on invalid ones.
+by the one rule (:func:`geoseg.validity.valid_mask`; the recovered values carry rounding
+error, hence :data:`VALID_TOLERANCE` instead of 0), zeroes its input (as in training) and its
+output probabilities (as the predictor does). The result equals the bundle's
+:class:`~geoseg.bundle.ModelRunner` probabilities (``softmax(model(normalize(x)))``) on valid
+pixels and 0 on invalid ones.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ import torch
 from torch import nn
 
 from geoseg import __version__
+from geoseg.bundle import ModelBundle, ModelRunner, load_model_bundle
 from geoseg.errors import ConfigError, ModelError
 from geoseg.export.deepness import DEEPNESS_SCALE, require_onnxruntime, run_like_deepness
-from geoseg.train.bundle import ModelBundle, normalize
 from geoseg.utils.atomic import atomic_path
 from geoseg.utils.outputs import check_not_input, claim_file
+from geoseg.validity import valid_mask
 
 __all__ = ["DeepnessGraph", "OnnxExport", "export_onnx", "deepness_metadata", "reference_probabilities",
            "MAX_OPSET", "VALID_TOLERANCE"]
@@ -43,7 +46,7 @@ log = logging.getLogger(__name__)
 
 MAX_OPSET = 20  # Deepness pins onnxruntime 1.17
 MIN_OPSET = 13
-VALID_TOLERANCE = 1e-5  # |raw| summed over the mask channels at or below this = invalid pixel
+VALID_TOLERANCE = 1e-5  # valid_mask's tolerance on raw values recovered in the graph (rounding error)
 Exporter = Literal["torchscript", "dynamo"]
 
 
@@ -72,7 +75,7 @@ class DeepnessGraph(nn.Module):
         if self.mask_invalid:
             k = self.mask_channels
             raw = x[:, :k] * self.std[:, :k] + self.mean[:, :k]
-            valid = raw.abs().sum(dim=1, keepdim=True) > VALID_TOLERANCE
+            valid = valid_mask(raw, k, tolerance=VALID_TOLERANCE)
             x = torch.where(valid, x, torch.zeros_like(x))
         out = self.model(x)
         logits = out[0] if isinstance(out, tuple | list) else out
@@ -202,13 +205,12 @@ def _self_check(path: Path, bundle: ModelBundle, tile_size: int, mask_invalid: b
 
 
 def reference_probabilities(bundle: ModelBundle, raw: torch.Tensor, mask_invalid: bool = True) -> torch.Tensor:
-    """What the exported graph must return for raw features ``(N, C, H, W)``: PyTorch's answer."""
-    cfg = bundle.config
-    x = normalize(raw, cfg.normalization, cfg.mask_channels)
-    out = bundle.model(x)
-    probs = torch.softmax(out[0] if isinstance(out, tuple | list) else out, dim=1)
+    """What the exported graph must return for raw features ``(N, C, H, W)``: the predictor's
+    forward pass (:class:`~geoseg.bundle.ModelRunner`, CPU float32), 0 at invalid pixels with ``mask_invalid``."""
+    runner = ModelRunner(bundle, device="cpu", fp16=False)
+    probs = runner.probabilities(runner.normalize(raw))
     if mask_invalid:
-        valid = raw[:, : cfg.mask_channels].abs().sum(dim=1, keepdim=True) > 0
+        valid = valid_mask(raw, bundle.config.mask_channels)
         probs = torch.where(valid, probs, torch.zeros_like(probs))
     return probs
 
@@ -249,8 +251,6 @@ def export_onnx(
         CheckpointError: not a model directory. ConfigError: bad options or onnxruntime
             missing. ModelError: the check finds a difference above 1e-4.
     """
-    from geoseg.predict import load_model_bundle
-
     bundle = load_model_bundle(model)
     check_not_input({"--out": out}, [model, bundle.path])
     out = claim_file(out, suffixes=(".onnx",))

@@ -1,6 +1,6 @@
 """The feature stack: recipe channels (reflectances + indices) with the valid-pixel mask."""
 
-from geoseg.features.recipes import DEFAULT_RECIPE, Recipe, get_recipe, list_recipes
+from geoseg.features.recipes import Recipe, get_recipe, list_recipes
 from geoseg.features.stack import feature_stack, read_features
 
 # The GeoTIFF writer needs dask.array; imported on first use so that processes that only
@@ -17,7 +17,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DEFAULT_RECIPE",
     "Recipe",
     "feature_stack",
     "get_recipe",

@@ -2,8 +2,8 @@
 
 Formulas are parsed once with :mod:`ast` and evaluated over numpy arrays. Only band names,
 numbers, ``+ - * / **``, unary minus and ``sqrt`` are allowed. A division by zero gives 0
-(DESIGN.md): ``a / b`` is 0 wherever ``b == 0``, and the rest of the formula goes on from
-there (so ``B8A / B03 - 1`` is ``-1`` where B03 is 0).
+(the rule of every recipe, README "Reading Sentinel-2"): ``a / b`` is 0 wherever ``b == 0``,
+and the rest of the formula goes on from there (so ``B8A / B03 - 1`` is ``-1`` where B03 is 0).
 """
 
 from __future__ import annotations

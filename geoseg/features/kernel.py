@@ -3,10 +3,12 @@
 The numpy path in :meth:`Recipe.compute` makes ~60 passes over whole-window arrays for
 ``s2_24``; this kernel works row by row in cache: it turns DN into reflectance, evaluates
 every index in float64 (with "division by zero gives 0") and writes the float32 channels,
-or zeros where invalid.
-The source is generated from the recipe's formula ASTs, so recipes stay data. Results equal
-the numpy path (same float64 operations in the same order; no fast-math). Without numba,
-:func:`compile_recipe_kernel` returns None and callers use the numpy path.
+or :data:`~geoseg.io.radiometry.INVALID_FILL` where invalid.
+The source is generated from the recipe's formula ASTs, so recipes stay data. DN become
+reflectance through :func:`geoseg.io.radiometry.dn_to_reflectance`, whose source is compiled
+into the kernel as is (and is part of the cache key), so the formula is written once. Results
+equal the numpy path (same float64 operations in the same order; no fast-math). Without
+numba, :func:`compile_recipe_kernel` returns None and callers use the numpy path.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import ast
 import functools
 import hashlib
 import importlib.util
+import inspect
 import logging
 import os
 import re
@@ -23,6 +26,7 @@ import threading
 from collections.abc import Callable
 
 from geoseg.features.recipes import Recipe
+from geoseg.io.radiometry import INVALID_FILL, dn_to_reflectance
 
 __all__ = ["compile_recipe_kernel", "kernel_source"]
 
@@ -64,12 +68,12 @@ def kernel_source(recipe: Recipe) -> str:
     ]
     for i, b in enumerate(inputs):
         lines += [f"        r_{b} = rows[{i}]", f"        src = raw[{i}, y]", "        for x in range(w):",
-                  f"            r_{b}[x] = (np.float64(src[x]) + offset) / scale"]
+                  f"            r_{b}[x] = dn_to_reflectance(src[x], offset, scale)"]
     exprs = [f"r_{b}" for b in recipe.bands]
     exprs += [ast.unparse(_ToSource().visit(ast.parse(text, mode="eval")).body) for _, text in recipe.indices]
     for c, expr in enumerate(exprs):
         expr = re.sub(r"\b(r_\w+)", r"\1[x]", expr)
-        lines += [f"        o = out[{c}, y]", "        for x in range(w):", f"            o[x] = ({expr}) if v[x] else 0.0"]
+        lines += [f"        o = out[{c}, y]", "        for x in range(w):", f"            o[x] = ({expr}) if v[x] else {INVALID_FILL!r}"]
     return "\n".join(lines) + "\n"
 
 
@@ -87,6 +91,9 @@ def _div(a, b):
 def _sqrt(a):
     return np.sqrt(a)
 
+
+@numba.njit(inline="always", cache=True)
+{reflectance}
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 """
@@ -117,7 +124,12 @@ def _compile_recipe_kernel(recipe: Recipe) -> Callable | None:
         return None
     from geoseg.config.catalog import cache_dir
 
-    source = _MODULE_HEADER.format(name=recipe.name) + kernel_source(recipe)
+    try:
+        formula = inspect.getsource(dn_to_reflectance)
+    except OSError:  # installed without source files: the numpy path gives the same values
+        log.info("geoseg.io.radiometry has no source file: using the numpy feature path")
+        return None
+    source = _MODULE_HEADER.format(name=recipe.name, reflectance=formula) + kernel_source(recipe)
     digest = hashlib.sha1(source.encode()).hexdigest()[:12]
     folder = cache_dir() / "kernels"
     path = folder / f"kernel_{recipe.name}_{digest}.py"

@@ -14,10 +14,11 @@ from importlib import resources
 import numpy as np
 import yaml
 
-from geoseg.config.closest import did_you_mean
 from geoseg.errors import ConfigError
 from geoseg.features.formula import Formula, compile_formula
+from geoseg.io.radiometry import INVALID_FILL
 from geoseg.io.sensors import S2_BANDS
+from geoseg.utils.closest import did_you_mean
 
 __all__ = ["Recipe", "get_recipe", "list_recipes", "DEFAULT_RECIPE"]
 
@@ -67,8 +68,11 @@ class Recipe:
     def compute(self, reflectance: Mapping[str, np.ndarray], valid: np.ndarray) -> np.ndarray:
         """Stack the recipe's channels as float32 ``(C, H, W)``; invalid pixels are 0 everywhere.
 
+        Indices are computed at the precision of ``reflectance`` and rounded to float32 once.
+
         Args:
-            reflectance: band name → float32 reflectance array (H, W).
+            reflectance: band name → reflectance array (H, W), float64 as
+                :func:`geoseg.io.reader.read_reflectance` returns it.
             valid: boolean valid-pixel mask (H, W).
         """
         out = np.zeros((self.num_channels, *valid.shape), dtype=np.float32)
@@ -76,9 +80,9 @@ class Recipe:
             out[i] = reflectance[band]
         for j, formula in enumerate(self._formulas, start=len(self.bands)):
             out[j] = formula(reflectance)
-        # Invalid pixels are 0 in every channel (valid pixels have finite inputs and guarded
-        # divisions, so their values are finite).
-        np.copyto(out, 0.0, where=~valid[None])
+        # Invalid pixels are INVALID_FILL (0) in every channel (valid pixels have finite inputs
+        # and guarded divisions, so their values are finite).
+        np.copyto(out, INVALID_FILL, where=~valid[None])
         return out
 
     def to_dict(self) -> dict:

@@ -44,7 +44,7 @@ def read_features(
         reflectance = {b: to_reflectance(raw[i], scene) for i, b in enumerate(bands)}
         return recipe.compute(reflectance, valid), valid
     out = np.empty((recipe.num_channels, *valid.shape), dtype=np.float32)
-    kernel(raw, float(scene.offset.offset), float(scene.scale), valid, out)
+    kernel(raw, float(scene.offset.offset), float(scene.scale), valid, out)  # the same formulas, compiled
     return out, valid
 
 

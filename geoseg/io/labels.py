@@ -33,8 +33,8 @@ from rasterio.windows import Window
 
 from geoseg.errors import CRSMismatchError, LabelError, MissingFileError
 from geoseg.io.grid import Grid
+from geoseg.io.raster import open_raster
 from geoseg.io.resample import source_coords
-from geoseg.io.scene import open_raster
 
 __all__ = ["LabelMap", "SceneLabels", "prepare_labels", "IGNORE_INDEX"]
 

@@ -1,4 +1,4 @@
-"""The radiometric offset: reflectance = (DN + offset) / 10000.
+"""The radiometric offset of reflectance = (DN + offset) / scale (:mod:`geoseg.io.radiometry`).
 
 Where the offset comes from, in order of precedence:
 
@@ -7,7 +7,7 @@ Where the offset comes from, in order of precedence:
    in a SAFE's ``MTD_MSIL*.xml`` or in the GeoTIFF tags; or a processing baseline ≥ 04.00
    recorded without an explicit offset (then −1000, the ESA convention).
 3. ``inferred``: a file with no metadata at all. Rule (documented in docs/offsets.md): read a
-   decimated copy of the reflectance bands; if the darkest band's 1st percentile of valid DN
+   decimated copy of the reflectance bands (:func:`sample_bands`); if the darkest band's 1st percentile of valid DN
    is ≥ 800, the +1000 offset is present and −1000 is applied, otherwise 0. Surface
    reflectance below 0.08 exists in every ordinary scene (water, shadow, SWIR of vegetation
    or snow), so offset data sit near or above DN 1000 in every band and plain data do not.
@@ -17,19 +17,25 @@ Where the offset comes from, in order of precedence:
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import rasterio
+from rasterio.enums import Resampling
 
 from geoseg.errors import ScaleError
+from geoseg.io.radiometry import dn_to_reflectance
+from geoseg.io.raster import GDAL_ENV, BandFile, open_raster, reading
 from geoseg.io.sensors import OFFSET_BASELINE, REFLECTANCE_SCALE
 
-__all__ = ["OffsetDecision", "offset_from_tags", "offset_from_safe_xml", "infer_offset", "check_scale",
-           "INFER_THRESHOLD_DN"]
+__all__ = ["OffsetDecision", "offset_from_tags", "offset_from_safe_xml", "sample_bands", "infer_offset",
+           "check_scale", "INFER_THRESHOLD_DN"]
 
 INFER_THRESHOLD_DN = 800
 _OFFSET_KEYS = ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET", "ADD_OFFSET")
@@ -91,6 +97,27 @@ def offset_from_safe_xml(xml_path: Path) -> tuple[OffsetDecision | None, dict[st
     return None, facts
 
 
+def sample_bands(layers: Mapping[str, BandFile], max_size: int = 512) -> dict[str, np.ndarray]:
+    """A decimated read (at most ``max_size`` px a side, nearest) of each layer: values as float64 by name.
+
+    The samples feed :func:`infer_offset` and :func:`check_scale`. Reading every file of a
+    scene this way (the SCL and mask layers too) also refuses a damaged file before any work
+    starts: the first failure, in the order of ``layers``, is raised as a ``CorruptRasterError``.
+    """
+
+    def read(band: BandFile) -> np.ndarray:
+        # one GDAL thread per read: a failed JPEG 2000 read is then reported, not zero-filled
+        with rasterio.Env(**GDAL_ENV), open_raster(band.path) as ds, reading(band.path, "a sample of the file"):
+            factor = max(1, int(np.ceil(max(ds.width, ds.height) / max_size)))
+            shape = (max(1, ds.height // factor), max(1, ds.width // factor))
+            return ds.read(band.index, out_shape=shape, resampling=Resampling.nearest)
+
+    names, files = list(layers), list(layers.values())
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1, len(files)))) as pool:
+        data = list(pool.map(read, files))
+    return {name: arr.astype(np.float64) for name, arr in zip(names, data, strict=True)}
+
+
 def _valid_values(arr: np.ndarray, nodata: float | None) -> np.ndarray:
     values = arr[np.isfinite(arr)]
     if nodata is not None and not np.isnan(nodata):
@@ -103,7 +130,7 @@ def infer_offset(samples: Mapping[str, np.ndarray], nodata: float | None = 0,
     """Decide from the data whether the +1000 DN offset is present (rule in the module doc).
 
     Args:
-        samples: band name → decimated DN array of that band.
+        samples: band name → decimated DN array of that band (:func:`sample_bands`).
         nodata: DN value to ignore.
         scale: DN per unit reflectance of the file (threshold and offset scale with it; the
             rule is stated for the standard 10000).
@@ -158,7 +185,7 @@ def check_scale(samples: Mapping[str, np.ndarray], offset: float, scale: float, 
     if values.size == 0:
         return  # nothing valid to judge (an all-nodata scene is reported elsewhere)
     median, p99 = (float(v) for v in np.percentile(values, [50, 99]))
-    r_median, r_p99 = (median + offset) / scale, (p99 + offset) / scale
+    r_median, r_p99 = (float(dn_to_reflectance(v, offset, scale)) for v in (median, p99))
     found = (f"median valid value {median:.4g}, 99th percentile {p99:.4g}, i.e. reflectance {r_median:.3g} / "
              f"{r_p99:.3g} at scale {scale:g} and offset {offset:+g}")
     if r_p99 < MIN_REFLECTANCE_P99:

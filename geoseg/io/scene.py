@@ -15,18 +15,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-import rasterio
-from rasterio.errors import RasterioIOError
-
-from geoseg.errors import (
-    BandError,
-    ConfigError,
-    CorruptRasterError,
-    CRSMismatchError,
-    MissingFileError,
-)
+from geoseg.errors import BandError, ConfigError, CRSMismatchError, MissingFileError
 from geoseg.io.grid import Grid
-from geoseg.io.offsets import OffsetDecision, offset_from_safe_xml, offset_from_tags
+from geoseg.io.offsets import (
+    OffsetDecision,
+    check_scale,
+    infer_offset,
+    offset_from_safe_xml,
+    offset_from_tags,
+    sample_bands,
+)
+from geoseg.io.raster import BandFile, open_raster
 from geoseg.io.sensors import (
     DEFAULT_INVALID_SCL,
     REFLECTANCE_SCALE,
@@ -37,27 +36,12 @@ from geoseg.io.sensors import (
     normalise_band_name,
 )
 
-__all__ = ["BandFile", "Scene", "Layout", "open_scene", "open_raster"]
+__all__ = ["Scene", "Layout", "open_scene", "BandFile", "open_raster"]  # the last two live in geoseg.io.raster
 
 Layout = Literal["multiband", "per_band", "safe"]
 _RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
 _BAND_TOKEN = re.compile(r"(?:^|[_\-.])(B(?:0?[1-9]|1[0-2]|8A)|SCL)(?=[_\-.]|$)", re.IGNORECASE)
 _DATETIME = re.compile(r"(\d{8}T\d{6})")
-
-
-@dataclass(frozen=True)
-class BandFile:
-    """Where one band lives: file, 1-based band index in that file, its grid and nodata."""
-
-    path: str
-    index: int
-    grid: Grid
-    nodata: float | None
-    dtype: str
-
-    @property
-    def resolution(self) -> float:
-        return self.grid.resolution[0]
 
 
 @dataclass(frozen=True)
@@ -94,20 +78,6 @@ class Scene:
                 path=self.path,
                 hint=f"{why} needs {', '.join(bands)}; add the missing band files or choose another recipe",
             )
-
-
-def open_raster(path: str | Path):
-    """``rasterio.open`` with geoseg errors for missing, empty or unreadable files."""
-    p = Path(path)
-    if not p.exists():
-        raise MissingFileError("file does not exist", path=p, hint="check the path in the catalog or command")
-    if p.is_file() and p.stat().st_size == 0:
-        raise CorruptRasterError("file is empty (0 bytes)", path=p, hint="re-download or re-export it")
-    try:
-        return rasterio.open(p)
-    except RasterioIOError as err:
-        msg = str(err).splitlines()[0][:160]
-        raise CorruptRasterError(f"not a readable raster ({msg})", path=p, hint="re-download or re-export it") from None
 
 
 def _band_file(path: Path, index: int = 1, single: bool = False) -> BandFile:
@@ -288,8 +258,6 @@ def open_scene(
     Raises:
         MissingFileError, CorruptRasterError, BandError, CRSMismatchError, ScaleError.
     """
-    from geoseg.io.offsets import check_scale
-    from geoseg.io.reader import infer_scene_offset, sample_scene  # reader imports Scene
     from geoseg.utils.checks import check_number, check_scene_options
 
     check_scene_options(resolution, offset, invalid_scl)  # ConfigError before anything is read
@@ -338,27 +306,30 @@ def open_scene(
     if mask is not None:
         external = _band_file(Path(mask))
         _check_alignment({"mask": external}, grid, p)
-    scene = Scene(
+    bands = {b: bands[b] for b in S2_BANDS if b in bands}
+    # one decimated read of every file: a damaged file fails here, before any output is written
+    samples = sample_bands({**bands, **{name: x for name, x in (("SCL", scl), ("mask", external)) if x}})
+    samples = {name: arr for name, arr in samples.items() if name in bands}
+    first = next(iter(bands.values()))
+    scale = float(scale)
+    if offset is not None:
+        decision = OffsetDecision(float(offset), "catalog", "set in the catalog / command line")
+    elif decision is None:
+        decision = infer_offset(samples, nodata=first.nodata, scale=scale)
+    check_scale(samples, decision.offset, scale, first.nodata, str(p),
+                {name: (b.path, b.dtype) for name, b in bands.items()})
+    return Scene(
         scene_id=scene_id or (p.stem if layout != "safe" else p.name.split(".")[0]),
         path=str(p),
         layout=layout,
         level=level,
-        bands={b: bands[b] for b in S2_BANDS if b in bands},
+        bands=bands,
         grid=grid,
-        offset=OffsetDecision(0.0, "none"),
+        offset=decision,
         scl=scl,
         mask=external,
         invalid_scl=tuple(invalid_scl),
         datetime=dt,
         facts=facts,
-        scale=float(scale),
+        scale=scale,
     )
-    samples = sample_scene(scene)
-    if offset is not None:
-        decision = OffsetDecision(float(offset), "catalog", "set in the catalog / command line")
-    elif decision is None:
-        decision = infer_scene_offset(scene, samples=samples)
-    first = next(iter(scene.bands.values()))
-    check_scale(samples, decision.offset, scene.scale, first.nodata, str(p),
-                {name: (b.path, b.dtype) for name, b in scene.bands.items()})
-    return scene.with_options(offset=decision)

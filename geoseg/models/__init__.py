@@ -33,12 +33,12 @@ from geoseg.models.registry import (
     describe_models,
     get_model_class,
     list_models,
+    load_model,
 )
 from geoseg.models.rsprunetpp import RSPRUNetPlusPlus
 from geoseg.models.unet import UNet
 from geoseg.models.unet3plus import UNet3Plus
 from geoseg.models.weights import (
-    load_model,
     load_torchgeo_weights,
     load_weights,
     read_state_dict,

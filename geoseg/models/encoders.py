@@ -15,7 +15,6 @@ Register a class with :func:`register_encoder` to use it by name, or pass an ins
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from geoseg.errors import ModelError
+from geoseg.utils.closest import suggestion
 
 __all__ = [
     "FeatureEncoder",
@@ -209,10 +209,8 @@ def _accepts(cls: type, arg: str) -> bool:
 
 
 def _unknown_encoder(name: str) -> ModelError:
-    candidates = registered_encoders() + timm.list_models()
-    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
-    hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models() or register_encoder()"
-    return ModelError(f"unknown encoder {name!r}", hint=hint)
+    hint = suggestion(name, registered_encoders() + timm.list_models(), n=3)
+    return ModelError(f"unknown encoder {name!r}", hint=hint or "see timm.list_models() or register_encoder()")
 
 
 # (name, depth, output_stride) -> (out_indices, levels): avoids building a model twice

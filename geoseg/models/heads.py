@@ -7,7 +7,6 @@ Its layers are smp's :class:`~segmentation_models_pytorch.base.ClassificationHea
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ from segmentation_models_pytorch.base.modules import SCSEModule
 from torch import Tensor, nn
 
 from geoseg.errors import ModelError
+from geoseg.utils.closest import suggestion
 
 __all__ = [
     "AUX_PARAM_DEFAULTS",
@@ -114,10 +114,9 @@ def validate_aux_params(aux_params: Mapping[str, Any] | None, num_classes: int) 
         raise ModelError(f"aux_params must be a dict or None, got {type(aux_params).__name__}")
     unknown = sorted(set(aux_params) - set(AUX_PARAM_DEFAULTS))
     if unknown:
-        close = difflib.get_close_matches(unknown[0], list(AUX_PARAM_DEFAULTS), n=1)
         raise ModelError(
             f"unknown aux_params key(s) {unknown}; valid keys are {sorted(AUX_PARAM_DEFAULTS)}",
-            hint=f"did you mean {close[0]!r}?" if close else None,
+            hint=suggestion(str(unknown[0]), AUX_PARAM_DEFAULTS),
         )
     params = {**AUX_PARAM_DEFAULTS, **aux_params}
     if params["classes"] is None:

@@ -1,7 +1,8 @@
 """Batch normalisation that ignores no-data pixels (RSPRUNet++ input normalisation).
 
 A pixel is *valid* when its first ``mask_channels`` input channels are not all zero
-(Sentinel-2 no-data is 0 in every reflectance band). Batch statistics are computed over
+(Sentinel-2 no-data is 0 in every reflectance band; the rule is :func:`geoseg.validity.valid_mask`,
+and training builds the model with the recipe's mask channels). Batch statistics are computed over
 valid pixels only, masked pixels are written as exactly 0, and running statistics follow
 :class:`torch.nn.BatchNorm2d`: ``running = (1 - momentum) * running + momentum * batch``
 with the *unbiased* batch variance (``momentum=None`` gives the cumulative average).
@@ -13,11 +14,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from geoseg.validity import DEFAULT_MASK_CHANNELS, valid_mask
+
 __all__ = ["MaskedBatchNorm2d", "valid_pixel_mask"]
 
 
-def valid_pixel_mask(x: Tensor, mask_channels: int = 11) -> Tensor:
-    """Return the (N, 1, H, W) float mask of pixels whose first channels are not all zero.
+def valid_pixel_mask(x: Tensor, mask_channels: int = DEFAULT_MASK_CHANNELS) -> Tensor:
+    """Return the (N, 1, H, W) float mask of :func:`geoseg.validity.valid_mask`.
 
     Args:
         x: Input (N, C, H, W).
@@ -26,8 +29,7 @@ def valid_pixel_mask(x: Tensor, mask_channels: int = 11) -> Tensor:
     Returns:
         1.0 for valid pixels, 0.0 for no-data pixels, dtype of ``x``.
     """
-    lead = x[:, : min(mask_channels, x.shape[1])]
-    return (lead != 0).any(dim=1, keepdim=True).to(x.dtype)
+    return valid_mask(x, mask_channels).to(x.dtype)
 
 
 class MaskedBatchNorm2d(nn.Module):
@@ -45,7 +47,7 @@ class MaskedBatchNorm2d(nn.Module):
     def __init__(
         self,
         num_features: int,
-        mask_channels: int = 11,
+        mask_channels: int = DEFAULT_MASK_CHANNELS,
         eps: float = 1e-5,
         momentum: float | None = 0.1,
         affine: bool = True,

@@ -8,13 +8,13 @@ field carries a ``help`` text in its metadata, which ``describe_models()`` and
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
 from geoseg.errors import ModelError
+from geoseg.utils.closest import suggestion
 
 __all__ = ["ArchOptions", "opt"]
 
@@ -97,11 +97,10 @@ class ArchOptions:
         names = [f.name for f in dataclasses.fields(cls)]
         for key in values:
             if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
                 raise ModelError(
                     f"unknown option {key!r} for architecture {cls.architecture!r}; "
                     f"valid options are {sorted(names)}",
-                    hint=f"did you mean {close[0]!r}?" if close else None,
+                    hint=suggestion(key, names),
                 )
         return cls(**values)
 

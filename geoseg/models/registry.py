@@ -1,20 +1,20 @@
-"""The model registry: ``create_model``, ``list_models`` and ``describe_models``.
+"""The model registry and factories: ``create_model``, ``load_model``, ``list_models``, ``describe_models``.
 
 A plain dict name → model class. Capabilities are read from class attributes, never from
 ``if name == ...`` checks. Unknown names and options raise :class:`~geoseg.errors.ModelError`
-with the valid names and the closest match.
+with the valid names and the closest match. Reading and mapping weights is
+:mod:`geoseg.models.weights`' job (which does not import this module).
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from geoseg.errors import ModelError
+from geoseg.errors import CheckpointError, ModelError
 from geoseg.models.base import SegmentationModel
 from geoseg.models.deeplabv3plus import DeepLabV3Plus
 from geoseg.models.heads import validate_aux_params
@@ -22,8 +22,10 @@ from geoseg.models.pspnet import PSPNet
 from geoseg.models.rsprunetpp import RSPRUNetPlusPlus
 from geoseg.models.unet import UNet
 from geoseg.models.unet3plus import UNet3Plus
+from geoseg.models.weights import build_with_weights, load_state, read_checkpoint
+from geoseg.utils.closest import suggestion
 
-__all__ = ["MODELS", "create_model", "list_models", "describe_models", "get_model_class"]
+__all__ = ["MODELS", "create_model", "load_model", "list_models", "describe_models", "get_model_class"]
 
 MODELS: dict[str, type[SegmentationModel]] = {
     cls.name: cls for cls in (RSPRUNetPlusPlus, UNet3Plus, DeepLabV3Plus, PSPNet, UNet)
@@ -44,10 +46,9 @@ def get_model_class(name: str) -> type[SegmentationModel]:
     try:
         return MODELS[name]
     except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), list(MODELS), n=1, cutoff=0.4)
         raise ModelError(
             f"unknown model {name!r}; valid models are {', '.join(MODELS)}",
-            hint=f"did you mean {close[0]!r}?" if close else None,
+            hint=suggestion(str(name), MODELS),
         ) from None
 
 
@@ -92,7 +93,10 @@ def create_model(
             None selects the architecture's default encoder.
         pretrained: False (random), True (timm hub weights for the backbone; needs the
             network) or a local weights file (safetensors, or a torch state dict loaded
-            with ``weights_only=True``): backbone weights, or a whole geoseg checkpoint.
+            with ``weights_only=True``) or model bundle directory: backbone weights (first
+            conv mapped band by band), or a whole geoseg checkpoint — one written by
+            :func:`~geoseg.models.save_weights` or training, or a plain state dict of this
+            model — which must fit the model.
         channel_names: Name of each input channel (``"B04"``, ``"NDVI"``, ...). Required to
             place pretrained RGB filters when ``in_channels != 3``.
         aux_params: Classification head (keys ``classes``, ``pooling``, ``dropout``,
@@ -129,9 +133,7 @@ def create_model(
             hint="register its class with geoseg.models.register_encoder and pass the name",
         )
 
-    from geoseg.models import weights  # local import: weights imports this module's users
-
-    return weights.build_with_weights(
+    return build_with_weights(
         cls,
         in_channels=in_channels,
         num_classes=num_classes,
@@ -141,3 +143,25 @@ def create_model(
         channel_names=channel_names,
         pretrained=pretrained,
     )
+
+
+def load_model(path: str | Path) -> SegmentationModel:
+    """Rebuild a model from a geoseg checkpoint alone and load its weights.
+
+    Args:
+        path: A file written by :func:`~geoseg.models.save_weights`, or a model bundle
+            directory (``config.json`` + ``model.safetensors``).
+
+    Returns:
+        The model (training mode), exactly as saved.
+
+    Raises:
+        CheckpointError: Missing or unreadable file, no geoseg spec, or weights that do not
+            fit the architecture the spec describes.
+    """
+    sd, spec = read_checkpoint(path)
+    if spec is None:
+        raise CheckpointError("no geoseg spec in the file metadata", path=path,
+                              hint="load it with load_weights(create_model(...), path)")
+    model = create_model(**{**spec, "pretrained": False})
+    return load_state(model, sd, path, spec)

@@ -1,14 +1,21 @@
 """Weights: pretrained backbones (hub, local file, torchgeo) and geoseg checkpoints.
 
-* ``pretrained=True`` downloads timm's hub weights (RGB); ``pretrained=<file>`` reads a
-  local file — safetensors, or a torch state dict loaded with ``weights_only=True``.
-  A file whose keys look like a geoseg model (``encoder.``/``decoder.`` …) is loaded into
-  the whole model; anything else is a backbone checkpoint in timm's format.
-* The first convolution is adapted band by band (:mod:`geoseg.models.first_conv`): hub
-  weights are RGB = ``B04, B03, B02``; a local backbone file may declare its bands in the
-  safetensors metadata key ``"bands"`` (JSON list), torchgeo weights in ``meta["bands"]``.
+This module reads, writes and maps weights; building models is the registry's job
+(:func:`~geoseg.models.registry.create_model`, :func:`~geoseg.models.registry.load_model`).
+
+* ``pretrained=True`` downloads timm's hub weights (RGB); ``pretrained=<path>`` reads a
+  local file — safetensors, or a torch state dict loaded with ``weights_only=True`` — or a
+  model bundle directory (``config.json`` + ``model.safetensors``, written by training).
+* A **whole-model checkpoint** is one that carries a geoseg spec (written by
+  :func:`save_weights`, or a bundle's ``config.json``), or, for plain torch state dicts
+  without metadata, one whose keys are keys of the model being built. It is loaded into the
+  whole model and must fit it exactly. Anything else is a **backbone** checkpoint in timm's
+  format (or the custom encoder's own state dict).
+* A backbone's first convolution is adapted band by band (:mod:`geoseg.models.first_conv`):
+  hub weights are RGB = ``B04, B03, B02``; a local backbone file may declare its bands in
+  the safetensors metadata key ``"bands"`` (JSON list), torchgeo weights in ``meta["bands"]``.
 * :func:`save_weights` writes safetensors with the model's ``spec`` as metadata, so
-  :func:`load_model` can rebuild the architecture from the file alone.
+  ``load_model`` can rebuild the architecture from the file alone.
 """
 
 from __future__ import annotations
@@ -35,8 +42,9 @@ from geoseg.models.options import ArchOptions
 __all__ = [
     "save_weights",
     "load_weights",
-    "load_model",
+    "load_state",
     "read_state_dict",
+    "read_checkpoint",
     "pretrained_timm_features",
     "load_torchgeo_weights",
     "build_with_weights",
@@ -44,13 +52,16 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 _SPEC_KEY = "geoseg_spec"
-_MODEL_PREFIXES = ("encoder.", "decoder.", "segmentation_head.", "input_norm.", "head.")
+# the layout of a model bundle directory (geoseg's training writes it; see docs/training.md)
+_BUNDLE_CONFIG, _BUNDLE_WEIGHTS = "config.json", "model.safetensors"
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     """Read a weights file: safetensors, or a torch pickle loaded with ``weights_only=True``.
 
-    Lightning-style ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers are unwrapped.
+    Lightning-style ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers are unwrapped. A
+    model bundle directory is read as its ``model.safetensors``, with the spec of its
+    ``config.json`` as metadata.
 
     Returns:
         The state dict and the safetensors metadata (empty for torch files).
@@ -59,6 +70,8 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]
         CheckpointError: Missing file, unreadable or unsafe content.
     """
     path = Path(path)
+    if path.is_dir():
+        return _read_bundle_dir(path)
     if not path.is_file():
         raise CheckpointError("weights file not found", path=path)
     with open(path, "rb") as fh:
@@ -90,6 +103,50 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]
     return sd, {}
 
 
+def _read_bundle_dir(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    config, weights = path / _BUNDLE_CONFIG, path / _BUNDLE_WEIGHTS
+    if not (config.is_file() and weights.is_file()):
+        raise CheckpointError(
+            f"not a weights file or a model bundle directory ({_BUNDLE_CONFIG} + {_BUNDLE_WEIGHTS})",
+            path=path, hint="pass a .safetensors/.pth file or MODEL_DIR/best (or final, epoch_N)",
+        )
+    sd, meta = read_state_dict(weights)
+    if _SPEC_KEY not in meta:
+        try:
+            spec = json.loads(config.read_text())["model"]
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError) as err:
+            raise CheckpointError(f"no model spec in the bundle's {_BUNDLE_CONFIG} ({err})",
+                                  path=config) from None
+        meta[_SPEC_KEY] = json.dumps(spec)
+    return sd, meta
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any] | None]:
+    """Read a weights file or model bundle directory (see :func:`read_state_dict`).
+
+    Returns:
+        The state dict and the geoseg spec of the model that wrote it (``model.spec``), or
+        None when the file carries none (a backbone, or a plain torch state dict).
+
+    Raises:
+        CheckpointError: As :func:`read_state_dict`, or a spec that is not a JSON object.
+    """
+    sd, meta = read_state_dict(path)
+    return sd, _spec_in(meta, path)
+
+
+def _spec_in(meta: Mapping[str, str], path: str | Path) -> dict[str, Any] | None:
+    if _SPEC_KEY not in meta:
+        return None
+    try:
+        spec = json.loads(meta[_SPEC_KEY])
+    except ValueError as err:
+        raise CheckpointError(f"damaged geoseg spec in the file metadata ({err})", path=path) from None
+    if not isinstance(spec, dict):
+        raise CheckpointError("damaged geoseg spec in the file metadata (not a JSON object)", path=path)
+    return spec
+
+
 def save_weights(model: SegmentationModel, path: str | Path) -> Path:
     """Write the model's weights as safetensors, with ``model.spec`` in the metadata."""
     path = Path(path)
@@ -105,36 +162,42 @@ def _spec_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
 
 
 def load_weights(model: SegmentationModel, path: str | Path) -> SegmentationModel:
-    """Load a geoseg checkpoint into ``model`` (strict).
+    """Load a geoseg checkpoint (file or model bundle directory) into ``model`` (strict).
 
     Raises:
         CheckpointError: Missing file, a different architecture, or mismatched keys/shapes.
     """
-    sd, meta = read_state_dict(path)
-    if _SPEC_KEY in meta:
-        diff = _spec_diff(json.loads(meta[_SPEC_KEY]), model.spec)
+    sd, spec = read_checkpoint(path)
+    if spec is not None:
+        diff = _spec_diff(spec, model.spec)
         if diff:
             raise CheckpointError(
                 "checkpoint was saved from a different architecture: " + "; ".join(diff), path=path,
                 hint="rebuild the model with geoseg.models.load_model(path)",
             )
+    return load_state(model, sd, path)
+
+
+def load_state(model: SegmentationModel, sd: Mapping[str, Tensor], path: str | Path,
+               spec: Mapping[str, Any] | None = None) -> SegmentationModel:
+    """Load a whole-model state dict read from ``path`` into ``model`` (strict).
+
+    Args:
+        model: The model.
+        sd: Its state dict, as read by :func:`read_checkpoint`.
+        path: Where it was read from (for the error message).
+        spec: The spec stored with it, if any: a misfit then names what differs.
+
+    Raises:
+        CheckpointError: Missing or unexpected keys, or shapes that differ.
+    """
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"weights do not fit the model: {err}", path=path) from err
+        diff = [] if spec is None else _spec_diff(spec, model.spec)
+        why = f"the checkpoint's architecture differs ({'; '.join(diff)})" if diff else str(err)
+        raise CheckpointError(f"weights do not fit the model: {why}", path=path) from err
     return model
-
-
-def load_model(path: str | Path) -> SegmentationModel:
-    """Rebuild a model from a file written by :func:`save_weights` and load its weights."""
-    from geoseg.models.registry import create_model
-
-    _, meta = read_state_dict(path)
-    if _SPEC_KEY not in meta:
-        raise CheckpointError("no geoseg spec in the file metadata", path=path,
-                              hint="load it with load_weights(create_model(...), path)")
-    model = create_model(**json.loads(meta[_SPEC_KEY]), pretrained=False)
-    return load_weights(model, path)
 
 
 def _norm(name: str) -> str:
@@ -247,13 +310,37 @@ def load_torchgeo_weights(model: SegmentationModel, weights: Any) -> Segmentatio
     if not isinstance(model.encoder, TimmEncoder):
         raise ModelError("torchgeo weights can only be loaded into a timm encoder")
     bands = list(weights.meta["bands"])
-    sd = weights.get_state_dict(progress=True)
+    return _load_timm_backbone(model, weights.get_state_dict(progress=True), bands)
+
+
+def _load_timm_backbone(model: SegmentationModel, sd: Mapping[str, Tensor],
+                        bands: Sequence[str] | None) -> SegmentationModel:
+    """Load timm-format backbone weights into ``model``'s timm encoder, first conv band-mapped."""
+    assert isinstance(model.encoder, TimmEncoder)
     feats = pretrained_timm_features(
         model.encoder.name, model.in_channels, model.channel_names, model.options.encoder_depth,
         model.encoder_output_stride(model.options), state_dict=sd, source_bands=bands,
     )
     model.encoder.model.load_state_dict(feats.state_dict(), strict=True)
     return model
+
+
+def _check_channels(spec: Mapping[str, Any] | None, model: SegmentationModel, path: str | Path) -> None:
+    """Refuse a checkpoint whose input channels are named differently from the model's."""
+    theirs = None if spec is None else spec.get("channel_names")
+    if theirs is None or model.channel_names is None:
+        return
+    if [normalize_band_name(c) for c in theirs] != [normalize_band_name(c) for c in model.channel_names]:
+        raise CheckpointError(
+            f"checkpoint was trained on channels {list(theirs)}, the model has {model.channel_names}",
+            path=path, hint="use the checkpoint's channels, or backbone-only weights (band-mapped)",
+        )
+
+
+def _is_whole_model(sd: Mapping[str, Tensor], spec: Mapping[str, Any] | None,
+                    model: SegmentationModel) -> bool:
+    """A whole geoseg checkpoint: it carries a spec, or (plain torch files) the model's keys."""
+    return spec is not None or not set(sd).isdisjoint(model.state_dict())
 
 
 def build_with_weights(
@@ -267,7 +354,13 @@ def build_with_weights(
     channel_names: Sequence[str] | None,
     pretrained: bool | str | Path,
 ) -> SegmentationModel:
-    """Instantiate ``cls`` and load the requested pretrained weights (used by ``create_model``)."""
+    """Instantiate ``cls`` and load the requested pretrained weights (used by ``create_model``).
+
+    ``pretrained`` is False/None, True (timm hub backbone weights) or a path: a whole-model
+    checkpoint (see the module docstring) is loaded into the whole model, which it must fit
+    (options that hold no weights, such as ``freeze_backbone``, may differ); otherwise the
+    file holds backbone weights, whose first convolution is mapped band by band.
+    """
     args = (in_channels, num_classes, encoder, options, aux_params, channel_names)
     if pretrained is False or pretrained is None:
         return cls(*args)
@@ -286,19 +379,18 @@ def build_with_weights(
     if not isinstance(pretrained, str | Path):
         raise ModelError(f"pretrained must be False, True or a file path, got {pretrained!r}")
     sd, meta = read_state_dict(pretrained)
-    if any(k.startswith(_MODEL_PREFIXES[0]) for k in sd) and all(
-        k.startswith(_MODEL_PREFIXES + ("classification_head.", "point_head.", "aux_head."))
-        for k in sd
-    ):
-        return load_weights(cls(*args), pretrained)  # a whole geoseg checkpoint
-    bands = json.loads(meta["bands"]) if "bands" in meta else None
-    if is_timm:
-        feats = pretrained_timm_features(enc_name, in_channels, channel_names,
-                                         options.encoder_depth, stride, state_dict=sd, source_bands=bands)
-        return cls(*args, timm_model=feats)
+    spec = _spec_in(meta, pretrained)
     model = cls(*args)
+    if _is_whole_model(sd, spec, model):
+        _check_channels(spec, model, pretrained)
+        logger.info("%s: loading a whole %s checkpoint from %s", cls.name,
+                    (spec or {}).get("name", "geoseg"), pretrained)
+        return load_state(model, sd, pretrained, spec)
+    bands = json.loads(meta["bands"]) if "bands" in meta else None
+    if isinstance(model.encoder, TimmEncoder) and is_timm:
+        return _load_timm_backbone(model, sd, bands)
     try:
-        model.encoder.module.load_state_dict(sd, strict=True)
-    except RuntimeError as err:
+        model.encoder.module.load_state_dict(sd, strict=True)  # a custom encoder's own weights
+    except (RuntimeError, AttributeError) as err:
         raise CheckpointError(f"encoder weights do not fit {enc_name!r}: {err}", path=pretrained) from err
     return model

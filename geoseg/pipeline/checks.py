@@ -7,6 +7,7 @@ from pathlib import Path
 from geoseg.config.catalog import Catalog
 from geoseg.errors import ConfigError, GeosegError, ModelError
 from geoseg.pipeline.schema import Pipeline
+from geoseg.utils.closest import suggestion
 
 __all__ = ["check_pipeline", "check_encoder", "check_steps"]
 
@@ -21,11 +22,9 @@ def check_encoder(name: str) -> None:
 
     if name in registered_encoders() or timm.is_model(name):
         return
-    import difflib
-
-    close = difflib.get_close_matches(name, [*registered_encoders(), *timm.list_models()], n=3, cutoff=0.6)
-    raise ModelError(f"unknown encoder {name!r}", hint=f"did you mean {', '.join(close)}?" if close
-                     else "see timm.list_models() or geoseg.models.register_encoder")
+    close = suggestion(name, [*registered_encoders(), *timm.list_models()], n=3)
+    raise ModelError(f"unknown encoder {name!r}",
+                     hint=close or "see timm.list_models() or geoseg.models.register_encoder")
 
 
 def check_pipeline(pipeline: Pipeline, catalog: Catalog, require_data: bool = True) -> None:
@@ -65,7 +64,7 @@ def check_pipeline(pipeline: Pipeline, catalog: Catalog, require_data: bool = Tr
         raise ConfigError(f"steps.train: {err}", path=source) from None
     if isinstance(train.pretrained, Path):
         weights = train.pretrained if train.pretrained.is_absolute() or source is None else source.parent / train.pretrained
-        if not weights.is_file():
+        if not weights.exists():  # a weights file or a model bundle directory
             raise ConfigError("steps.train.pretrained: weights file not found", path=weights,
                               hint="give a local weights file (relative to the pipeline file), true or false")
 
@@ -173,7 +172,7 @@ def check_steps(pipeline: Pipeline, catalog: Catalog, scene_sizes: bool = True) 
             ids = [e.id for e in catalog.dataset(name).scenes]
             for wanted in predict.scenes:
                 if wanted not in ids:
-                    from geoseg.config.closest import did_you_mean
+                    from geoseg.utils.closest import did_you_mean
 
                     raise _refuse(pipeline, f"steps.predict.scenes: dataset {name!r} has no scene {wanted!r}",
                                   did_you_mean(wanted, ids) or f"its scenes: {', '.join(ids)}")

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from geoseg import __version__
-from geoseg.config.closest import did_you_mean
 from geoseg.errors import ConfigError
 from geoseg.pipeline.checks import check_pipeline
 from geoseg.pipeline.logs import LOG_NAME, run_log
@@ -34,6 +33,7 @@ from geoseg.pipeline.state import (
     write_yaml,
 )
 from geoseg.pipeline.steps import STEPS, StepContext
+from geoseg.utils.closest import did_you_mean
 from geoseg.utils.outputs import check_not_input, claim_folder, legacy_entries, mark_folder
 
 __all__ = ["StepResult", "RunResult", "run_pipeline", "expand_force"]

@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from geoseg.bundle.device import DeviceName
+from geoseg.bundle.runs import BundleChoice
 from geoseg.config.catalog import Catalog, load_catalog
 from geoseg.config.schema import StrictModel, load_yaml
 from geoseg.errors import ConfigError
@@ -43,7 +45,6 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "predict": ("train",),
     "export": ("train",),
 }
-BundleChoice = Literal["best", "final"]
 
 
 class _Step(StrictModel):
@@ -96,7 +97,7 @@ class EvaluateStep(_Step):
     batch_size: int = Field(16, ge=1)
     save_examples: int = Field(4, ge=0, description="example figures (RGB | truth | prediction)")
     fp16: bool = Field(False, description="reduced precision (float16 on CUDA, bfloat16 on CPU)")
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:1...")
+    device: DeviceName = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     num_workers: int | None = Field(None, ge=0)
 
 
@@ -204,7 +205,7 @@ class Pipeline(StrictModel):
         catalog = load_catalog(path)
         for name in {self.dataset, *([self.steps.predict.dataset] if self.steps.predict else [])} - {None}:
             if name not in catalog.datasets:
-                from geoseg.config.closest import did_you_mean
+                from geoseg.utils.closest import did_you_mean
 
                 raise ConfigError(f"dataset {name!r} is not in {path}", path=self.source,
                                   hint=did_you_mean(str(name), catalog.datasets))

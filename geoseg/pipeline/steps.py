@@ -12,20 +12,21 @@ how to run. The runner (``runner.py``) decides *whether* to run; this module onl
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from geoseg.bundle.config import CONFIG_NAME, read_bundle_config
+from geoseg.bundle.runs import BundleChoice, run_bundle_dir
 from geoseg.config.catalog import Catalog
-from geoseg.config.closest import did_you_mean
 from geoseg.errors import ConfigError
 from geoseg.pipeline.code import CodeVersion, code_version
 from geoseg.pipeline.schema import DEPENDS, Pipeline
 from geoseg.pipeline.state import scene_fingerprints, step_key
-from geoseg.tiling.store import LEGACY_STORE, STORE_KIND
+from geoseg.tiling.store import LEGACY_STORE, MANIFEST_NAME, STORE_KIND, store_is_complete
+from geoseg.utils.closest import did_you_mean
 from geoseg.utils.outputs import mark_folder, remove_owned
 
 __all__ = ["StepContext", "StepOutcome", "StepRunner", "STEPS", "bundle_dir", "end_process_group"]
@@ -92,11 +93,9 @@ def model_dir(run_dir: Path) -> Path:
     return run_dir / "train" / "model"
 
 
-def bundle_dir(run_dir: Path, choice: str) -> Path:
+def bundle_dir(run_dir: Path, choice: BundleChoice) -> Path:
     """The training run's ``best`` (or ``final``) bundle; ``final`` when no validation ran."""
-    root = model_dir(run_dir)
-    chosen = root / choice
-    return chosen if (chosen / "config.json").is_file() else root / "final"
+    return run_bundle_dir(model_dir(run_dir), choice)
 
 
 def end_process_group() -> None:
@@ -163,7 +162,7 @@ class TileStepRunner(StepRunner):
     name, code = "tile", ("geoseg.tiling",)
 
     def output(self, ctx: StepContext) -> Path:
-        return store_dir(ctx.run_dir) / "manifest.json"
+        return store_dir(ctx.run_dir) / MANIFEST_NAME
 
     def params(self, ctx: StepContext) -> dict[str, Any]:
         return {"dataset": ctx.pipeline.dataset, **super().params(ctx)}
@@ -176,10 +175,7 @@ class TileStepRunner(StepRunner):
                 "scheduler": ctx.scheduler, **super().config(ctx)}
 
     def outputs_exist(self, ctx: StepContext, manifest: dict[str, Any]) -> bool:
-        try:
-            return bool(json.loads(self.output(ctx).read_text()).get("complete"))
-        except (OSError, json.JSONDecodeError):
-            return False
+        return store_is_complete(store_dir(ctx.run_dir))
 
     def run(self, ctx: StepContext) -> StepOutcome:
         from geoseg.tiling import tile_dataset
@@ -203,7 +199,7 @@ class TrainStepRunner(StepRunner):
     name, code = "train", ("geoseg.train",)
 
     def output(self, ctx: StepContext) -> Path:
-        return bundle_dir(ctx.run_dir, "best") / "config.json"
+        return bundle_dir(ctx.run_dir, "best") / CONFIG_NAME
 
     def config(self, ctx: StepContext) -> dict[str, Any]:
         return self._train_config(ctx, resume=False).model_dump(mode="json")
@@ -367,7 +363,7 @@ class PredictStepRunner(_ModelStep):
 
     @staticmethod
     def _warn_class_map(ctx: StepContext, bundle: Path) -> None:
-        model_codes = [c["code"] for c in json.loads((bundle / "config.json").read_text())["classes"]]
+        model_codes = [c.code for c in read_bundle_config(bundle).classes]
         name = ctx.params.dataset or ctx.pipeline.dataset
         ds = ctx.catalog.dataset(name)
         if ds.classes and [c.code for c in ds.classes] != model_codes:

@@ -5,18 +5,23 @@
 >>> print("\\n".join(summary.lines()))
 """
 
+from geoseg.bundle import (
+    Device,
+    ModelRunner,
+    dihedral_transforms,
+    load_model_bundle,
+    resolve_device,
+)
 from geoseg.predict.api import check_output_paths, predict_scene, predict_scenes
 from geoseg.predict.predictor import (
     DEFAULT_BATCH_SIZE,
     StreamStats,
     describe_model,
-    load_model_bundle,
     plan_windows,
     prepare_run,
     stream_predictions,
 )
 from geoseg.predict.prefetch import prefetch
-from geoseg.predict.runner import Device, ModelRunner, dihedral_transforms, resolve_device
 from geoseg.predict.summary import ClassArea, PredictionSummary
 from geoseg.predict.windows import (
     DEFAULT_FLOOR,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from geoseg import __version__
+from geoseg.bundle import Device, ModelBundle
 from geoseg.errors import ConfigError
 from geoseg.io.scene import Scene
 from geoseg.predict.predictor import (
@@ -17,11 +18,9 @@ from geoseg.predict.predictor import (
     resolve_scene,
     stream_predictions,
 )
-from geoseg.predict.runner import Device
 from geoseg.predict.summary import ClassArea, PredictionSummary
 from geoseg.stitch.cog import OverviewResampling
 from geoseg.stitch.output import LandCoverWriter, check_landcover_outputs
-from geoseg.train.bundle import ModelBundle
 from geoseg.utils.outputs import SIGNATURE_TAG
 
 __all__ = ["predict_scene", "predict_scenes", "check_output_paths"]
@@ -57,7 +56,7 @@ def predict_scene(
 
     Args:
         scene: an opened :class:`~geoseg.io.Scene` or a scene path (any layout).
-        model: a loaded :class:`~geoseg.train.bundle.ModelBundle` or its directory (a training
+        model: a loaded :class:`~geoseg.bundle.ModelBundle` or its directory (a training
             run directory with ``best``/``final`` works too).
         out: the land-cover GeoTIFF (``.tif``); ``<out>.aux.xml`` and ``<base>.qml`` go beside it.
         window: window size (default: the bundle's training window).

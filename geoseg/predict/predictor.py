@@ -22,15 +22,14 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from geoseg.errors import CheckpointError, ConfigError
+from geoseg.bundle import Device, ModelBundle, ModelRunner, load_model_bundle, resolve_device
+from geoseg.errors import ConfigError
 from geoseg.features import read_features
 from geoseg.io.scene import Scene, open_scene
 from geoseg.predict.prefetch import prefetch
-from geoseg.predict.runner import Device, ModelRunner, resolve_device
 from geoseg.predict.windows import DEFAULT_FLOOR, WindowLayout, window_layout
 from geoseg.stitch.cog import GDAL_CACHE_BYTES
 from geoseg.stitch.stitcher import BlockSink, Stitcher
-from geoseg.train.bundle import CONFIG_NAME, ModelBundle, load_bundle
 from geoseg.utils.memory import keep_freed_memory
 from geoseg.utils.progress import progress_bar
 
@@ -39,27 +38,6 @@ __all__ = ["StreamStats", "load_model_bundle", "plan_windows", "prepare_run", "s
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 8
-
-
-def load_model_bundle(model: ModelBundle | str | Path) -> ModelBundle:
-    """A loaded bundle; a path may be the bundle itself or a training run holding ``best``/``final``.
-
-    Raises:
-        CheckpointError: the folder does not exist or holds no bundle.
-    """
-    if isinstance(model, ModelBundle):
-        return model
-    path = Path(model)
-    if not path.exists():
-        raise CheckpointError("model directory does not exist", path=path,
-                              hint="pass --model MODEL_DIR written by geoseg train (MODEL_DIR/best)")
-    if not (path / CONFIG_NAME).is_file():
-        for sub in ("best", "final"):
-            if (path / sub / CONFIG_NAME).is_file():
-                log.info("using the %s bundle of %s", sub, path)
-                path = path / sub
-                break
-    return load_bundle(path)
 
 
 @dataclass(frozen=True)

@@ -1,39 +1,22 @@
-"""The georeferenced stitcher and the land-cover output writers (COG, sidecars, polygons)."""
+"""The georeferenced stitcher and the land-cover output writers (COG, sidecars, polygons).
 
-from geoseg.stitch.cog import BLOCK, StreamingCOG, temp_sibling
-from geoseg.stitch.output import (
-    BAND_DESCRIPTION,
-    CONFIDENCE_NODATA,
-    LandCoverWriter,
-    classes_from_probs,
-)
-from geoseg.stitch.sidecars import (
-    aux_xml_path,
-    class_colormap,
-    pam_xml,
-    qml_path,
-    qml_xml,
-    write_sidecars,
-)
+The predictor uses these; they are usable alone (docs/predict.md): :class:`Stitcher` blends
+windows you predicted yourself into :class:`StitchedBlock` s for a sink such as
+:class:`LandCoverWriter`, which writes the styled COG and its sidecars.
+"""
+
+from geoseg.stitch.output import LandCoverWriter
+from geoseg.stitch.sidecars import pam_xml, qml_xml, write_sidecars
 from geoseg.stitch.stitcher import BlockSink, StitchedBlock, Stitcher
 from geoseg.stitch.vector import polygonize_classes
 
 __all__ = [
-    "BAND_DESCRIPTION",
-    "BLOCK",
     "BlockSink",
-    "CONFIDENCE_NODATA",
     "LandCoverWriter",
     "StitchedBlock",
     "Stitcher",
-    "StreamingCOG",
-    "aux_xml_path",
-    "class_colormap",
-    "classes_from_probs",
     "pam_xml",
     "polygonize_classes",
-    "qml_path",
     "qml_xml",
-    "temp_sibling",
     "write_sidecars",
 ]

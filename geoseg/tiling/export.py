@@ -1,4 +1,4 @@
-"""Plain-numpy export of a CubeStore (the seed's array form) and a printable summary."""
+"""Plain-numpy export of a CubeStore (one ``(cubes, channels[+1], H, W)`` float32 array) and a printable summary."""
 
 from __future__ import annotations
 

@@ -12,11 +12,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import field_validator, model_validator
 from rasterio.windows import Window
 
 from geoseg import __version__
 from geoseg.config.catalog import Catalog, Dataset, load_catalog
 from geoseg.config.scenes import CatalogScene, dataset_scenes
+from geoseg.config.schema import OptionsModel
 from geoseg.errors import ConfigError, LabelError
 from geoseg.features.recipes import Recipe, get_recipe
 from geoseg.io.labels import LabelMap, SceneLabels, prepare_labels
@@ -29,9 +31,13 @@ from geoseg.tiling.worker import TileTask
 __all__ = ["TilingParams", "TilePlan", "make_plan"]
 
 
-@dataclass(frozen=True)
-class TilingParams:
-    """Parameters that define a store's content (changing one means a different store)."""
+class TilingParams(OptionsModel):
+    """Parameters that define a store's content (changing one means a different store).
+
+    Checked when constructed (a :class:`~geoseg.errors.ConfigError` names the option): the
+    cube size, overlap and split block by :func:`~geoseg.tiling.layout.check_tiling`, the
+    split fractions by :func:`~geoseg.tiling.split.check_fractions`.
+    """
 
     cube_size: int = 256
     overlap: int = 32
@@ -41,13 +47,34 @@ class TilingParams:
     split_block: int = 4
     group: int = 4  # cubes per task (along a row); does not change the store's content
 
-    def check(self) -> int:
-        if not 0.0 <= self.min_valid <= 1.0:
-            raise ConfigError(f"min-valid {self.min_valid} must be between 0 and 1", hint="e.g. --min-valid 0.2")
-        if self.group < 1:
-            raise ConfigError(f"group {self.group} must be at least 1")
-        check_fractions(self.split)
-        return check_tiling(self.cube_size, self.overlap, self.split_block)
+    @field_validator("min_valid", mode="before")
+    @classmethod
+    def _min_valid(cls, value):
+        if isinstance(value, int | float) and not 0.0 <= value <= 1.0:  # named as given (2, not 2.0)
+            raise ConfigError(f"min-valid {value} must be between 0 and 1", hint="e.g. --min-valid 0.2")
+        return value
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _split(cls, value):
+        return check_fractions(value) if isinstance(value, list | tuple) else value
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, value: int) -> int:
+        if value < 1:
+            raise ConfigError(f"group {value} must be at least 1")
+        return value
+
+    @model_validator(mode="after")
+    def _tiling(self) -> TilingParams:
+        check_tiling(self.cube_size, self.overlap, self.split_block)
+        return self
+
+    @property
+    def stride(self) -> int:
+        """Pixels between the starts of neighbouring cubes of a split block."""
+        return self.cube_size - self.overlap
 
 
 @dataclass
@@ -159,7 +186,6 @@ def make_plan(catalog: str | Path | Catalog, dataset: str, out: str | Path, para
         CatalogError: unknown dataset or missing data. BandError: the recipe needs absent
         bands. LabelError / CRSMismatchError: labels that do not fit the class map or scene.
     """
-    params.check()
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     ds = cat.dataset(dataset)
     scenes = dataset_scenes(cat, dataset)
@@ -199,7 +225,7 @@ def make_plan(catalog: str | Path | Catalog, dataset: str, out: str | Path, para
         "has_labels": has_labels,
         "cube_size": params.cube_size,
         "overlap": params.overlap,
-        "stride": params.cube_size - params.overlap,
+        "stride": params.stride,
         "min_valid": params.min_valid,
         "split": {"fractions": dict(zip(("train", "val", "test"), params.split, strict=True)),
                   "seed": params.seed, "block": params.split_block},

@@ -55,6 +55,7 @@ __all__ = [
     "write_json_atomic",
     "read_json",
     "read_store_json",
+    "store_is_complete",
     "verify_store",
     "chunk_inventory",
     "chunk_damage",
@@ -202,6 +203,18 @@ def read_store_json(path: str | Path, *, keys: Sequence[str] = (), hint: str | N
     if missing:
         raise CorruptStoreError(f"damaged CubeStore file: lacks {', '.join(missing)}", path=path, hint=hint)
     return data
+
+
+def store_is_complete(path: str | Path) -> bool:
+    """Whether the store at ``path`` has a readable manifest saying ``complete`` (nothing else is checked).
+
+    The cheap test of "did tiling finish?" (the pipeline's tile step); :meth:`CubeStore.open`
+    checks the rest.
+    """
+    try:
+        return bool(read_store_json(Path(path) / MANIFEST_NAME).get("complete"))
+    except CorruptStoreError:  # missing, unreadable or not an object
+        return False
 
 
 def verify_store(path: str | Path, manifest: dict) -> dict:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from geoseg.config.catalog import Catalog
 from geoseg.errors import ConfigError, CorruptStoreError, EmptyAreaError, GeosegError
@@ -291,13 +292,14 @@ def tile_dataset(
         reaches ``min_valid``; nothing is left behind).
     """
     start = time.perf_counter()
-    params = TilingParams(cube_size, overlap, min_valid, tuple(split), seed, split_block, group)  # type: ignore[arg-type]
+    params = TilingParams(cube_size=cube_size, overlap=overlap, min_valid=min_valid, split=tuple(split), seed=seed,
+                          split_block=split_block, group=group)
     claim_folder(out, STORE_KIND, legacy=LEGACY_STORE)  # before any work
     plan = make_plan(catalog, dataset, out, params)
     check_not_input({"--out": out}, plan.input_files())
     classes = plan.dataset.classes
     existing = _prepare_store(plan, overwrite)
-    common = {"store": plan.out, "dataset": dataset, "scenes": len(plan.scenes), "candidates": len(plan.windows),
+    common: dict[str, Any] = {"store": plan.out, "dataset": dataset, "scenes": len(plan.scenes), "candidates": len(plan.windows),
               "class_names": {c.code: c.name for c in classes}, "workers": None if scheduler or client else
               (workers or os.cpu_count()), "scheduler": scheduler}
     if existing is not None:
@@ -322,7 +324,9 @@ def tile_dataset(
         if not resumed:  # e.g. a scene file damaged mid-run: leave no half-written store behind
             remove_owned(plan.out, STORE_KIND)
         raise
-    records = [done[t.task_id] for t in tasks]
+    records: list[dict] = [r for r in (done[t.task_id] for t in tasks) if r is not None]
+    if len(records) != len(tasks):  # cannot happen: every pending task ran or raised
+        raise RuntimeError(f"{len(tasks) - len(records)} tiling task(s) returned no record")
     if not any(e["kept"] for r in records for e in r["cubes"]):
         remove_owned(plan.out, STORE_KIND)
         raise EmptyAreaError(

@@ -6,7 +6,7 @@
   ``e`` or not (resume equivalence).
 * :class:`BundleWriter` writes ``best/`` (when the monitored validation metric improves),
   ``epoch_N/`` (every ``save_every`` epochs) and ``final/`` (end of training) with
-  :func:`~geoseg.train.bundle.save_bundle`, keeps the per-epoch history and redraws
+  :func:`~geoseg.bundle.save_bundle`, keeps the per-epoch history and redraws
   ``training_plots.png``. It is a Lightning ``Checkpoint`` so that it runs after the
   module's epoch-end metrics and before ``last.ckpt`` is saved; its state (history, best
   score) is part of that checkpoint.
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint
 
-from geoseg.train.bundle import BundleConfig, save_bundle
+from geoseg.bundle import BundleConfig, save_bundle
 from geoseg.train.config import TRAIN_KIND
 from geoseg.train.plots import plot_training
 from geoseg.utils.atomic import atomic_path

@@ -10,12 +10,13 @@ EVAL_DIR layout (written to a temporary directory and renamed when complete)::
 
 The model sees exactly what it saw in validation: the bundle's normalisation (valid pixels
 only), whole cubes, ``model(x)`` — so a bundle written by ``geoseg train`` reproduces its
-validation scores on the validation split.
+validation scores on the validation split. Device, precision and the forward pass are the
+predictor's (:class:`geoseg.bundle.ModelRunner`): ``--device cuda`` without a GPU is the same
+one-line error.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from geoseg.bundle import ModelRunner, load_bundle, resolve_device
 from geoseg.errors import ConfigError, LabelError
 from geoseg.train.metrics import IGNORE_INDEX, Scores, confusion_scores
 from geoseg.utils.memory import keep_freed_memory
@@ -49,20 +51,6 @@ class EvalResult:
     metrics: dict[str, Any]
     examples: list[Path] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _autocast(device: torch.device, fp16: bool):
-    if not fp16:
-        return contextlib.nullcontext()
-    # float16 on CUDA; CPUs run reduced precision fastest (and safely) in bfloat16
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def _check_compatible(bundle, store) -> None:
@@ -99,7 +87,7 @@ def evaluate(
         batch_size: Cubes per forward pass.
         save_examples: Write this many example figures (the first cubes of the split).
         fp16: Reduced-precision inference (float16 on CUDA, bfloat16 on CPU).
-        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``...
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
         num_workers: DataLoader workers (None: automatic).
         compile: ``torch.compile`` the model.
 
@@ -109,40 +97,36 @@ def evaluate(
     Raises:
         CheckpointError: Not a model directory.
         MissingFileError: No CubeStore at ``cubes``.
-        ConfigError / LabelError: Channels or class map of cubes and model differ.
+        ConfigError / LabelError: Channels or class map of cubes and model differ; the
+            device is not available.
         EmptyAreaError: The split has no cubes.
     """
     from geoseg.data.datamodule import CubeDataModule
-    from geoseg.train.bundle import load_bundle
     from geoseg.train.plots import plot_confusion, plot_example, rgb_composite
 
     claim_folder(out, EVAL_KIND, legacy=_LEGACY)  # before any work
     keep_freed_memory()
     start = time.perf_counter()
-    dev = _device(device)
+    dev = resolve_device(device)
     bundle = load_bundle(bundle_dir, device=dev)
     check_not_input({"--out": out}, [bundle_dir, cubes])
     cfg = bundle.config
-    extra = cfg.extra
-    target_size = extra.get("target_size") if extra.get("target_mode") == "resize" else None
-    dm = CubeDataModule(cubes, batch_size=batch_size, num_workers=num_workers, target_size=target_size,
+    dm = CubeDataModule(cubes, batch_size=batch_size, num_workers=num_workers, target_size=cfg.eval_resize,
                         target_mode="resize", augment=False, normalization=cfg.normalization)
     _check_compatible(bundle, dm.store)
     dm.mask_channels = cfg.mask_channels
-    model = bundle.model
-    forward = torch.compile(model, dynamic=False) if compile else model  # static: see module.py
+    runner = ModelRunner(bundle, dev, fp16=fp16, cpu_precision="bfloat16", compile=compile)
     k = len(cfg.classes)
     confusion = MulticlassConfusionMatrix(k, ignore_index=IGNORE_INDEX, validate_args=False).to(dev)
     examples: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
     ids = dm.split_ids(split)
     loader = dm.loader(split)
     seen = 0
-    with torch.inference_mode(), _autocast(dev, fp16):
+    with torch.inference_mode():
         for batch in loader:
             batch = dm.prepare_batch({key: v.to(dev, non_blocking=True) for key, v in batch.items()}, train=False)
             x, y = batch["image"], batch["mask"].long()
-            logits = forward(x)
-            pred = (logits[0] if isinstance(logits, tuple) else logits).max(1).indices  # = argmax, faster
+            pred = runner.logits(x).max(1).indices  # = argmax, faster
             confusion.update(pred, y)
             for j in range(min(save_examples - len(examples), x.shape[0])):
                 examples.append((int(ids[seen + j]), x[j].float().cpu().numpy(), y[j].cpu().numpy(),
@@ -156,7 +140,7 @@ def evaluate(
         "model_dir": str(Path(bundle_dir).resolve()), "model": cfg.model.get("name"),
         "encoder": cfg.model.get("encoder"), "classes": [c.model_dump() for c in cfg.classes],
         "miou_definition": "mean IoU over classes present in the ground truth or the prediction",
-        "precision": ("float16" if dev.type == "cuda" else "bfloat16") if fp16 else "float32",
+        "precision": runner.precision,
     }
     written: list[Path] = []
     with atomic_folder(out, EVAL_KIND, legacy=_LEGACY) as tmp:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from geoseg.bundle.config import recipe_model_options
 from geoseg.models import create_model
 from geoseg.train.config import TrainConfig
 from geoseg.train.losses import SegmentationLoss
@@ -40,6 +41,8 @@ class SegmentationTask(pl.LightningModule):
         class_names: Name of each training class index.
         class_weights: Per-class loss weights, or None.
         channels_last: Use the channels-last memory format (CUDA).
+        mask_channels: The recipe's mask channels (``Recipe.num_mask_channels``), for
+            architectures with a valid-pixel mask (RSPRUNet++); None keeps their default.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class SegmentationTask(pl.LightningModule):
         class_names: list[str],
         class_weights: list[float] | None = None,
         channels_last: bool = False,
+        mask_channels: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -57,10 +61,13 @@ class SegmentationTask(pl.LightningModule):
         self.cfg, self.class_names = cfg, list(class_names)
         k = len(class_names)
         pretrained: bool | str = str(cfg.pretrained) if not isinstance(cfg.pretrained, bool) else cfg.pretrained
+        options = cfg.model_kwargs()
+        if mask_channels is not None:
+            options = recipe_model_options(cfg.model, options, mask_channels)
         self.model = create_model(
             cfg.model, in_channels=in_channels, num_classes=k, encoder=cfg.encoder, pretrained=pretrained,
             channel_names=channel_names, aux_params={"classes": k} if cfg.aux_head else None,
-            options=cfg.model_kwargs(),
+            options=options,
         )
         self.channels_last = channels_last
         if channels_last:

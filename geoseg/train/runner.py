@@ -236,15 +236,15 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
     accelerator, precision, channels_last = resolve_hardware(config)
     task = SegmentationTask(config.model_dump(mode="json"), in_channels=dm.store.num_channels,
                             channel_names=dm.channel_names, class_names=dm.class_names,
-                            class_weights=weights, channels_last=channels_last)
+                            class_weights=weights, channels_last=channels_last, mask_channels=dm.mask_channels)
     if _is_rank_zero():  # the model builds: now an earlier run may be replaced
         _clear_out(out, previous)
     template = {
         "recipe": dm.store.recipe.to_dict(), "channel_names": dm.channel_names,
         "classes": [c.model_dump() for c in dm.classes], "normalization": dm.normalization.model_dump(),
         "window": dm.window, "mask_channels": dm.mask_channels,
+        "target_size": config.target_size, "target_mode": config.target_mode,
         "extra": {"cubes": str(Path(config.cubes).resolve()), "cube_size": dm.store.cube_size,
-                  "target_size": config.target_size, "target_mode": config.target_mode,
                   "class_weights": weights, "train": config.model_dump(mode="json")},
     }
     # every output of the run (config.yaml, bundles, history, plots) is written by global rank 0
@@ -285,9 +285,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
     best = out / "best" if (out / "best").is_dir() else None
     metrics: dict[str, Any] = {}
     if best is not None:
-        import json
+        from geoseg.bundle import read_bundle_config
 
-        metrics = json.loads((best / "config.json").read_text())["extra"].get("metrics", {})
+        metrics = read_bundle_config(best).extra.get("metrics", {})
     stopper = next((c for c in hooks if isinstance(c, EarlyStopping)), None)
     return TrainResult(
         out=out, best=best, final=out / "final" if (out / "final").is_dir() else None,

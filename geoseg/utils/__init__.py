@@ -1,6 +1,7 @@
-"""Small shared helpers: atomic outputs and progress reporting."""
+"""Small shared helpers of the stages: output ownership, atomic writes, progress, memory settings.
 
-from geoseg.utils.atomic import atomic_folder, atomic_path
-from geoseg.utils.progress import DaskProgress, progress_bar
+They are building blocks, not the user API: import them from their modules
+(``geoseg.utils.outputs``, ``atomic``, ``progress``, ``checks``, ``memory``).
+"""
 
-__all__ = ["atomic_path", "atomic_folder", "DaskProgress", "progress_bar"]
+__all__: list[str] = []

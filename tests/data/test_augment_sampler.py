@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from geoseg.data import (
-    ShardSampler,
-    center_crop,
-    dihedral,
-    random_crop,
-    random_dihedral,
-    resize_nearest,
-)
+from geoseg.data import ShardSampler
+from geoseg.data.augment import center_crop, dihedral, random_crop, random_dihedral, resize_nearest
 
 
 def _batch(n: int = 16, h: int = 12, w: int = 12) -> tuple[torch.Tensor, torch.Tensor]:

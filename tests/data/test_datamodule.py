@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from geoseg.data import CubeDataModule, CubeDataset, InMemoryCubes, store_normalization
+from geoseg.bundle import Normalization, normalize
+from geoseg.data import CubeDataModule, CubeDataset, InMemoryCubes
+from geoseg.data.datamodule import store_normalization
 from geoseg.errors import ConfigError, GeosegError, MissingFileError
 from geoseg.tiling import CubeStore
-from geoseg.train.bundle import Normalization, normalize
 
 
 def test_splits_classes_and_counts_come_from_the_store(data_cubes):

@@ -47,10 +47,10 @@ def window(stack: Path) -> Window:
 @pytest.fixture(scope="module")
 def bundle_dir(stack: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small UNet bundle with decisive weights, real BatchNorm statistics and the stack's normalisation."""
+    from geoseg.bundle import BundleConfig, Normalization, normalize, save_bundle
     from geoseg.config.catalog import ClassDef
     from geoseg.features import get_recipe
     from geoseg.models import create_model
-    from geoseg.train.bundle import BundleConfig, Normalization, normalize, save_bundle
 
     recipe = get_recipe("s2_24")
     with rasterio.open(stack) as ds:
@@ -83,7 +83,7 @@ def exported(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def _tile_and_reference(stack: Path, bundle_dir: Path, window: Window, mask_invalid: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from geoseg.train.bundle import load_bundle
+    from geoseg.bundle import load_bundle
 
     with rasterio.open(stack) as ds:
         raw = ds.read(window=window)  # (24, 64, 64), as QGIS reads the layer
@@ -143,8 +143,8 @@ def test_without_the_zero_mask_invalid_pixels_change_the_answer(stack: Path, bun
 
 
 def test_deepness_graph_module_matches_reference_in_pytorch(stack: Path, bundle_dir: Path, window: Window) -> None:
+    from geoseg.bundle import load_bundle
     from geoseg.export import deepness_preprocess
-    from geoseg.train.bundle import load_bundle
 
     bundle = load_bundle(bundle_dir)
     cfg = bundle.config

@@ -21,7 +21,7 @@ L1C_HAS_OFFSET = {"282D_485L_3_3": True, "38D_378R_2_3": False, "433D_629L_3_1":
 
 
 def _by_hand(dn: np.ndarray, offset: float) -> tuple[np.ndarray, np.ndarray]:
-    """The 24 channels of DESIGN.md written out independently, in float64."""
+    """The 24 channels of s2_24 (geoseg/features/recipes.yaml) written out independently, in float64."""
     r = {b: (dn[i].astype(np.float64) + offset) / 10000 for i, b in enumerate(L2A_ORDER)}
     valid = (dn != 0).all(axis=0)
 

@@ -3,6 +3,7 @@
 Checks forward shapes (eval and training), backward with finite non-zero gradients,
 deep-supervision outputs, eval determinism, the spec rebuild and a save/load round trip.
 Input sizes: 256 (for 13 channels) or 64, and a size not divisible by 32 (200 or 70).
+Every architecture variant (aux head, PointRend) also round-trips as ``pretrained=path``.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import json
 
 import pytest
 import torch
-from _model_helpers import SMALL_ENCODER, SMALL_OPTIONS, make_input
+from _model_helpers import S2_24, SMALL_ENCODER, SMALL_OPTIONS, make_input
 
 from geoseg.models import (
     ModelOutput,
     SegmentationModel,
     create_model,
+    get_model_class,
     list_models,
     load_model,
     load_weights,
@@ -124,3 +126,37 @@ def test_features_match_feature_info(name: str) -> None:
     feats = model.encoder(x)
     assert [f.shape[1] for f in feats] == model.encoder.channels
     assert [64 // f.shape[-1] for f in feats] == model.encoder.reductions
+
+
+def _variants() -> list[tuple[str, str]]:
+    """(architecture, variant) for every registered architecture and head it supports."""
+    out = []
+    for name in list_models():
+        out += [(name, "plain"), (name, "aux")]
+        if get_model_class(name).supports_pointrend:
+            out.append((name, "pointrend"))
+    return out
+
+
+@pytest.mark.parametrize(("name", "variant"), _variants(), ids=lambda v: v)
+def test_whole_checkpoint_as_pretrained(name: str, variant: str, tmp_path) -> None:
+    """save_weights → create_model(..., pretrained=path) gives back the same model (issue 13)."""
+    kwargs = dict(
+        in_channels=24, num_classes=K, encoder=SMALL_ENCODER[name], channel_names=S2_24,
+        aux_params={"classes": 3} if variant == "aux" else None, **SMALL_OPTIONS[name],
+    )
+    if variant == "pointrend":
+        kwargs.update(pointrend=True, point_subdivision_points=64, point_fc_dim=16)
+    model = create_model(name, **kwargs)
+    path = save_weights(model, tmp_path / f"{name}.safetensors")
+    loaded = create_model(name, **kwargs, pretrained=path)
+    want, got = model.state_dict(), loaded.state_dict()
+    assert list(got) == list(want)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    x = make_input(1, 24, 40, 40, invalid_fraction=0.25)
+    with torch.no_grad():
+        y_want, y_got = model.eval()(x), loaded.eval()(x)
+    if variant == "aux":
+        assert isinstance(y_got, tuple) and torch.equal(y_got[1], y_want[1])
+        y_want, y_got = y_want[0], y_got[0]
+    assert torch.equal(y_got, y_want)

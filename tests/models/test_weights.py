@@ -5,6 +5,7 @@ No test touches the network: hub downloads are simulated by patching ``timm.crea
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 from pathlib import Path
@@ -15,10 +16,12 @@ import torch
 from _model_helpers import S2_24
 from safetensors.torch import save_file
 
+import geoseg.models
 from geoseg.errors import CheckpointError, ModelError
 from geoseg.models import (
     adapt_first_conv_weight,
     create_model,
+    load_model,
     load_torchgeo_weights,
     load_weights,
     normalize_band_name,
@@ -232,3 +235,83 @@ def test_checkpoint_errors(tmp_path: Path) -> None:
     garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
     with pytest.raises(CheckpointError):
         read_state_dict(garbage)
+
+
+def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_plain_torch_checkpoint_without_spec_is_a_whole_model(tmp_path: Path) -> None:
+    """No geoseg metadata (a Lightning file): whole model when its keys are the model's keys."""
+    kw = {"in_channels": 24, "encoder": "test_resnet", "channel_names": S2_24, "psp_channels": 32}
+    src = create_model("pspnet", **kw)
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in src.state_dict().items()}}, path)
+    assert _same_state(create_model("pspnet", **kw, pretrained=path), src)
+    with pytest.raises(CheckpointError, match="do not fit"):  # keys of another architecture
+        create_model("pspnet", **{**kw, "psp_channels": 16}, pretrained=path)
+
+
+def test_model_bundle_directory_as_weights(tmp_path: Path) -> None:
+    """A bundle (config.json with the spec + model.safetensors without metadata) loads too."""
+    kw = {"in_channels": 24, "num_classes": 3, "encoder": "test_resnet", "channel_names": S2_24,
+          "aspp_channels": 16, "decoder_channels": 16}
+    src = create_model("deeplabv3plus", **kw)
+    bundle = tmp_path / "best"
+    bundle.mkdir()
+    save_file(src.state_dict(), str(bundle / "model.safetensors"))
+    (bundle / "config.json").write_text(json.dumps({"model": src.spec, "window": 64}))
+    assert _same_state(create_model("deeplabv3plus", **kw, pretrained=bundle), src)
+    assert _same_state(load_model(bundle), src)
+    assert _same_state(load_weights(create_model("deeplabv3plus", **kw), bundle), src)
+    with pytest.raises(CheckpointError, match="model bundle directory"):
+        create_model("deeplabv3plus", **kw, pretrained=tmp_path)
+
+
+def test_whole_checkpoint_must_fit_the_model(tmp_path: Path) -> None:
+    src = create_model("unet3plus", in_channels=24, encoder="test_resnet", channel_names=S2_24,
+                       cat_channels=8)
+    path = save_weights(src, tmp_path / "u3.safetensors")
+    # options that hold no weights may differ (fine-tune with a frozen backbone)
+    frozen = create_model("unet3plus", in_channels=24, encoder="test_resnet", channel_names=S2_24,
+                          cat_channels=8, freeze_backbone=True, pretrained=path)
+    assert _same_state(frozen, src)
+    with pytest.raises(CheckpointError, match="architecture differs.*name: file 'unet3plus' vs model 'unet'"):
+        create_model("unet", in_channels=24, encoder="test_resnet", channel_names=S2_24, pretrained=path)
+    with pytest.raises(CheckpointError, match="architecture differs.*num_classes"):
+        create_model("unet3plus", in_channels=24, num_classes=5, encoder="test_resnet",
+                     channel_names=S2_24, cat_channels=8, pretrained=path)
+    with pytest.raises(CheckpointError, match="trained on channels"):  # never silently shuffled
+        create_model("unet3plus", in_channels=24, encoder="test_resnet", channel_names=S2_24[::-1],
+                     cat_channels=8, pretrained=path)
+
+
+def test_models_modules_import_without_cycles() -> None:
+    """weights.py reads/writes/maps weights; factories (create_model, load_model) live in registry."""
+    root = Path(geoseg.models.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in root.glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        deps = graph.setdefault(path.stem, set())
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):  # local imports too
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("geoseg.models"):
+                assert node.module != "geoseg.models" or all(
+                    (root / f"{a.name}.py").is_file() for a in node.names
+                ), f"{path.name} imports from the geoseg.models package (its __init__ imports everything)"
+                deps.update(node.module.split(".")[2:3] or [a.name for a in node.names])
+    seen: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(mod: str, trail: list[str]) -> None:
+        assert seen.get(mod) != 1, f"import cycle: {' -> '.join([*trail, mod])}"
+        if seen.get(mod) == 2 or mod not in graph:
+            return
+        seen[mod] = 1
+        for dep in sorted(graph[mod]):
+            visit(dep, [*trail, mod])
+        seen[mod] = 2
+
+    for mod in sorted(graph):
+        visit(mod, [])
+    assert "registry" not in graph["weights"] and "weights" in graph["registry"]

@@ -11,7 +11,7 @@ from geoseg.pipeline import STEP_NAMES, check_pipeline, load_pipeline
 from tests.conftest import REPO
 
 PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
-# the seeds' default backbones of the production pipelines
+# the production pipelines use each architecture's default encoder
 PRODUCTION = {
     "rsprunetpp": ("rsprunetpp", "resnest101e"),
     "unet3plus": ("unet3plus", "convnext_tiny"),

@@ -12,11 +12,11 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from geoseg.bundle import BundleConfig, ModelBundle, Normalization, save_bundle
 from geoseg.config.catalog import ClassDef
 from geoseg.features import get_recipe
 from geoseg.io.grid import Grid
 from geoseg.stitch import StitchedBlock
-from geoseg.train.bundle import BundleConfig, ModelBundle, Normalization, save_bundle
 
 L2A_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 DEMO_CLASSES = [
@@ -131,8 +131,8 @@ class CollectSink:
 
 def full_forward(scene, bundle: ModelBundle) -> tuple[np.ndarray, np.ndarray]:
     """Reference: one forward pass over the whole scene (probabilities (K, H, W), valid mask)."""
+    from geoseg.bundle import normalize
     from geoseg.features import read_features
-    from geoseg.train.bundle import normalize
 
     recipe = bundle.config.recipe_obj()
     features, valid = read_features(scene, Window(0, 0, scene.grid.width, scene.grid.height), recipe)

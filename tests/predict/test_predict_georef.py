@@ -13,7 +13,7 @@ from geoseg.features import read_features
 from geoseg.io import open_scene
 from geoseg.io.grid import Grid
 from geoseg.predict import predict_scene
-from geoseg.stitch import CONFIDENCE_NODATA
+from geoseg.stitch.output import CONFIDENCE_NODATA
 from tests.conftest import shared
 from tests.predict._predict_helpers import DEMO_CLASSES, input_grid, unet_bundle
 

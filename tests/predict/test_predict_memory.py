@@ -1,4 +1,4 @@
-"""Memory is flat in scene size: a 4096² scene peaks at ≤ 1.2× the RSS of a 2048² one.
+"""Memory is flat in scene size: a 4096² scene (4× the pixels) peaks at ≤ 1.3× the RSS of a 2048² one.
 
 Each prediction runs in a fresh subprocess with a cheap 1×1-conv model on the 3-band ``rgb``
 recipe, so reading and the model cost little and the figure shows what the predictor itself
@@ -84,7 +84,9 @@ def test_peak_memory_does_not_grow_with_scene_size(tmp_path):
     print(f"\npeak RSS 2048²: {small['peak_kb'] / 1024:.0f} MB (+{grow_small:.0f} MB while predicting, "
           f"{small['seconds']:.1f} s); 4096²: {large['peak_kb'] / 1024:.0f} MB (+{grow_large:.0f} MB, "
           f"{large['seconds']:.1f} s); ratio {ratio:.3f}")
-    assert ratio <= 1.2
+    # 1.3, not 1.2, since predict stopped importing Lightning: the ~250 MB smaller fixed base
+    # (1051 MB at 2048²) makes the same +240 MB of accumulators a larger ratio
+    assert ratio <= 1.3
     # the scene has 4× the pixels: the working memory grows far less than the area
     assert grow_large < 2.0 * max(grow_small, 16)
     # accumulators: K float32 scores + float32 weight + bool valid over window height × scene width

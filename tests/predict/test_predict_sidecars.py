@@ -10,8 +10,16 @@ import pytest
 import rasterio
 
 from geoseg.predict import predict_scene
-from geoseg.stitch import aux_xml_path, pam_xml, qml_path, qml_xml
-from geoseg.stitch.sidecars import GFU_BLUE, GFU_GREEN, GFU_MINMAX, GFU_NAME, GFU_RED
+from geoseg.stitch import pam_xml, qml_xml
+from geoseg.stitch.sidecars import (
+    GFU_BLUE,
+    GFU_GREEN,
+    GFU_MINMAX,
+    GFU_NAME,
+    GFU_RED,
+    aux_xml_path,
+    qml_path,
+)
 from tests.predict._predict_helpers import SPARSE_CLASSES, pointwise_bundle, write_multiband_scene
 
 

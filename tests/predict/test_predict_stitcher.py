@@ -10,7 +10,8 @@ from rasterio.windows import Window
 from geoseg.errors import CRSMismatchError
 from geoseg.io.grid import Grid
 from geoseg.predict import window_layout
-from geoseg.stitch import Stitcher, classes_from_probs
+from geoseg.stitch import Stitcher
+from geoseg.stitch.output import classes_from_probs
 from tests.predict._predict_helpers import CollectSink
 
 TRANSFORM = (10.0, 0.0, 500000.0, 0.0, -10.0, 5800000.0)

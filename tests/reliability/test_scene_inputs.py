@@ -52,10 +52,10 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny real model bundle (UNet on timm's test_resnet, s2_24, 64 px window), saved once."""
     import torch
 
+    from geoseg.bundle import BundleConfig, Normalization, save_bundle
     from geoseg.config.catalog import ClassDef
     from geoseg.features import get_recipe
     from geoseg.models import create_model
-    from geoseg.train.bundle import BundleConfig, Normalization, save_bundle
 
     torch.manual_seed(0)
     recipe = get_recipe("s2_24")

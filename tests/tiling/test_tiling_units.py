@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from geoseg.errors import ConfigError
-from geoseg.tiling import Moments, assign_splits, axis_slots, cube_moments, cube_windows
-from geoseg.tiling.stats import ColumnMoments
+from geoseg.tiling.layout import axis_slots, cube_windows
+from geoseg.tiling.split import assign_splits
+from geoseg.tiling.stats import ColumnMoments, Moments, cube_moments
 
 
 def _covered(slots, size: int, cube: int) -> np.ndarray:

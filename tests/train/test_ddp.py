@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from geoseg.train import evaluate, load_bundle, train
+from geoseg.bundle import load_bundle
+from geoseg.train import evaluate, train
 from tests.train._helpers import tiny_config
 
 # Same data order and effective batch in both runs: the single process takes batches of 8

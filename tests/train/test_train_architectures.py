@@ -10,8 +10,9 @@ import pytest
 import torch
 import yaml
 
+from geoseg.bundle import load_bundle
 from geoseg.models import list_models
-from geoseg.train import evaluate, load_bundle, train
+from geoseg.train import evaluate, train
 from tests.train._helpers import tiny_config
 
 # each architecture also exercises other options (heads, losses, schedules, outputs)

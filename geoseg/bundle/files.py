@@ -15,48 +15,24 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from geoseg import __version__
-from geoseg.config.catalog import ClassDef
-from geoseg.config.schema import StrictModel, validate
+from geoseg.bundle.config import (
+    CONFIG_NAME,
+    RESTORE_HINT,
+    WEIGHTS_NAME,
+    BundleConfig,
+    read_bundle_config,
+)
 from geoseg.errors import CheckpointError, GeosegError
-from geoseg.features.recipes import Recipe
 from geoseg.utils.outputs import atomic_folder, legacy_entries
 
-__all__ = ["BundleConfig", "Normalization", "ModelBundle", "save_bundle", "load_bundle", "normalize"]
+__all__ = ["ModelBundle", "save_bundle", "load_bundle", "BUNDLE_KIND"]
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 BUNDLE_KIND = "model bundle"
 _LEGACY = legacy_entries(CONFIG_NAME, WEIGHTS_NAME)
-
-
-class Normalization(StrictModel):
-    """Per-channel mean/std over valid pixels (from the CubeStore's stats.json)."""
-
-    mean: list[float]
-    std: list[float]
-
-
-class BundleConfig(StrictModel):
-    schema_version: int = 1
-    geoseg_version: str = __version__
-    model: dict[str, Any] = Field(description="model.spec: rebuilds the architecture with create_model(**spec)")
-    recipe: dict[str, Any] = Field(description="Recipe.to_dict() of the input channels")
-    channel_names: list[str]
-    classes: list[ClassDef] = Field(description="class of training index i is classes[i]")
-    normalization: Normalization
-    window: int = Field(description="cube/window size the model was trained on (pixels)")
-    mask_channels: int = Field(11, description="leading channels that are all 0 at invalid pixels")
-    extra: dict[str, Any] = Field(default_factory=dict, description="metrics, epoch, training options")
-
-    def recipe_obj(self) -> Recipe:
-        return Recipe.from_dict(self.recipe)
 
 
 class ModelBundle:
@@ -69,20 +45,6 @@ class ModelBundle:
     def codes(self) -> np.ndarray:
         """Class code of each output channel (index → code)."""
         return np.array([c.code for c in self.config.classes], dtype=np.uint8)
-
-
-def normalize(x: torch.Tensor, norm: Normalization, mask_channels: int = 11) -> torch.Tensor:
-    """``(x - mean) / std`` on valid pixels; invalid pixels (first channels all 0) stay exactly 0.
-
-    Works on (C, H, W) or (N, C, H, W) tensors.
-    """
-    channel_dim = x.dim() - 3
-    shape = [1] * x.dim()
-    shape[channel_dim] = -1
-    mean = torch.as_tensor(norm.mean, dtype=x.dtype, device=x.device).view(shape)
-    std = torch.as_tensor(norm.std, dtype=x.dtype, device=x.device).view(shape)
-    valid = x.narrow(channel_dim, 0, mask_channels).abs().sum(dim=channel_dim, keepdim=True) > 0
-    return torch.where(valid, (x - mean) / std.clamp_min(1e-12), torch.zeros_like(x))
 
 
 def save_bundle(model: torch.nn.Module | Mapping[str, torch.Tensor], config: BundleConfig,
@@ -101,10 +63,6 @@ def save_bundle(model: torch.nn.Module | Mapping[str, torch.Tensor], config: Bun
     return Path(directory)
 
 
-_RESTORE = ("restore the bundle from a backup, or use another bundle of the training run "
-            "(MODEL_DIR/best, final or epoch_N) or retrain")
-
-
 def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
 
@@ -119,35 +77,27 @@ def load_bundle(directory: str | Path, device: str | torch.device = "cpu") -> Mo
     cfg_path, weights = d / CONFIG_NAME, d / WEIGHTS_NAME
     if cfg_path.is_file() != weights.is_file():  # half a bundle: name the missing file
         missing = weights if cfg_path.is_file() else cfg_path
-        raise CheckpointError(f"damaged model bundle: {missing.name} is missing", path=missing, hint=_RESTORE)
+        raise CheckpointError(f"damaged model bundle: {missing.name} is missing", path=missing, hint=RESTORE_HINT)
     if not cfg_path.is_file() or not weights.is_file():
         raise CheckpointError(
             f"not a model directory (needs {CONFIG_NAME} and {WEIGHTS_NAME})",
             path=d,
             hint="pass MODEL_DIR/best (or final, epoch_N) written by geoseg train",
         )
-    try:
-        raw = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        what = f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else "not text"
-        raise CheckpointError(f"damaged model bundle: {CONFIG_NAME} is not valid JSON ({what})", path=cfg_path,
-                              hint=_RESTORE) from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"damaged model bundle: {CONFIG_NAME} holds a JSON {type(raw).__name__}, not an "
-                              "object", path=cfg_path, hint=_RESTORE)
-    config = validate(BundleConfig, raw, str(cfg_path))
+    config = read_bundle_config(d)
     try:
         model = create_model(**{**config.model, "pretrained": False})
     except GeosegError:
         raise
     except Exception as err:  # e.g. an option the architecture does not take
         raise CheckpointError(f"{CONFIG_NAME} does not describe a model this geoseg can build "
-                              f"({type(err).__name__}: {_first_line(err)})", path=cfg_path, hint=_RESTORE) from None
+                              f"({type(err).__name__}: {_first_line(err)})", path=cfg_path,
+                              hint=RESTORE_HINT) from None
     try:  # safetensors raises its own error type (SafetensorError) for a cut or garbled file
         state = load_file(str(weights), device="cpu")
     except Exception as err:
         raise CheckpointError(f"damaged model bundle: {WEIGHTS_NAME} cannot be read ({_first_line(err)})",
-                              path=weights, hint=_RESTORE) from None
+                              path=weights, hint=RESTORE_HINT) from None
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

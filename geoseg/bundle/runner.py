@@ -1,49 +1,29 @@
-"""Run a bundle's model on batches of feature windows: device, precision, TTA, softmax.
+"""Run a bundle's model: normalisation, device, precision, TTA, softmax — for every caller.
 
-:class:`ModelRunner` turns a float32 ``(N, C, H, W)`` numpy batch (the raw feature stack,
-invalid pixels 0) into float32 ``(N, K, H, W)`` class probabilities on the CPU. On CUDA the
-batch goes through pinned memory, channels-last layout and float16 autocast; on the CPU the
-model runs in float32. Normalisation is the bundle's own :func:`geoseg.train.bundle.normalize`.
+:class:`ModelRunner` is the one forward pass of a bundle, shared by the predictor (float32
+``(N, C, H, W)`` numpy windows → class probabilities on the CPU), the evaluator (normalised
+batches already on the device → logits) and the ONNX exporter's PyTorch reference. On CUDA
+the batch goes through pinned memory, channels-last layout and float16 autocast; on the CPU
+the model runs in float32 unless the caller asks for bfloat16 (:mod:`geoseg.bundle.device`).
+Normalisation is the bundle's own :func:`~geoseg.bundle.normalize`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Literal
 
 import numpy as np
 import torch
 
-from geoseg.errors import CheckpointError, ConfigError
-from geoseg.train.bundle import ModelBundle, normalize
+from geoseg.bundle.device import Precision, autocast, resolve_device, resolve_precision
+from geoseg.bundle.files import ModelBundle
+from geoseg.bundle.normalization import normalize
+from geoseg.errors import CheckpointError
 
-__all__ = ["Device", "resolve_device", "ModelRunner", "dihedral_transforms"]
+__all__ = ["ModelRunner", "dihedral_transforms"]
 
 log = logging.getLogger(__name__)
-
-Device = Literal["auto", "cpu", "cuda"]
-
-
-def resolve_device(device: Device | str | torch.device) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error.
-
-    Raises:
-        ConfigError: unknown device name, or CUDA requested but not available.
-    """
-    if isinstance(device, torch.device):
-        return device
-    name = str(device).lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda was requested but no CUDA GPU is available",
-                              hint="use --device auto or --device cpu")
-        return torch.device(name)
-    if name == "cpu":
-        return torch.device("cpu")
-    raise ConfigError(f"unknown device {device!r}", hint="use auto, cpu or cuda")
 
 
 def dihedral_transforms() -> list[tuple[int, bool]]:
@@ -64,24 +44,31 @@ def _invert(y: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
 
 
 class ModelRunner:
-    """Softmax probabilities of a bundle's model for feature batches.
+    """Logits and softmax probabilities of a bundle's model.
 
     Args:
         bundle: the loaded model bundle (model + config).
-        device: ``auto``, ``cpu``, ``cuda`` (or ``cuda:N``).
-        fp16: float16 autocast on CUDA (ignored on the CPU, which runs float32).
+        device: ``auto``, ``cpu``, ``cuda`` (or ``cuda:N``, ``mps``); see
+            :func:`~geoseg.bundle.device.resolve_device`.
+        fp16: reduced precision: float16 autocast on CUDA; on the CPU what ``cpu_precision`` says.
         tta: average the probabilities over the 8 flips and 90° rotations.
+        cpu_precision: what ``fp16`` means off CUDA: ``float32`` (ignored; the predictor) or
+            ``bfloat16`` (the evaluator).
+        compile: ``torch.compile`` the model (static shapes).
 
     Raises:
+        ConfigError: the device is not available.
         CheckpointError: the bundle's channels, normalisation and model disagree.
     """
 
-    def __init__(self, bundle: ModelBundle, device: Device | str = "auto", fp16: bool = True, tta: bool = False):
+    def __init__(self, bundle: ModelBundle, device: str | torch.device = "auto", fp16: bool = True,
+                 tta: bool = False, *, cpu_precision: Literal["float32", "bfloat16"] = "float32",
+                 compile: bool = False):
         cfg = bundle.config
         self.device = resolve_device(device)
         self.cuda = self.device.type == "cuda"
-        self.fp16 = bool(fp16 and self.cuda)
-        if fp16 and not self.cuda:
+        self.precision: Precision = resolve_precision(self.device, fp16, cpu_precision)
+        if fp16 and self.precision == "float32":
             log.debug("fp16 applies to CUDA only; running float32 on %s", self.device)
         self.tta = tta
         self.num_classes = len(cfg.classes)
@@ -106,17 +93,20 @@ class ModelRunner:
         self.model = bundle.model.to(self.device).eval()
         if self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # static: a graph per batch shape, as in training (geoseg/train/module.py)
+        self.forward = torch.compile(self.model, dynamic=False) if compile else self.model
 
-    def _autocast(self):
-        if self.fp16:
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+    @property
+    def fp16(self) -> bool:
+        """Whether the model runs in reduced precision."""
+        return self.precision != "float32"
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Float32 logits ``(N, K, H, W)`` of a normalised batch already on :attr:`device`."""
         if self.cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            out = self.model(x)
+        with autocast(self.device, self.precision):
+            out = self.forward(x)
         if isinstance(out, (tuple, list)):  # (mask, label) with an aux classification head
             out = out[0]
         if out.ndim != 4 or out.shape[1] != self.num_classes or out.shape[-2:] != x.shape[-2:]:
@@ -126,13 +116,27 @@ class ModelRunner:
             )
         return out.float()
 
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The bundle's normalisation of raw features (any device); invalid pixels stay 0."""
+        return normalize(x, self.norm, self.mask_channels)
+
     @torch.inference_mode()
     def prepare(self, features: np.ndarray) -> torch.Tensor:
         """Normalise raw features ``(C, H, W)`` or ``(N, C, H, W)`` on the CPU (any thread)."""
         if features.ndim not in (3, 4) or features.shape[-3] != self.in_channels:
             raise ValueError(f"expected ({self.in_channels}, H, W) features, got {features.shape}")
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-        return normalize(x, self.norm, self.mask_channels)
+        return self.normalize(x)
+
+    @torch.inference_mode()
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities ``(N, K, H, W)`` of a normalised batch on :attr:`device` (TTA-averaged)."""
+        if not self.tta:
+            return torch.softmax(self.logits(x), dim=1)
+        out = torch.zeros((x.shape[0], self.num_classes, *x.shape[-2:]), device=x.device)
+        for k, flip in dihedral_transforms():
+            out += _invert(torch.softmax(self.logits(_apply(x, k, flip)), dim=1), k, flip)
+        return out / len(dihedral_transforms())
 
     @torch.inference_mode()
     def run(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,15 +147,9 @@ class ModelRunner:
         """
         if self.cuda:
             x = x.pin_memory().to(self.device, non_blocking=True)
-        if self.tta:
-            out = torch.zeros((x.shape[0], self.num_classes, *x.shape[-2:]), device=self.device)
-            for k, flip in dihedral_transforms():
-                out += _invert(torch.softmax(self._logits(_apply(x, k, flip)), dim=1), k, flip)
-            out /= len(dihedral_transforms())
-        else:
-            out = self._logits(x)
-            if self.cuda:
-                out = torch.softmax(out, dim=1)
+        elif x.device != self.device:
+            x = x.to(self.device)
+        out = self.logits(x) if self._softmax_in_finish else self.probabilities(x)
         return out.cpu()
 
     @property
