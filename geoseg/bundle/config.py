@@ -40,6 +40,8 @@ RESTORE_HINT = ("restore the bundle from a backup, or use another bundle of the 
 
 
 class BundleConfig(StrictModel):
+    """A model bundle's ``config.json``: what rebuilds the model and prepares its inputs."""
+
     schema_version: int = SCHEMA_VERSION
     geoseg_version: str = __version__
     model: dict[str, Any] = Field(description="model.spec: rebuilds the architecture with create_model(**spec)")

@@ -36,8 +36,10 @@ def run_bundle_dir(model_dir: str | Path, choice: BundleChoice = "best") -> Path
     return chosen if is_bundle(chosen) else root / "final"
 
 
-def resolve_bundle_dir(path: str | Path) -> Path:
+def resolve_bundle_dir(path: str | Path, *, flag: str = "--model") -> Path:
     """``path`` if it is a bundle, else the ``best`` (or ``final``) bundle of the training run there.
+
+    ``flag`` is the option that gave ``path`` (named in the error; empty for an argument).
 
     Raises:
         CheckpointError: ``path`` does not exist.
@@ -45,7 +47,7 @@ def resolve_bundle_dir(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise CheckpointError("model directory does not exist", path=path,
-                              hint="pass --model MODEL_DIR written by geoseg train (MODEL_DIR/best)")
+                              hint=f"pass {flag + ' ' if flag else ''}MODEL_DIR written by geoseg train (MODEL_DIR/best)")
     if not is_bundle(path):
         for sub in BUNDLE_CHOICES:
             if is_bundle(path / sub):

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from geoseg.cli.types import Float, Int, IntList
 from geoseg.io.sensors import DEFAULT_INVALID_SCL
+
+if TYPE_CHECKING:
+    from geoseg.features.writer import Compression
 
 __all__ = ["inspect_cmd", "features_cmd", "demo_data_cmd"]
 
@@ -63,7 +67,7 @@ def inspect_cmd(scene: Path, resolution: float, offset: float | None, mask: Path
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def features_cmd(scene: Path, out: Path, recipe: str, resolution: float, offset: float | None, mask: Path | None,
                  invalid_scl: tuple[int, ...], scale: float | None, date: str | None, block: int, workers: int | None,
-                 compress: str, no_progress: bool) -> None:
+                 compress: Compression, no_progress: bool) -> None:
     """Write SCENE's feature stack (default: the 24-channel s2_24 recipe) as a GeoTIFF."""
     import time
 
@@ -73,7 +77,7 @@ def features_cmd(scene: Path, out: Path, recipe: str, resolution: float, offset:
     opened = _open(scene, resolution, offset, mask, invalid_scl, scale, date)
     opened.require_bands(chosen.required_bands, f"recipe {chosen.name}")
     start = time.perf_counter()
-    write_feature_stack(opened, out, chosen, block=block, workers=workers, compress=compress,  # type: ignore[arg-type]
+    write_feature_stack(opened, out, chosen, block=block, workers=workers, compress=compress,
                         progress=not no_progress)
     seconds = time.perf_counter() - start
     g = opened.grid

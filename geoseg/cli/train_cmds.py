@@ -151,7 +151,11 @@ def train_cmd(cubes: Path | None, out: Path | None, config_file: Path | None, **
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 def evaluate_cmd(model_dir: Path, cubes: Path, out: Path, split: str, batch_size: int, save_examples: int,
                  fp16: bool, device: str, num_workers: int | None, compile_: bool) -> None:
-    """Score the model bundle MODEL_DIR (e.g. MODEL_DIR/best) on a split of CUBES."""
+    """Score the model bundle MODEL_DIR (e.g. MODEL_DIR/best) on a split of CUBES.
+
+    MODEL_DIR may also be the training run itself: its best/ bundle is used (final/ when no
+    validation ran), as by geoseg predict.
+    """
     from geoseg.train import evaluate
 
     result = evaluate(model_dir, cubes, out, split=split, batch_size=batch_size, save_examples=save_examples,

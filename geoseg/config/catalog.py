@@ -59,6 +59,13 @@ class LabelSource(StrictModel):
             raise ValueError("vector labels need 'column' (the attribute with class codes)")
         return self
 
+    @property
+    def file(self) -> Path:
+        """The label file: ``raster`` or ``vector`` (validation ensures exactly one is set)."""
+        path = self.raster or self.vector
+        assert path is not None
+        return path
+
 
 class DemoSource(StrictModel):
     """A generated demo scene (no download needed)."""
@@ -71,6 +78,8 @@ class DemoSource(StrictModel):
 
 
 class SceneEntry(StrictModel):
+    """One scene of a dataset: a file or folder on disk, or the generated demo scene."""
+
     id: str
     path: Path | None = Field(None, description="multi-band GeoTIFF, per-band folder or .SAFE")
     demo: DemoSource | None = Field(None, description="generate the built-in demo scene instead")
@@ -102,6 +111,8 @@ class SceneEntry(StrictModel):
 
 
 class Dataset(StrictModel):
+    """A named dataset of the catalog: its scenes, classes and feature recipe."""
+
     description: str = ""
     requires: Path | None = Field(None, description="folder that must exist (e.g. ../shared/data)")
     recipe: str = "s2_24"
@@ -126,6 +137,8 @@ class Dataset(StrictModel):
 
 
 class Catalog(StrictModel):
+    """The data catalog (``data_catalog.yaml``): datasets by name."""
+
     schema_version: Literal[1] = 1
     datasets: dict[str, Dataset]
     source: Path | None = Field(None, exclude=True, description="the file this was read from")

@@ -21,6 +21,7 @@ class CatalogScene:
 
 
 def scene_from_entry(catalog: Catalog, dataset: Dataset, entry: SceneEntry) -> CatalogScene:
+    """Resolve a catalog scene entry to its scene file and labels (generating the demo scene if needed)."""
     labels = entry.labels
     if entry.demo is not None:
         from geoseg.demo import DemoScene, generate_demo_scene

@@ -75,6 +75,7 @@ def _innermost_model(annotation: Any) -> Any:
 
 
 def format_validation_error(err: ValidationError, model: type[BaseModel], source: str) -> ConfigError:
+    """The ConfigError for a pydantic error: the first problem, named by its key in ``source``."""
     # an unknown key explains more than the "field required" it often causes (a misspelt key)
     first = next((e for e in err.errors() if e["type"] == "extra_forbidden"), err.errors()[0])
     loc = tuple(first["loc"])

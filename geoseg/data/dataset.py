@@ -35,7 +35,7 @@ class InMemoryCubes:
         self.labels = None if labels is None else np.ascontiguousarray(labels, dtype=np.uint8)
 
     @classmethod
-    def from_store(cls, store: CubeStore, ids: Sequence[int]) -> InMemoryCubes:
+    def from_store(cls, store: CubeStore, ids: Sequence[int] | np.ndarray) -> InMemoryCubes:
         """Read cubes ``ids`` of ``store`` into memory (position k holds cube ``ids[k]``)."""
         ids = [int(i) for i in ids]
         labels = store.read_labels(ids) if store.has_labels else None
@@ -59,7 +59,7 @@ class CubeDataset(Dataset):
             (default: all).
     """
 
-    def __init__(self, source: CubeStore | InMemoryCubes, ids: Sequence[int] | None = None) -> None:
+    def __init__(self, source: CubeStore | InMemoryCubes, ids: Sequence[int] | np.ndarray | None = None) -> None:
         self.source = source
         self.ids = np.arange(len(source), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
 

@@ -61,6 +61,9 @@ class DeepnessGraph(nn.Module):
         mask_invalid: re-apply the zero mask (input and output) inside the graph.
     """
 
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
+
     def __init__(self, model: nn.Module, mean: list[float], std: list[float], mask_channels: int,
                  mask_invalid: bool = True) -> None:
         super().__init__()
@@ -252,7 +255,7 @@ def export_onnx(
             missing. ModelError: the check finds a difference above 1e-4.
     """
     bundle = load_model_bundle(model)
-    check_not_input({"--out": out}, [model, bundle.path])
+    check_not_input({"--out": out}, [bundle.path] if isinstance(model, ModelBundle) else [model, bundle.path])
     out = claim_file(out, suffixes=(".onnx",))
     cfg = bundle.config
     size = int(tile_size or cfg.window)

@@ -1,7 +1,12 @@
 """The feature stack: recipe channels (reflectances + indices) with the valid-pixel mask."""
 
+from typing import TYPE_CHECKING
+
 from geoseg.features.recipes import Recipe, get_recipe, list_recipes
 from geoseg.features.stack import feature_stack, read_features
+
+if TYPE_CHECKING:  # type checkers see the real signature
+    from geoseg.features.writer import write_feature_stack
 
 # The GeoTIFF writer needs dask.array; imported on first use so that processes that only
 # compute windows (tiler and predictor workers) start without it.

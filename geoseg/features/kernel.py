@@ -19,7 +19,6 @@ import hashlib
 import importlib.util
 import inspect
 import logging
-import os
 import re
 import sys
 import threading
@@ -27,6 +26,7 @@ from collections.abc import Callable
 
 from geoseg.features.recipes import Recipe
 from geoseg.io.radiometry import INVALID_FILL, dn_to_reflectance
+from geoseg.utils.atomic import write_text_atomic
 
 __all__ = ["compile_recipe_kernel", "kernel_source"]
 
@@ -48,6 +48,7 @@ class _ToSource(ast.NodeTransformer):
         return node
 
     def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        assert isinstance(node.value, int | float)  # Formula accepts numeric constants only
         return ast.Constant(value=float(node.value))
 
 
@@ -135,10 +136,7 @@ def _compile_recipe_kernel(recipe: Recipe) -> Callable | None:
     path = folder / f"kernel_{recipe.name}_{digest}.py"
     try:
         if not path.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
-            tmp.write_text(source)
-            os.replace(tmp, path)
+            write_text_atomic(path, source)
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         sys.modules[path.stem] = module  # numba's cache re-imports the module by name

@@ -111,6 +111,7 @@ def _builtin_recipes() -> dict[str, Recipe]:
 
 
 def list_recipes() -> list[str]:
+    """Names of the built-in recipes, sorted."""
     return sorted(_builtin_recipes())
 
 

@@ -103,7 +103,8 @@ def write_feature_stack(
             scheduler="threads", num_workers=workers
         ):
             try:
-                da.store(sources, targets, lock=lock)
+                # dask documents any target with numpy-style __setitem__; its annotation says ArrayLike
+                da.store(sources, targets, lock=lock)  # type: ignore[arg-type]
             except BaseException:
                 # dask raises the first failed block (e.g. a damaged scene file) at once, while
                 # other threads may still finish blocks: they must not write into a closed file

@@ -142,7 +142,7 @@ def infer_offset(samples: Mapping[str, np.ndarray], nodata: float | None = 0,
             lows[band] = float(np.percentile(values, 1))
     if not lows:
         return OffsetDecision(0.0, "inferred", "no valid pixels to infer from; assuming no offset")
-    darkest = min(lows, key=lows.get)
+    darkest = min(lows, key=lows.__getitem__)
     low = lows[darkest]
     factor = scale / REFLECTANCE_SCALE
     threshold = INFER_THRESHOLD_DN * factor

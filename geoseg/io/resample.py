@@ -144,4 +144,4 @@ def _invalid(data: np.ndarray, nodata: float | None) -> np.ndarray:
         bad |= data == nodata
     if np.issubdtype(data.dtype, np.floating):
         bad |= ~np.isfinite(data)
-    return bad.any(axis=0)
+    return np.asarray(bad.any(axis=0))  # numpy's stubs also allow a scalar here

@@ -162,7 +162,7 @@ def _multiband(path: Path, band_names: Sequence[str] | None) -> tuple[dict[str, 
                     hint="make band_names match the file's band order",
                 )
         elif all(descriptions):
-            names = descriptions
+            names = [d for d in descriptions if d]  # all set: same list, typed list[str]
         elif ds.count == len(S2_BAND_NAMES):
             names = list(S2_BAND_NAMES)
         elif ds.count == len(S2_L2A_BAND_NAMES):

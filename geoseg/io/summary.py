@@ -16,6 +16,8 @@ __all__ = ["SceneSummary", "summarise_scene"]
 
 @dataclass
 class SceneSummary:
+    """What ``geoseg inspect`` reports about a scene (see :func:`summarise_scene`)."""
+
     scene: Scene
     valid_fraction: float
     scl_shares: dict[int, float] = field(default_factory=dict)

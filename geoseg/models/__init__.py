@@ -12,6 +12,7 @@ from geoseg.models.base import SegmentationModel
 from geoseg.models.deeplabv3plus import DeepLabV3Plus
 from geoseg.models.encoders import (
     FeatureEncoder,
+    check_encoder,
     create_encoder,
     register_encoder,
     registered_encoders,
@@ -60,6 +61,7 @@ __all__ = [
     "UNet",
     "UNet3Plus",
     "adapt_first_conv_weight",
+    "check_encoder",
     "create_encoder",
     "create_model",
     "describe_models",

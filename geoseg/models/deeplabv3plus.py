@@ -1,4 +1,4 @@
-"""DeepLabV3+ (Chen et al. 2018) with the encoder-depth rule of seed 003.
+"""DeepLabV3+ (Chen et al. 2018) with a selectable encoder depth.
 
 ``encoder_depth`` chooses the ASPP input; the low-level skip is always P2 (stride 4):
 
@@ -12,7 +12,7 @@ encoder_depth  deep feature (ASPP in)  low-level feature
 
 ``output_stride`` (8 or 16) dilates the backbone so the deep feature keeps that stride
 (default 16, or 2**encoder_depth if smaller). ``head_upsample`` fixes the final upsampling
-factor (seed 003 — useful with custom encoders); by default the logits are resized to the
+factor (useful with custom encoders); by default the logits are resized to the
 input size. Decoder as in the paper: ASPP(256) → ×up → concat 1×1(48) low-level → two 3×3
 convs (depthwise-separable by default) → 1×1 classifier. Optional PointRend head.
 """
@@ -111,12 +111,12 @@ class ASPP(nn.Module):
 
 
 class DeepLabV3Plus(SegmentationModel):
-    """DeepLabV3+ with encoder_depth/output_stride/head_upsample as in seed 003."""
+    """DeepLabV3+ (Chen et al. 2018) with selectable encoder_depth, output_stride and head_upsample."""
 
     name: ClassVar[str] = "deeplabv3plus"
     Options: ClassVar[type[ArchOptions]] = DeepLabV3PlusOptions
     default_encoder: ClassVar[str] = "resnet50"
-    summary: ClassVar[str] = "DeepLabV3+: ASPP on P(encoder_depth), P2 skip (seed 003)"
+    summary: ClassVar[str] = "DeepLabV3+ (Chen et al. 2018): ASPP on P(encoder_depth), P2 skip"
     supports_pointrend: ClassVar[bool] = True
 
     @classmethod

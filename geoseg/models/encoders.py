@@ -6,10 +6,10 @@ the input, dilation included) and ``levels`` (nominal pyramid level: ``P_l`` has
 ``2**l`` in an undilated backbone, so a dilated ResNet keeps levels 1..5 while its
 reductions read 2, 4, 8, 8, 8). Decoders only use these lists, never model names.
 
-Custom encoders follow segmentation_models_pytorch's contract (seed 002): a module with
+Custom encoders follow segmentation_models_pytorch's encoder contract: a module with
 ``out_channels`` (input channels first) and ``depth`` whose ``forward`` returns
 ``[x, f1, ..., f_depth]`` with ``f_i`` at stride ``2**i`` — or a ``{"P1": f1, ...}`` dict
-(seed 003's ``pyramid_outputs`` convention). Zero-channel placeholders are dropped.
+(the convention of KerasHub's ``pyramid_outputs``). Zero-channel placeholders are dropped.
 Register a class with :func:`register_encoder` to use it by name, or pass an instance.
 """
 
@@ -18,10 +18,11 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import timm
 import torch
+from timm.models import FeatureInfo
 from torch import Tensor, nn
 
 from geoseg.errors import ModelError
@@ -34,6 +35,7 @@ __all__ = [
     "register_encoder",
     "unregister_encoder",
     "registered_encoders",
+    "check_encoder",
     "create_encoder",
     "nominal_levels",
     "build_timm_features",
@@ -130,8 +132,9 @@ class TimmEncoder(FeatureEncoder):
         self.model = model
         self.name = name
         self.in_channels = in_channels
-        self.channels = list(model.feature_info.channels())
-        self.reductions = list(model.feature_info.reduction())
+        info = _feature_info(model)
+        self.channels = list(info.channels())
+        self.reductions = list(info.reduction())
         self.levels = levels
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -203,14 +206,26 @@ class ModuleEncoder(FeatureEncoder):
         return self._select(self.module(x))
 
 
-def _accepts(cls: type, arg: str) -> bool:
+def _feature_info(model: nn.Module) -> FeatureInfo:
+    # nn.Module attributes are typed Tensor | Module; a timm features_only model sets a FeatureInfo
+    return cast(FeatureInfo, model.feature_info)
+
+
+def _accepts(cls: type[nn.Module], arg: str) -> bool:
     params = inspect.signature(cls.__init__).parameters
     return arg in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _unknown_encoder(name: str) -> ModelError:
     hint = suggestion(name, registered_encoders() + timm.list_models(), n=3)
-    return ModelError(f"unknown encoder {name!r}", hint=hint or "see timm.list_models() or register_encoder()")
+    return ModelError(f"unknown encoder {name!r}",
+                      hint=hint or "see timm.list_models() or geoseg.models.register_encoder")
+
+
+def check_encoder(name: str) -> None:
+    """Raise ModelError unless ``name`` is a timm model or a registered custom encoder (no download)."""
+    if name not in _CUSTOM_ENCODERS and not timm.is_model(name):
+        raise _unknown_encoder(name)
 
 
 # (name, depth, output_stride) -> (out_indices, levels): avoids building a model twice
@@ -253,7 +268,8 @@ def build_timm_features(
             f"{err or type(err).__name__}",
             hint="use a dilatable backbone (ResNet, ResNeSt, EfficientNet, ConvNeXt) or output_stride=32",
         ) from err
-    reductions = list(model.feature_info.reduction())
+    info = _feature_info(model)
+    reductions = list(info.reduction())
     if output_stride is not None and max(reductions) > output_stride:
         raise ModelError(
             f"encoder {name!r} ignores output_stride={output_stride} (strides {reductions})",
@@ -263,7 +279,7 @@ def build_timm_features(
     keep = [i for i, lv in enumerate(all_levels) if lv <= depth]
     if not keep:
         raise ModelError(f"encoder {name!r} has no feature at level <= {depth} (levels {all_levels})")
-    out_indices = tuple(model.feature_info.out_indices[i] for i in keep)
+    out_indices = tuple(info.out_indices[i] for i in keep)
     levels = [all_levels[i] for i in keep]
     _PLANS[key] = (out_indices, levels)
     if len(keep) < len(all_levels):  # drop the deeper stages (parameters and compute)
@@ -297,7 +313,7 @@ def create_encoder(
         return encoder
     if isinstance(encoder, nn.Module):
         if hasattr(encoder, "feature_info"):  # a timm features_only model instance
-            levels = nominal_levels(list(encoder.feature_info.reduction()))
+            levels = nominal_levels(list(_feature_info(encoder).reduction()))
             return TimmEncoder(encoder, type(encoder).__name__, in_channels, levels)
         enc = ModuleEncoder(encoder, _instance_name(encoder), in_channels)
         return _check_custom(enc, depth, output_stride)
@@ -320,7 +336,7 @@ def create_encoder(
     if timm_model is None:
         timm_model, levels = build_timm_features(encoder, in_channels, depth, output_stride)
     else:
-        levels = nominal_levels(list(timm_model.feature_info.reduction()))
+        levels = nominal_levels(list(_feature_info(timm_model).reduction()))
     return TimmEncoder(timm_model, encoder, in_channels, levels)
 
 

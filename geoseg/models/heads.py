@@ -1,6 +1,6 @@
 """Heads and small building blocks shared by the decoders.
 
-The aux classification head follows segmentation_models_pytorch (seed 002): global pooling
+The aux classification head follows segmentation_models_pytorch: global pooling
 (``avg``/``max``) → dropout → linear → optional activation, on the deepest encoder feature.
 Its layers are smp's :class:`~segmentation_models_pytorch.base.ClassificationHead`.
 """

@@ -44,6 +44,11 @@ class MaskedBatchNorm2d(nn.Module):
         track_running_stats: Keep running statistics and use them in eval mode.
     """
 
+    # registered buffers (None without track_running_stats), typed as torch's BatchNorm types them
+    running_mean: Tensor | None
+    running_var: Tensor | None
+    num_batches_tracked: Tensor | None
+
     def __init__(
         self,
         num_features: int,
@@ -94,6 +99,7 @@ class MaskedBatchNorm2d(nn.Module):
             if self.training and self.track_running_stats:
                 self._update_running(mean, var, n)
         else:
+            assert self.running_mean is not None and self.running_var is not None  # track_running_stats
             mean, var = self.running_mean, self.running_var
         y = (x - mean[None, :, None, None]) * torch.rsqrt(var[None, :, None, None] + self.eps)
         if self.affine:
@@ -103,6 +109,8 @@ class MaskedBatchNorm2d(nn.Module):
     @torch.no_grad()
     def _update_running(self, mean: Tensor, var: Tensor, n: Tensor) -> None:
         # A batch with fewer than 2 valid pixels has no unbiased variance: leave stats alone.
+        assert self.num_batches_tracked is not None
+        assert self.running_mean is not None and self.running_var is not None
         has_stats = (n > 1).to(mean.dtype)
         self.num_batches_tracked.add_(has_stats.long())
         if self.momentum is None:  # cumulative moving average, as nn.BatchNorm2d

@@ -131,6 +131,7 @@ class PointHead(nn.Module):
         self.fc_layers = nn.ModuleList(layers)
         self.predictor = nn.Conv1d(dim_in, num_classes, 1)
         nn.init.normal_(self.predictor.weight, std=0.001)
+        assert self.predictor.bias is not None  # Conv1d has a bias by default
         nn.init.zeros_(self.predictor.bias)
 
     def point_logits(self, fine_points: Tensor, coarse_points: Tensor) -> Tensor:
@@ -188,9 +189,8 @@ class PointHead(nn.Module):
         logits = coarse
         while logits.shape[-2] < size[0] or logits.shape[-1] < size[1]:
             step = (min(2 * logits.shape[-2], size[0]), min(2 * logits.shape[-1], size[1]))
-            vh = None if valid is None else -(-valid[0] * step[0] // size[0])
-            vw = None if valid is None else -(-valid[1] * step[1] // size[1])
-            logits, _ = self.subdivision_step(
-                logits, coarse, fine, step, None if valid is None else (vh, vw)
+            valid_step = None if valid is None else (
+                -(-valid[0] * step[0] // size[0]), -(-valid[1] * step[1] // size[1])
             )
+            logits, _ = self.subdivision_step(logits, coarse, fine, step, valid_step)
         return logits

@@ -1,14 +1,14 @@
-"""PSPNet (Zhao et al. 2017) as described in seed 004 (arcgis.learn's PSPNetClassifier).
+"""PSPNet (Zhao et al. 2017) with the options of arcgis.learn's PSPNetClassifier.
 
 * Dilated backbone: the last two stages keep stride 8 with dilations 2 and 4
   (``keep_dilation``; default: dilated for the plain head, undilated for the U-Net decoder).
 * Pyramid pooling module on the deepest feature: adaptive average pooling to each of
-  ``pyramid_sizes`` (default 1, 2, 3, 6 — the paper's set; the Spanish seed mentions
-  1, 3, 5, 6 in passing, pass it explicitly if wanted), 1×1 conv to ``C / len(sizes)``,
-  bilinear upsampling, concatenation with the input and a 3×3 bottleneck conv.
+  ``pyramid_sizes`` (default 1, 2, 3, 6 — the paper's set; pass another set such as
+  1, 3, 5, 6 explicitly if wanted), 1×1 conv to ``C / len(sizes)``, bilinear upsampling,
+  concatenation with the input and a 3×3 bottleneck conv.
 * Head: ``use_unet=False`` → 1×1 classifier + bilinear upsampling (×8 when dilated);
-  ``use_unet=True`` (seed default) → a learnable U-Net/FPN-style decoder through the
-  encoder skips.
+  ``use_unet=True`` (the default, as in arcgis.learn) → a learnable U-Net/FPN-style
+  decoder through the encoder skips.
 * ``aux_mask_head``: the paper's auxiliary FCN head on P4 (res4), loss weight 0.4.
 * ``pointrend``: PointRend refinement of the coarse logits (see :mod:`.pointrend`).
 """
@@ -133,7 +133,7 @@ class PSPNet(SegmentationModel):
     name: ClassVar[str] = "pspnet"
     Options: ClassVar[type[ArchOptions]] = PSPNetOptions
     default_encoder: ClassVar[str] = "resnet50"
-    summary: ClassVar[str] = "PSPNet: pyramid pooling, U-Net decoder or 8x head, aux head, PointRend (seed 004)"
+    summary: ClassVar[str] = "PSPNet (Zhao et al. 2017): pyramid pooling, U-Net decoder or 8x head, aux head, PointRend"
     supports_pointrend: ClassVar[bool] = True
 
     @classmethod

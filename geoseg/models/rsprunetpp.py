@@ -1,4 +1,4 @@
-"""RSPRUNet++ (seed 000; Sensors 2022, "Detecting Pest-Infested Forest Damage through
+"""RSPRUNet++ (Sensors 2022, "Detecting Pest-Infested Forest Damage through
 Multispectral Satellite Imagery and Improved UNet++"): masked BatchNorm on the input →
 ResNeSt encoder → UNet++ nested decoder with scSE in every block → the X(0, j) heads
 upsampled and fused by a final 1×1 convolution.
@@ -137,6 +137,7 @@ class RSPRUNetPlusPlus(SegmentationModel):
         self.fusion = nn.Conv2d(n_heads * k, k, 1)
         with torch.no_grad():  # start as the average of the heads
             self.fusion.weight.zero_()
+            assert self.fusion.bias is not None  # Conv2d has a bias by default
             self.fusion.bias.zero_()
             for j in range(n_heads):
                 self.fusion.weight[torch.arange(k), j * k + torch.arange(k), 0, 0] = 1.0 / n_heads

@@ -1,4 +1,4 @@
-"""UNet 3+ (Huang et al. 2020, arXiv:2004.08790) on timm backbones (seed 001).
+"""UNet 3+ (Huang et al. 2020, arXiv:2004.08790) on timm backbones.
 
 Full-scale skip connections: with encoder features ``E_0 … E_{L-1}`` (finest first) and
 ``D_{L-1} = E_{L-1}``, every decoder stage ``D_i`` (i = L-2 … 0) concatenates L branches of
@@ -12,7 +12,7 @@ classifier, upsampled to the input size (``ModelOutput.deep``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -78,7 +78,7 @@ class FullScaleDecoder(nn.Module):
         for i in range(n - 2, -1, -1):
             size = features[i].shape[-2:]
             parts = []
-            for j, branch in enumerate(self.stages[str(i)]):
+            for j, branch in enumerate(cast(nn.ModuleList, self.stages[str(i)])):
                 if j < i:
                     k = self.reductions[i] // self.reductions[j]
                     src = features[j] if k == 1 else F.max_pool2d(features[j], k, k, ceil_mode=True)
@@ -97,7 +97,7 @@ class UNet3Plus(SegmentationModel):
     name: ClassVar[str] = "unet3plus"
     Options: ClassVar[type[ArchOptions]] = UNet3PlusOptions
     default_encoder: ClassVar[str] = "convnext_tiny"
-    summary: ClassVar[str] = "UNet 3+ full-scale skips, deep supervision (seed 001)"
+    summary: ClassVar[str] = "UNet 3+ (Huang et al. 2020): full-scale skips, deep supervision"
     supports_deep_supervision: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

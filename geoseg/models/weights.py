@@ -25,7 +25,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import safetensors
 import safetensors.torch
@@ -291,7 +291,8 @@ def pretrained_timm_features(
         logger.info("%s: pretrained first conv bands already match %s", name, list(target))
         return src
     sd = src.state_dict()
-    key = _first_conv_key(sd, src.pretrained_cfg.get("first_conv"), src_chans)
+    pretrained_cfg = cast(dict[str, Any], src.pretrained_cfg)  # set by timm.create_model
+    key = _first_conv_key(sd, pretrained_cfg.get("first_conv"), src_chans)
     sd[key], _ = adapt_first_conv_weight(sd[key], source_bands, target, log_name=f"{name}.{key}")
     model, _ = build_timm_features(name, in_channels, depth, output_stride)
     model.load_state_dict(sd, strict=True)
@@ -368,7 +369,7 @@ def build_with_weights(
     stride = cls.encoder_output_stride(options)
     is_timm = isinstance(enc_name, str) and timm.is_model(enc_name)
     if pretrained is True:
-        if not is_timm:
+        if not is_timm or not isinstance(enc_name, str):
             raise ModelError(
                 f"pretrained=True needs a timm encoder name, got {enc_name!r}",
                 hint="load custom encoder weights from a local file: pretrained=<path>",
@@ -390,7 +391,8 @@ def build_with_weights(
     if isinstance(model.encoder, TimmEncoder) and is_timm:
         return _load_timm_backbone(model, sd, bands)
     try:
-        model.encoder.module.load_state_dict(sd, strict=True)  # a custom encoder's own weights
+        # a custom encoder's own weights (a timm encoder has no .module: AttributeError)
+        cast(nn.Module, model.encoder.module).load_state_dict(sd, strict=True)
     except (RuntimeError, AttributeError) as err:
         raise CheckpointError(f"encoder weights do not fit {enc_name!r}: {err}", path=pretrained) from err
     return model

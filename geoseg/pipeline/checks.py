@@ -5,26 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from geoseg.config.catalog import Catalog
-from geoseg.errors import ConfigError, GeosegError, ModelError
+from geoseg.errors import ConfigError, GeosegError
 from geoseg.pipeline.schema import Pipeline
-from geoseg.utils.closest import suggestion
 
-__all__ = ["check_pipeline", "check_encoder", "check_steps"]
+__all__ = ["check_pipeline", "check_steps"]
 
 _SEED_MAX = 2**32 - 1  # numpy and Lightning seeds
-
-
-def check_encoder(name: str) -> None:
-    """Raise ModelError unless ``name`` is a timm model or a registered custom encoder (no download)."""
-    import timm
-
-    from geoseg.models import registered_encoders
-
-    if name in registered_encoders() or timm.is_model(name):
-        return
-    close = suggestion(name, [*registered_encoders(), *timm.list_models()], n=3)
-    raise ModelError(f"unknown encoder {name!r}",
-                     hint=close or "see timm.list_models() or geoseg.models.register_encoder")
 
 
 def check_pipeline(pipeline: Pipeline, catalog: Catalog, require_data: bool = True) -> None:
@@ -43,7 +29,7 @@ def check_pipeline(pipeline: Pipeline, catalog: Catalog, require_data: bool = Tr
         CatalogError: a dataset's data is not available. ConfigError: with the pipeline file
             as path and the cause.
     """
-    from geoseg.models import get_model_class
+    from geoseg.models import check_encoder, get_model_class
 
     source = pipeline.source
     for name in {pipeline.dataset, pipeline.steps.predict.dataset if pipeline.steps.predict else None} - {None}:
@@ -100,10 +86,11 @@ def _scene_size(catalog: Catalog, entry) -> tuple[int, int] | None:
         import re
 
         band = re.compile(r"B(0[1-9]|1[0-2]|8A)")
-        path = next((f for f in sorted(path.rglob("*")) if f.suffix.lower() in (".tif", ".tiff", ".jp2")
-                     and band.search(f.stem.upper())), None)  # any band file: all cover the scene's extent
-        if path is None:
+        found = next((f for f in sorted(path.rglob("*")) if f.suffix.lower() in (".tif", ".tiff", ".jp2")
+                      and band.search(f.stem.upper())), None)  # any band file: all cover the scene's extent
+        if found is None:
             return None
+        path = found
     try:
         with rasterio.open(path) as ds:
             if ds.crs is None or ds.crs.is_geographic:
@@ -145,7 +132,7 @@ def check_steps(pipeline: Pipeline, catalog: Catalog, scene_sizes: bool = True) 
         if not 0 <= tile.seed <= _SEED_MAX:
             raise _refuse(pipeline, f"steps.tile.seed {tile.seed} must be between 0 and {_SEED_MAX}", "e.g. seed: 0")
         window = tile.cube_size
-        needed = {}
+        needed: dict[str, str] = {}
         if train is not None:
             needed[train.train_split] = "steps.train.train_split"
             needed[train.val_split] = "steps.train.val_split"
@@ -186,18 +173,19 @@ def _check_tiling_fits(pipeline: Pipeline, catalog: Catalog, tile, needed: dict[
     if not scene_sizes:
         return
     dataset = catalog.dataset(pipeline.dataset)
-    sizes = [_scene_size(catalog, entry) for entry in dataset.scenes]
-    if any(s is None for s in sizes) or not sizes:
+    found = [_scene_size(catalog, entry) for entry in dataset.scenes]
+    sizes = [s for s in found if s is not None]
+    if len(sizes) < len(found) or not sizes:
         return  # some header is unreadable: the tile step reports that scene
     cube = tile.cube_size
-    if all(cube > min(h, w) for h, w in sizes):  # type: ignore[misc]
-        largest = max(sizes, key=lambda s: min(s))  # type: ignore[arg-type, return-value]
+    if all(cube > min(h, w) for h, w in sizes):
+        largest = max(sizes, key=lambda s: min(s))
         raise _refuse(pipeline, f"steps.tile.cube_size {cube} is larger than every scene of dataset "
-                                f"{pipeline.dataset!r} (the largest is {largest[1]} x {largest[0]} px)",  # type: ignore[index]
-                      f"use a cube_size of at most {min(largest)} px")  # type: ignore[arg-type]
+                                f"{pipeline.dataset!r} (the largest is {largest[1]} x {largest[0]} px)",
+                      f"use a cube_size of at most {min(largest)} px")
     stride = cube - tile.overlap
     blocks = 0
-    for h, w in sizes:  # type: ignore[misc]
+    for h, w in sizes:
         rows = {s.block for s in axis_slots(h, cube, stride, tile.split_block)}
         cols = {s.block for s in axis_slots(w, cube, stride, tile.split_block)}
         blocks += len(rows) * len(cols)

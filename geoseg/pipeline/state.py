@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import yaml
 
 from geoseg import __version__
+from geoseg.utils.atomic import write_text_atomic
 
 __all__ = [
     "MANIFEST_NAME",
@@ -65,10 +65,12 @@ def step_key(params: dict[str, Any], inputs: dict[str, Any], code: str) -> str:
 
 
 def now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def new_run_id() -> str:
+    """A fresh random run id (32 hex digits)."""
     return uuid.uuid4().hex
 
 
@@ -82,19 +84,14 @@ def read_manifest(step_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_manifest(step_dir: Path, manifest: dict[str, Any]) -> None:
-    _write_atomic(step_dir / MANIFEST_NAME, json.dumps(manifest, indent=2, default=str))
+    """Write the step's manifest atomically (JSON)."""
+    write_text_atomic(step_dir / MANIFEST_NAME, json.dumps(manifest, indent=2, default=str))
 
 
 def write_yaml(path: Path, data: dict[str, Any]) -> None:
-    _write_atomic(path, yaml.safe_dump(data, sort_keys=False))
+    """Write ``data`` as YAML atomically, keys in the given order."""
+    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def write_config(step_dir: Path, config: dict[str, Any]) -> None:
@@ -128,7 +125,7 @@ def scene_fingerprints(catalog: Any, dataset: str, scene_ids: list[str] | None =
         files = sorted({b.path for b in scene.bands.values()} | {x.path for x in (scene.scl, scene.mask) if x})
         labels = None
         if cs.labels is not None:
-            labels = {**file_fingerprint(cs.labels.raster or cs.labels.vector), "column": cs.labels.column,
+            labels = {**file_fingerprint(cs.labels.file), "column": cs.labels.column,
                       "layer": cs.labels.layer}
         out.append({"scene_id": scene.scene_id, "offset": scene.offset.offset,
                     "files": [file_fingerprint(f) for f in files], "labels": labels})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -13,7 +13,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def prefetch(fn: Callable[[T], R], items: Iterable[T], *, workers: int = 2, depth: int = 8) -> Iterator[tuple[T, R]]:
+def prefetch(fn: Callable[[T], R], items: Iterable[T], *, workers: int = 2, depth: int = 8) -> Generator[tuple[T, R], None, None]:
     """Yield ``(item, fn(item))`` in input order, keeping up to ``depth`` calls in flight.
 
     ``fn`` runs on ``workers`` threads (GDAL reads and numpy release the GIL), so the caller's

@@ -127,4 +127,4 @@ def window_weights(
     """
     if not 0 < floor <= 1:
         raise ConfigError(f"taper floor must be in (0, 1], got {floor}")
-    return _weights(h, w, overlap, tuple(bool(e) for e in edges), float(floor))  # type: ignore[arg-type]
+    return _weights(h, w, overlap, tuple(bool(e) for e in edges), float(floor))

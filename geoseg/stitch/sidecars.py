@@ -75,8 +75,8 @@ def pam_xml(classes: Sequence[ClassDef], band_description: str = "land_cover") -
         _sub(fd, "Usage", str(usage))
     for i, c in enumerate(ordered):
         row = _sub(rat, "Row", index=str(i))
-        for value in (c.code, c.name, *c.rgb):
-            _sub(row, "F", str(value))
+        for cell in (c.code, c.name, *c.rgb):
+            _sub(row, "F", str(cell))
     ET.indent(root, space="  ")
     return ET.tostring(root, encoding="unicode") + "\n"
 

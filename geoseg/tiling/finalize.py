@@ -29,9 +29,8 @@ from geoseg.tiling.store import (
     chunk_path,
     create_arrays,
     read_store_json,
-    write_json_atomic,
 )
-from geoseg.utils.atomic import atomic_path
+from geoseg.utils.atomic import atomic_path, write_json_atomic
 
 __all__ = ["Outcome", "collect", "finalize"]
 
@@ -52,6 +51,7 @@ class Outcome:
 
 
 def collect(plan: TilePlan, records: list[dict]) -> Outcome:
+    """Gather the per-candidate results of all task records into an :class:`Outcome`."""
     n = len(plan.windows)
     fractions = np.zeros(n, np.float64)
     kept = np.zeros(n, bool)
@@ -73,7 +73,7 @@ def _compact(plan: TilePlan, kept_ids: np.ndarray) -> None:
     marker = plan.staging / "compaction.json"
     if not marker.exists():
         create_arrays(final, len(kept_ids), plan.recipe.num_channels, plan.params.cube_size, plan.has_labels)
-        write_json_atomic(marker, {"num_cubes": int(len(kept_ids))})
+        write_json_atomic(marker, {"num_cubes": int(len(kept_ids))}, fsync=True)
     names = [("cubes", 4)] + ([("labels", 3)] if plan.has_labels else [])
     for dense, candidate in enumerate(kept_ids):
         for name, ndim in names:
@@ -132,7 +132,7 @@ def _index(plan: TilePlan, outcome: Outcome, kept_ids: np.ndarray, splits: list[
 def _stats(plan: TilePlan, outcome: Outcome, kept_ids: np.ndarray, splits: list[str]) -> dict:
     channels = plan.recipe.num_channels
     total = Moments.empty(channels)
-    per_split = {s: Moments.empty(channels) for s in SPLITS}
+    per_split: dict[str, Moments] = {s: Moments.empty(channels) for s in SPLITS}
     for dense, candidate in enumerate(kept_ids):
         m = outcome.moments[int(candidate)]
         total = total.merge(m)
@@ -176,7 +176,7 @@ def finalize(plan: TilePlan, records: list[dict]) -> tuple[Outcome, dict]:
     with atomic_path(plan.out / GPKG_NAME) as tmp:
         gpkg.to_file(tmp, driver="GPKG", layer="cubes")
     stats = _stats(plan, outcome, kept_ids, splits)
-    write_json_atomic(plan.out / STATS_NAME, stats)
+    write_json_atomic(plan.out / STATS_NAME, stats, fsync=True)
     manifest = {
         **plan.manifest,
         "num_cubes": int(len(kept_ids)),
@@ -189,9 +189,9 @@ def finalize(plan: TilePlan, records: list[dict]) -> tuple[Outcome, dict]:
         "chunks": chunk_inventory(plan.out / ARRAYS_NAME, len(kept_ids), plan.has_labels),
         "complete": False,
     }
-    write_json_atomic(plan.out / MANIFEST_NAME, manifest)
+    write_json_atomic(plan.out / MANIFEST_NAME, manifest, fsync=True)
     manifest["complete"] = True
-    write_json_atomic(plan.out / MANIFEST_NAME, manifest)
+    write_json_atomic(plan.out / MANIFEST_NAME, manifest, fsync=True)
     return outcome, stats
 
 

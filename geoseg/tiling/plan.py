@@ -98,7 +98,7 @@ class TilePlan:
         for cs in self.scenes:
             files += cs.scene.files()
             if cs.labels is not None:
-                files.append(str(cs.labels.raster or cs.labels.vector))
+                files.append(str(cs.labels.file))
         return [f for f in files if f]
 
     @property
@@ -174,8 +174,7 @@ def _scene_sources(cs: CatalogScene) -> dict:
     if scene.scale != REFLECTANCE_SCALE:  # recorded only when stated, so older stores still resume
         source["scale"] = scene.scale
     if cs.labels is not None:
-        label_file = cs.labels.raster or cs.labels.vector
-        source["labels"] = {**_fingerprint(label_file), "column": cs.labels.column, "layer": cs.labels.layer}
+        source["labels"] = {**_fingerprint(cs.labels.file), "column": cs.labels.column, "layer": cs.labels.layer}
     return source
 
 

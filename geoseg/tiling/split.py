@@ -8,13 +8,19 @@ more blocks and its fraction is positive, train keeps at least one block).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from geoseg.errors import ConfigError
 
+if TYPE_CHECKING:
+    from _typeshed import SupportsRichComparison
+
 __all__ = ["assign_splits", "check_fractions"]
+
+_Key = TypeVar("_Key", bound="SupportsRichComparison")  # block keys are sorted, then shuffled
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
@@ -39,13 +45,13 @@ def _counts(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, in
     return n - n_val - n_test, n_val, n_test
 
 
-def assign_splits(blocks: Sequence[Hashable], fractions: Sequence[float], seed: int) -> dict[Hashable, str]:
+def assign_splits(blocks: Sequence[_Key], fractions: Sequence[float], seed: int) -> dict[_Key, str]:
     """Map each distinct block key to ``"train"``, ``"val"`` or ``"test"`` (reproducible)."""
     fr = check_fractions(fractions)
     keys = sorted(set(blocks))
     order = np.random.default_rng(seed).permutation(len(keys))
     _, n_val, n_test = _counts(len(keys), fr)
-    out: dict[Hashable, str] = {}
+    out: dict[_Key, str] = {}
     for rank, k in enumerate(order):
         out[keys[k]] = "val" if rank < n_val else ("test" if rank < n_val + n_test else "train")
     return out

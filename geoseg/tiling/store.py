@@ -12,8 +12,9 @@ Layout (docs/tiling.md has the full description)::
                         ``complete: true`` written last (atomically) when the store is finished
 
 The reader (:class:`CubeStore`) refuses stores that are missing or not complete. The
-writer-side primitives (array creation, chunk moves, atomic JSON) live here too so that the
-on-disk format is defined in exactly one module.
+writer-side primitives (array creation, chunk moves) live here too so that the on-disk format
+is defined in exactly one module; its JSON files are written with
+:func:`geoseg.utils.atomic.write_json_atomic`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import os
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from geoseg.config.catalog import ClassDef
 from geoseg.errors import CorruptStoreError, GeosegError, MissingFileError
 from geoseg.features.recipes import Recipe
 from geoseg.utils.outputs import legacy_entries
+
+if TYPE_CHECKING:
+    from zarr.core.chunk_key_encodings import ChunkKeyEncodingParams
 
 __all__ = [
     "CubeStore",
@@ -52,7 +56,6 @@ __all__ = [
     "chunk_path",
     "encode_chunk",
     "write_chunk",
-    "write_json_atomic",
     "read_json",
     "read_store_json",
     "store_is_complete",
@@ -85,8 +88,13 @@ class IncompleteStoreError(GeosegError, ValueError):
 # Chunk encodings. Cubes are stored uncompressed: float32 features compress ~1.3× with
 # LZ4 at a CPU cost larger than writing the extra bytes (docs/tiling.md), and training reads
 # them without decoding. Labels (uint8, long runs) use Blosc-LZ4 with byte shuffle.
-_LABEL_BLOSC = {"cname": "lz4", "clevel": 5}
-_KEYS = {"name": "default", "separator": "."}
+class _BloscOptions(TypedDict):
+    cname: Literal["lz4"]
+    clevel: int
+
+
+_LABEL_BLOSC: _BloscOptions = {"cname": "lz4", "clevel": 5}
+_KEYS: ChunkKeyEncodingParams = {"name": "default", "separator": "."}
 
 
 def _codecs(name: str) -> dict[str, Any]:
@@ -100,7 +108,7 @@ def _codecs(name: str) -> dict[str, Any]:
 def encode_chunk(name: Literal["cubes", "labels"], block: np.ndarray) -> bytes | memoryview:
     """The bytes zarr stores for one chunk of ``name`` (identical to zarr's own encoding)."""
     if name == "cubes":
-        return memoryview(np.ascontiguousarray(block, dtype="<f4")).cast("B")
+        return np.ascontiguousarray(block, dtype="<f4").data.cast("B")
     import numcodecs
 
     data = np.ascontiguousarray(block, dtype=np.uint8)
@@ -161,20 +169,8 @@ def chunk_path(root: str | Path, name: str, i: int, ndim: int) -> Path:
     return Path(root, name, ".".join(["c", str(i), *(["0"] * (ndim - 1))]))
 
 
-def write_json_atomic(path: str | Path, data: Any, *, fsync: bool = True) -> None:
-    """Write JSON to a temporary sibling (fsync'd unless told not to) and rename it over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=1, sort_keys=False)
-        fh.write("\n")
-        if fsync:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def read_json(path: str | Path) -> Any:
+    """The parsed JSON content of ``path``."""
     with open(path) as fh:
         return json.load(fh)
 

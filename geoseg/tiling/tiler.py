@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from geoseg.config.catalog import Catalog
 from geoseg.errors import ConfigError, CorruptStoreError, EmptyAreaError, GeosegError
@@ -35,11 +35,17 @@ from geoseg.tiling.store import (
     STORE_KIND,
     create_arrays,
     verify_store,
-    write_json_atomic,
 )
-from geoseg.tiling.worker import TileTask, load_record, run_task
+from geoseg.tiling.worker import TileTask, load_record, record_path, run_task
+from geoseg.utils.atomic import write_json_atomic
 from geoseg.utils.memory import malloc_environ
-from geoseg.utils.outputs import check_not_input, claim_folder, mark_folder, remove_owned
+from geoseg.utils.outputs import (
+    check_not_input,
+    claim_folder,
+    clean_stale_temporaries,
+    mark_folder,
+    remove_owned,
+)
 
 __all__ = ["TileSummary", "tile_dataset", "local_cluster"]
 
@@ -219,7 +225,7 @@ def _prepare_store(plan: TilePlan, overwrite: bool) -> dict | None:
         plan.records.mkdir(parents=True)
         create_arrays(plan.staging_arrays, len(plan.windows), plan.recipe.num_channels, plan.params.cube_size,
                       plan.has_labels)
-    write_json_atomic(out / MANIFEST_NAME, plan.manifest)  # complete: false
+    write_json_atomic(out / MANIFEST_NAME, plan.manifest, fsync=True)  # complete: false
     return None
 
 
@@ -292,7 +298,8 @@ def tile_dataset(
         reaches ``min_valid``; nothing is left behind).
     """
     start = time.perf_counter()
-    params = TilingParams(cube_size=cube_size, overlap=overlap, min_valid=min_valid, split=tuple(split), seed=seed,
+    fractions = cast("tuple[float, float, float]", tuple(split))  # TilingParams checks it has three
+    params = TilingParams(cube_size=cube_size, overlap=overlap, min_valid=min_valid, split=fractions, seed=seed,
                           split_block=split_block, group=group)
     claim_folder(out, STORE_KIND, legacy=LEGACY_STORE)  # before any work
     plan = make_plan(catalog, dataset, out, params)
@@ -308,6 +315,7 @@ def tile_dataset(
                            scene_megapixels=plan.scene_pixels / 1e6, splits=existing.get("splits", {}),
                            already_complete=True)
     tasks = plan.tasks()
+    clean_stale_temporaries(record_path(plan.records, 0), every_output=True)  # a killed run's half-written records
     done = {t.task_id: load_record(t) for t in tasks}
     pending = [t for t in tasks if done[t.task_id] is None]
     resumed = sum(len(t.cubes) for t in tasks if done[t.task_id] is not None)

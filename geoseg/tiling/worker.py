@@ -26,7 +26,8 @@ from geoseg.io.labels import IGNORE_INDEX, SceneLabels
 from geoseg.io.scene import Scene
 from geoseg.tiling.layout import CubeWindow
 from geoseg.tiling.stats import ColumnMoments
-from geoseg.tiling.store import write_chunk, write_json_atomic
+from geoseg.tiling.store import write_chunk
+from geoseg.utils.atomic import write_json_atomic
 
 __all__ = ["TileTask", "run_task", "record_path", "load_record", "GDAL_WORKER_ENV"]
 
@@ -56,6 +57,7 @@ class TileTask:
 
 
 def record_path(records: str | Path, task_id: int) -> Path:
+    """The record file of task ``task_id`` in the ``records`` folder."""
     return Path(records) / f"{task_id:07d}.json"
 
 
@@ -142,5 +144,5 @@ def _run_task(task: TileTask) -> dict:
                 entry["class_counts"] = counts[: task.num_classes].tolist()
         entries.append(entry)
     record = {"task": task.task_id, "cubes": entries, "pixels": int(union.width * union.height)}
-    write_json_atomic(record_path(task.records, task.task_id), record, fsync=False)
+    write_json_atomic(record_path(task.records, task.task_id), record, fsync=False, clean=False)  # see tiler
     return record

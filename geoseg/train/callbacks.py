@@ -20,7 +20,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning.pytorch as pl
 import numpy as np
@@ -32,6 +32,9 @@ from geoseg.train.config import TRAIN_KIND
 from geoseg.train.plots import plot_training
 from geoseg.utils.atomic import atomic_path
 from geoseg.utils.outputs import mark_folder
+
+if TYPE_CHECKING:
+    from geoseg.train.module import SegmentationTask
 
 __all__ = ["EpochSeed", "BundleWriter", "epoch_seed"]
 
@@ -59,7 +62,8 @@ class EpochSeed(Callback):
         return epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        generator = getattr(trainer.datamodule, "generator", None)
+        # lightning sets Trainer.datamodule at run time; its class does not declare it
+        generator = getattr(trainer.datamodule, "generator", None)  # type: ignore[attr-defined]
         if isinstance(generator, torch.Generator):
             generator.manual_seed(self._seed(trainer))
 
@@ -153,7 +157,8 @@ class BundleWriter(Checkpoint):
             model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
             extra = {**self.template.get("extra", {}), "epoch": epoch if epoch is not None else trainer.current_epoch + 1,
                      "global_step": trainer.global_step, "metrics": metrics or {}}
-            config = BundleConfig.model_validate({**self.template, "model": pl_module.model.spec, "extra": extra})
+            spec = cast("SegmentationTask", pl_module).model.spec
+            config = BundleConfig.model_validate({**self.template, "model": spec, "extra": extra})
             save_bundle(model_state, config, path)
         trainer.strategy.barrier("geoseg-bundle")
         return path
@@ -167,13 +172,14 @@ class BundleWriter(Checkpoint):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or "val" not in getattr(pl_module, "scores", {}):
             return
-        scores = pl_module.scores["val"]
+        task = cast("SegmentationTask", pl_module)
+        scores = task.scores["val"]
         loss = _value(trainer.callback_metrics, "val_loss")
         self._val = {"epoch": trainer.current_epoch + 1, "val_loss": loss, **{f"val_{k}": v for k, v in scores.summary().items()}}
         current = scores.miou if self.monitor == "val_miou" else (loss if loss is not None else math.nan)
         if self._improved(current):
             self.best_score, self.best_epoch = float(current), trainer.current_epoch + 1
-            metrics = scores.to_dict(pl_module.class_names)
+            metrics = scores.to_dict(task.class_names)
             metrics.update(val_loss=loss)
             self.write(trainer, pl_module, "best", metrics)
             log.info("epoch %d: new best %s = %.4f -> %s", self.best_epoch, self.monitor, current, self.out / "best")

@@ -8,7 +8,7 @@ receives the CLI options (which override the YAML) and is written back, resolved
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import yaml
 from pydantic import Field, field_validator, model_validator
@@ -23,9 +23,18 @@ Schedule = Literal["cosine", "onecycle", "plateau", "none"]
 Strategy = Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "deepspeed_stage_2",
                    "deepspeed_stage_3", "fsdp"]
 
+
+class _DemoDefaults(TypedDict):
+    model: str
+    encoder: str
+    epochs: int
+    batch_size: int
+    lr: float
+
+
 # The defaults below are the demo configuration: they reach val mIoU >= 0.80 on the demo
 # scene in 30 s on 2 idle CPU cores (tests/train/test_demo_quality.py, docs/training.md).
-DEMO_DEFAULTS = {"model": "unet", "encoder": "resnet18", "epochs": 12, "batch_size": 8, "lr": 2e-3}
+DEMO_DEFAULTS: _DemoDefaults = {"model": "unet", "encoder": "resnet18", "epochs": 12, "batch_size": 8, "lr": 2e-3}
 
 TRAIN_KIND = "training run"  # the ownership marker's kind of a MODEL_DIR (geoseg.utils.outputs)
 

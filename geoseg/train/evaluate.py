@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from geoseg.bundle import ModelRunner, load_bundle, resolve_device
+from geoseg.bundle import ModelRunner, load_bundle, resolve_bundle_dir, resolve_device
 from geoseg.errors import ConfigError, LabelError
 from geoseg.train.metrics import IGNORE_INDEX, Scores, confusion_scores
 from geoseg.utils.memory import keep_freed_memory
@@ -77,10 +77,12 @@ def evaluate(
     num_workers: int | None = None,
     compile: bool = False,
 ) -> EvalResult:
-    """Evaluate the bundle ``bundle_dir`` (e.g. MODEL_DIR/best) on ``split`` of ``cubes``.
+    """Evaluate the model bundle ``bundle_dir`` (e.g. MODEL_DIR/best) on ``split`` of ``cubes``.
 
     Args:
-        bundle_dir: A model directory written by ``geoseg train`` (config.json + weights).
+        bundle_dir: A model bundle written by ``geoseg train`` (config.json + weights: MODEL_DIR/best,
+            final or epoch_N), or the training run's MODEL_DIR: its ``best`` bundle is used
+            (``final`` when no validation ran), as by ``geoseg predict``.
         cubes: CubeStore directory.
         out: EVAL_DIR (replaced atomically).
         split: ``train``, ``val`` or ``test``.
@@ -95,7 +97,7 @@ def evaluate(
         The :class:`EvalResult`.
 
     Raises:
-        CheckpointError: Not a model directory.
+        CheckpointError: Not a model directory, or it does not exist.
         MissingFileError: No CubeStore at ``cubes``.
         ConfigError / LabelError: Channels or class map of cubes and model differ; the
             device is not available.
@@ -108,7 +110,8 @@ def evaluate(
     keep_freed_memory()
     start = time.perf_counter()
     dev = resolve_device(device)
-    bundle = load_bundle(bundle_dir, device=dev)
+    bundle_path = resolve_bundle_dir(bundle_dir, flag="")  # a training run: its best (or final) bundle
+    bundle = load_bundle(bundle_path, device=dev)
     check_not_input({"--out": out}, [bundle_dir, cubes])
     cfg = bundle.config
     dm = CubeDataModule(cubes, batch_size=batch_size, num_workers=num_workers, target_size=cfg.eval_resize,
@@ -137,7 +140,7 @@ def evaluate(
     metrics = {
         **scores.to_dict(names),
         "split": split, "num_cubes": int(len(ids)), "cubes": str(Path(cubes).resolve()),
-        "model_dir": str(Path(bundle_dir).resolve()), "model": cfg.model.get("name"),
+        "model_dir": str(bundle_path.resolve()), "model": cfg.model.get("name"),
         "encoder": cfg.model.get("encoder"), "classes": [c.model_dump() for c in cfg.classes],
         "miou_definition": "mean IoU over classes present in the ground truth or the prediction",
         "precision": runner.precision,
@@ -147,13 +150,14 @@ def evaluate(
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         plot_confusion(scores.confusion, names, tmp / "confusion_matrix.png")
         (tmp / "evaluation_report.txt").write_text(format_report(scores, cfg, metrics))
-        for n, (cube_id, image, truth, pred) in enumerate(examples):
-            rgb = rgb_composite(image, cfg.channel_names, cfg.normalization.mean, cfg.normalization.std)
+        for n, (cube_id, image, truth, predicted) in enumerate(examples):
+            rgb = rgb_composite(image, cfg.channel_names, cfg.normalization.mean, cfg.normalization.std,
+                                mask_channels=cfg.mask_channels)
             name = f"examples/example_{n}.png"
-            plot_example(rgb, truth, pred, cfg.classes, tmp / name, title=f"cube {cube_id} ({split})")
+            plot_example(rgb, truth, predicted, cfg.classes, tmp / name, title=f"cube {cube_id} ({split})")
             written.append(Path(out) / name)
     seconds = time.perf_counter() - start
-    log.info("evaluated %s on %d %s cubes in %.1f s: mIoU %.4f", bundle_dir, len(ids), split, seconds, scores.miou)
+    log.info("evaluated %s on %d %s cubes in %.1f s: mIoU %.4f", bundle_path, len(ids), split, seconds, scores.miou)
     return EvalResult(Path(out), split, scores, metrics, written, seconds)
 
 

@@ -118,6 +118,8 @@ class SegmentationLoss(nn.Module):
         ignore_index: Label value that is ignored.
     """
 
+    class_weights: Tensor | None  # a non-persistent buffer
+
     def __init__(
         self,
         num_classes: int,

@@ -13,6 +13,7 @@ import numpy as np
 
 from geoseg.config.catalog import ClassDef
 from geoseg.utils.atomic import atomic_path
+from geoseg.validity import DEFAULT_MASK_CHANNELS, valid_mask_numpy
 
 __all__ = ["plot_training", "plot_confusion", "plot_example", "rgb_composite", "RGB_CHANNELS"]
 
@@ -86,8 +87,9 @@ def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: str 
 
 
 def rgb_composite(image: np.ndarray, channel_names: Sequence[str], mean: Sequence[float] | None = None,
-                  std: Sequence[float] | None = None, percentiles: tuple[float, float] = (2.0, 98.0)) -> np.ndarray:
-    """True-colour (B04, B03, B02) uint8 (H, W, 3) image of one cube.
+                  std: Sequence[float] | None = None, percentiles: tuple[float, float] = (2.0, 98.0),
+                  mask_channels: int = DEFAULT_MASK_CHANNELS) -> np.ndarray:
+    """True-colour (B04, B03, B02) uint8 (H, W, 3) image of one cube; invalid pixels are black.
 
     Args:
         image: (C, H, W) cube, normalised when ``mean``/``std`` are given (undone here).
@@ -95,6 +97,8 @@ def rgb_composite(image: np.ndarray, channel_names: Sequence[str], mean: Sequenc
         mean: Normalisation mean per channel, or None for a raw cube.
         std: Normalisation std per channel.
         percentiles: Stretch limits over the valid pixels.
+        mask_channels: The cube's mask channels (the recipe's ``num_mask_channels``), which tell
+            invalid pixels (:func:`geoseg.validity.valid_mask`).
 
     Raises:
         ValueError: The channels do not include B04, B03 and B02.
@@ -105,7 +109,7 @@ def rgb_composite(image: np.ndarray, channel_names: Sequence[str], mean: Sequenc
         raise ValueError(f"channels lack {missing} for an RGB composite (have {list(channel_names)})")
     idx = [names.index(b) for b in RGB_CHANNELS]
     rgb = image[idx].astype(np.float64)
-    valid = np.abs(image[idx]).sum(axis=0) > 0
+    valid = valid_mask_numpy(image, mask_channels, channel_dim=0)[0]
     if mean is not None and std is not None:
         m, s = np.asarray(mean)[idx, None, None], np.asarray(std)[idx, None, None]
         rgb = np.where(valid, rgb * s + m, 0.0)

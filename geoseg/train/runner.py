@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import yaml
@@ -80,7 +80,10 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def resolve_hardware(cfg: TrainConfig) -> tuple[str, str, bool]:
+ResolvedPrecision = Literal["32", "32-true", "16-mixed", "bf16-mixed", "64"]  # Precision without "auto"
+
+
+def resolve_hardware(cfg: TrainConfig) -> tuple[str, ResolvedPrecision, bool]:
     """``(accelerator, precision, channels_last)`` with the ``auto`` choices made.
 
     CUDA present (and not excluded): mixed precision (bf16 where supported, else fp16) and
@@ -90,9 +93,11 @@ def resolve_hardware(cfg: TrainConfig) -> tuple[str, str, bool]:
     cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
     if accelerator == "auto":
         accelerator = "cuda" if cuda else "cpu"
-    precision = cfg.precision
-    if precision == "auto":
+    precision: ResolvedPrecision
+    if cfg.precision == "auto":
         precision = ("bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed") if cuda else "32-true"
+    else:
+        precision = cfg.precision
     channels_last = cfg.channels_last == "yes" or (cfg.channels_last == "auto" and cuda)
     return accelerator, precision, channels_last
 

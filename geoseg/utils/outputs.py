@@ -71,21 +71,25 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temporaries(final: str | Path) -> list[Path]:
+def clean_stale_temporaries(final: str | Path, *, every_output: bool = False) -> list[Path]:
     """Remove temporaries of ``final`` left by a geoseg process that no longer runs (kill -9).
 
     Only hidden files named by :func:`temp_name` for this very output (and GDAL's ``.aux.xml``/
-    ``.ovr`` beside them) are touched; a live writer's temporaries stay. Returns what was removed.
+    ``.ovr`` beside them) are touched; a live writer's temporaries stay. With ``every_output``,
+    those of every output in ``final``'s folder (a folder geoseg owns, e.g. the tiler's task
+    records). Returns what was removed.
     """
     final = Path(final)
     removed = []
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(final.parent):
             match = _TEMP_NAME.match(entry.name)
-            if not match or match["stem"] != final.stem or entry.is_symlink():
+            if not match or entry.is_symlink():
                 continue
             rest = match["rest"] or ""
-            if not (rest == final.suffix or rest.startswith(final.suffix + ".")) or _alive(int(match["pid"])):
+            ours = every_output or (match["stem"] == final.stem
+                                    and (rest == final.suffix or rest.startswith(final.suffix + ".")))
+            if not ours or _alive(int(match["pid"])):
                 continue
             _remove(Path(entry.path))
             removed.append(Path(entry.path))
@@ -177,6 +181,7 @@ def mark_folder(folder: str | Path, kind: str, entries: Iterable[str], *, replac
     old = read_marker(folder)
     known = [] if replace or old is None else old["entries"]
     names = list(dict.fromkeys([*known, *entries]))
+    clean_stale_temporaries(folder / MARKER_NAME)
     tmp = temp_name(folder / MARKER_NAME)
     tmp.write_text(json.dumps({"kind": kind, "written_by": "geoseg", "entries": names}, indent=1))
     os.replace(tmp, folder / MARKER_NAME)

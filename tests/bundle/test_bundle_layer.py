@@ -26,7 +26,7 @@ from geoseg.bundle import (
 from geoseg.bundle.config import recipe_model_options
 from geoseg.errors import CheckpointError, ConfigError
 from geoseg.features.recipes import DEFAULT_RECIPE, get_recipe
-from geoseg.validity import DEFAULT_MASK_CHANNELS, valid_mask
+from geoseg.validity import DEFAULT_MASK_CHANNELS, valid_mask, valid_mask_numpy
 from tests.predict._predict_helpers import DEMO_CLASSES, bundle_config, unet_bundle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,6 +53,8 @@ def test_one_invalid_pixel_rule_everywhere():
     y = normalize(x, cfg.normalization, cfg.mask_channels)
     assert torch.equal((y != 0).any(1, keepdim=True), expected)
     assert torch.equal(valid_mask(x[0], channel_dim=0), expected[0])
+    assert (valid_mask_numpy(x.numpy()) == expected.numpy()).all()  # the numpy twin
+    assert (valid_mask_numpy(x[1].numpy(), channel_dim=0) == expected[1].numpy()).all()
     # the ONNX graph recovers raw values from standardised ones: same rule, with a tolerance
     mean, std = torch.full((24,), 0.15), torch.full((24,), 0.1)
     graph = DeepnessGraph(torch.nn.Identity(), mean.tolist(), std.tolist(), 11)

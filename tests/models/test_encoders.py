@@ -1,4 +1,4 @@
-"""Encoders: the timm adapter, custom encoders (seed 002 list / seed 003 P-dict), errors."""
+"""Encoders: the timm adapter, custom encoders (smp-style list / P-level dict), errors."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from geoseg.models import (
 
 
 class TinySmpEncoder(nn.Module):
-    """A custom encoder in segmentation_models_pytorch's style (seed 002)."""
+    """A custom encoder in segmentation_models_pytorch's style."""
 
     def __init__(self, in_channels: int = 3, depth: int = 5, width: int = 8,
                  output_stride: int = 32) -> None:
@@ -51,7 +51,7 @@ class TinySmpEncoder(nn.Module):
 
 
 class PyramidEncoder(nn.Module):
-    """A custom encoder exposing P1..P4 as a dict (seed 003's pyramid_outputs convention)."""
+    """A custom encoder exposing P1..P4 as a dict (KerasHub's pyramid_outputs convention)."""
 
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
@@ -148,7 +148,7 @@ def test_custom_encoder_dilation() -> None:
 
 
 def test_pyramid_dict_encoder_with_head_upsample() -> None:
-    """Seed 003: custom encoder with P1..P4, encoder_depth=4 and a manual head_upsample."""
+    """A custom encoder with P1..P4, encoder_depth=4 and a manual head_upsample."""
     model = create_model("deeplabv3plus", in_channels=3, num_classes=2, encoder=PyramidEncoder(),
                          encoder_depth=4, head_upsample=4)
     assert model.encoder.levels == [1, 2, 3, 4]

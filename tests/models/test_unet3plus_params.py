@@ -15,11 +15,11 @@ ROW = re.compile(r"^\| `(?P<enc>[\w]+)` \| ~(?P<seed>\d+)M \| (?P<enc_m>[\d.]+)M
 
 def _rows() -> list[dict[str, str]]:
     rows = [m.groupdict() for line in DOC.read_text().splitlines() if (m := ROW.match(line))]
-    assert len(rows) == 10, "the seed 001 backbone table is missing from docs/models.md"
+    assert len(rows) == 10, "the UNet 3+ backbone table is missing from docs/models.md"
     return rows
 
 
-def test_docs_table_lists_the_seed_backbones() -> None:
+def test_docs_table_lists_the_usual_backbones() -> None:
     encoders = [r["enc"] for r in _rows()]
     assert encoders == ["convnext_tiny", "convnext_small", "convnext_base", "hrnet_w18", "hrnet_w32",
                         "hrnet_w48", "efficientnet_b0", "efficientnet_b3", "resnet34", "resnet50"]

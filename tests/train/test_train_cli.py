@@ -50,6 +50,10 @@ def test_train_from_yaml_with_cli_overrides_then_evaluate(demo_cubes, tmp_path, 
     assert sorted(p.name for p in (ev / "examples").iterdir()) == ["example_0.png", "example_1.png"]
     report = (ev / "evaluation_report.txt").read_text()
     assert "mIoU" in report and "built-up" in report and "confusion matrix" in report
+    # the training run itself, as for predict: its best bundle
+    code, out, err = run(capsys, "evaluate", model, demo_cubes, "--out", tmp_path / "eval_run", "--split", "val")
+    assert code == 0, err
+    assert json.loads((tmp_path / "eval_run" / "metrics.json").read_text())["model_dir"] == str((model / "best").resolve())
 
 
 def test_user_errors_are_one_line_with_exit_code_2(demo_cubes, tmp_path, capsys):
@@ -68,6 +72,8 @@ def test_user_errors_are_one_line_with_exit_code_2(demo_cubes, tmp_path, capsys)
     assert code == 2 and "needs `cubes`" in err and "--out" in err
     code, _, err = run(capsys, "evaluate", tmp_path, demo_cubes, "--out", tmp_path / "e")
     assert code == 2 and "not a model directory" in err
+    code, _, err = run(capsys, "evaluate", tmp_path / "no-model", demo_cubes, "--out", tmp_path / "e")
+    assert code == 2 and "model directory does not exist" in err and "--model" not in err
     assert not (tmp_path / "e").exists() and not (tmp_path / "m").exists()  # nothing half-written
 
 
