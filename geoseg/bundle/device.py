@@ -15,33 +15,20 @@ Training's accelerator and mixed-precision choices are Lightning's
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import Annotated, Literal
 
 import torch
 from pydantic import AfterValidator
 
 from geoseg.errors import ConfigError
+from geoseg.utils.checks import DEVICE_HINT as _HINT
+from geoseg.utils.checks import check_device_name
 
 __all__ = ["Device", "DeviceName", "Precision", "autocast", "check_device_name", "resolve_device",
            "resolve_precision"]
 
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["float32", "float16", "bfloat16"]
-_NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-_HINT = "use auto, cpu, cuda, cuda:N or mps"
-
-
-def check_device_name(name: str) -> str:
-    """``name`` (lower-cased) if it is ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-
-    Raises:
-        ValueError: any other name (pydantic turns it into a one-line ConfigError).
-    """
-    text = str(name).strip().lower()
-    if not _NAME.match(text):
-        raise ValueError(f"unknown device {name!r}; {_HINT}")
-    return text
 
 
 DeviceName = Annotated[str, AfterValidator(check_device_name)]
@@ -61,8 +48,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
         return torch.device("cpu")
-    if not _NAME.match(name):
-        raise ConfigError(f"unknown device {device!r}", hint=_HINT)
+    try:
+        name = check_device_name(name)
+    except ValueError:
+        raise ConfigError(f"unknown device {device!r}", hint=_HINT) from None
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda was requested but no CUDA GPU is available",

@@ -181,10 +181,12 @@ class Device(click.ParamType):
     name = "device"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        text = str(value).strip()
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
-            self.fail(_with_hint(f"{text!r} is not a device", "use auto, cpu, cuda, cuda:N or mps"), param, ctx)
-        return text
+        from geoseg.utils.checks import DEVICE_HINT, check_device_name
+
+        try:
+            return check_device_name(value)
+        except ValueError:
+            self.fail(_with_hint(f"{str(value).strip()!r} is not a device", DEVICE_HINT), param, ctx)
 
 
 class SchedulerAddress(click.ParamType):

@@ -8,12 +8,31 @@ wrong result (a NaN offset turns every pixel into NaN).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from numbers import Integral, Real
 
 from geoseg.errors import ConfigError
 
-__all__ = ["check_number", "check_scene_options"]
+__all__ = ["check_number", "check_scene_options", "check_device_name", "DEVICE_HINT"]
+
+_DEVICE_NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DEVICE_HINT = "use auto, cpu, cuda, cuda:N or mps"
+
+
+def check_device_name(name: str) -> str:
+    """``name`` (lower-cased) if it is ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    The one rule for device names: the CLI's ``--device`` type and the bundle layer's
+    ``DeviceName`` both call it (this module imports no torch, so the CLI checks before torch loads).
+
+    Raises:
+        ValueError: any other name (pydantic turns it into a one-line ConfigError).
+    """
+    text = str(name).strip().lower()
+    if not _DEVICE_NAME.match(text):
+        raise ValueError(f"unknown device {name!r}; {DEVICE_HINT}")
+    return text
 
 
 def check_number(name: str, value: object, *, min: float | None = None, max: float | None = None,
