@@ -16,7 +16,7 @@ __all__ = ["predict_cmd"]
 @click.command("predict")
 @click.option("--model", "-m", "model", type=click.Path(path_type=Path), required=True,
               help="Model directory written by geoseg train (MODEL_DIR, MODEL_DIR/best, final or epoch_N).")
-@click.option("--scene", "-s", "scenes", type=click.Path(path_type=Path), multiple=True,
+@click.option("--scene", "-s", "scenes", type=click.Path(path_type=str), multiple=True,
               help="Scene: multi-band GeoTIFF, folder of band files, or .SAFE. Repeat for several scenes.")
 @click.option("--scale", type=Float(0, min_open=True, hint="DN per unit reflectance, e.g. --scale 1 for reflectance 0-1"),
               default=None, help="DN per unit reflectance of the --scene files [default: 10000, Sentinel-2 digital "
@@ -47,7 +47,7 @@ __all__ = ["predict_cmd"]
 @click.option("--summary-json", type=click.Path(path_type=Path), default=None,
               help="Also write the run summary (areas, seconds...) as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def predict_cmd(model: Path, scenes: tuple[Path, ...], scale: float | None, date: str | None,
+def predict_cmd(model: Path, scenes: tuple[str, ...], scale: float | None, date: str | None,
                 catalog: Path | None, dataset: str | None, out: Path,
                 window: int | None, overlap: int | None, batch_size: int, device: str, fp16: bool, tta: bool,
                 confidence: Path | None, vector: Path | None, overviews: str, workers: int | None,

@@ -15,16 +15,16 @@ if TYPE_CHECKING:
 
 __all__ = ["inspect_cmd", "features_cmd", "demo_data_cmd"]
 
-_scene_arg = click.argument("scene", type=click.Path(path_type=Path))
+_scene_arg = click.argument("scene", type=click.Path(path_type=str))  # str: s3://, /vsizip/... kept as written
 _resolution = click.option("--resolution", type=Float(0, min_open=True, hint="the target grid resolution in metres, e.g. --resolution 10"), default=10.0, show_default=True, help="Target grid resolution (m).")
 _offset = click.option("--offset", type=Float(-10000, 10000, hint="a DN offset, e.g. --offset -1000 (processing baseline 04.00 and later) or --offset 0"), default=None, help="DN offset override (e.g. -1000); default: product metadata, else the documented inference rule.")
-_mask = click.option("--mask", type=click.Path(path_type=Path), default=None, help="External mask raster; non-zero pixels are invalid.")
+_mask = click.option("--mask", type=click.Path(path_type=str), default=None, help="External mask raster; non-zero pixels are invalid.")
 _scale = click.option("--scale", type=Float(0, min_open=True, hint="DN per unit reflectance, e.g. --scale 1 for reflectance 0-1"), default=None, help="DN per unit reflectance [default: 10000, Sentinel-2 digital numbers]; 1 for a product stored as reflectance 0-1, 100 for reflectance x 100.")
 _date = click.option("--date", default=None, help="Acquisition to read from a folder holding band files of several (YYYYMMDD or YYYYMMDDTHHMMSS, as in the file names).")
 _invalid_scl = click.option("--invalid-scl", type=IntList(0, 11, what="SCL class", hint="e.g. --invalid-scl 0,1,3,8,9,10"), default=",".join(map(str, DEFAULT_INVALID_SCL)), show_default=True, help="SCL classes treated as invalid.")
 
 
-def _open(scene: Path, resolution: float, offset: float | None, mask: Path | None, invalid_scl: tuple[int, ...],
+def _open(scene: str, resolution: float, offset: float | None, mask: str | None, invalid_scl: tuple[int, ...],
           scale: float | None = None, date: str | None = None):
     from geoseg.io import open_scene
 
@@ -40,7 +40,7 @@ def _open(scene: Path, resolution: float, offset: float | None, mask: Path | Non
 @_invalid_scl
 @_scale
 @_date
-def inspect_cmd(scene: Path, resolution: float, offset: float | None, mask: Path | None, invalid_scl: tuple[int, ...],
+def inspect_cmd(scene: str, resolution: float, offset: float | None, mask: str | None, invalid_scl: tuple[int, ...],
                 scale: float | None, date: str | None) -> None:
     """Show what SCENE holds: layout, bands, grid, offset, valid fraction, SCL shares."""
     from geoseg.io.summary import summarise_scene
@@ -65,7 +65,7 @@ def inspect_cmd(scene: Path, resolution: float, offset: float | None, mask: Path
 @click.option("--compress", type=click.Choice(["zstd", "deflate", "lzw", "none"]), default="zstd", show_default=True,
               help="Lossless compression (deflate for GDAL < 2.3 readers).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def features_cmd(scene: Path, out: Path, recipe: str, resolution: float, offset: float | None, mask: Path | None,
+def features_cmd(scene: str, out: Path, recipe: str, resolution: float, offset: float | None, mask: str | None,
                  invalid_scl: tuple[int, ...], scale: float | None, date: str | None, block: int, workers: int | None,
                  compress: Compression, no_progress: bool) -> None:
     """Write SCENE's feature stack (default: the 24-channel s2_24 recipe) as a GeoTIFF."""

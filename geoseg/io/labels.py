@@ -33,7 +33,7 @@ from rasterio.windows import Window
 
 from geoseg.errors import CRSMismatchError, LabelError, MissingFileError
 from geoseg.io.grid import Grid
-from geoseg.io.raster import open_raster
+from geoseg.io.raster import GDAL_ENV, is_virtual, open_raster
 from geoseg.io.resample import source_coords
 
 __all__ = ["LabelMap", "SceneLabels", "prepare_labels", "IGNORE_INDEX"]
@@ -156,7 +156,7 @@ class SceneLabels:
         src = self.source_grid
         assert src is not None
         h, w = int(window.height), int(window.width)
-        with rasterio.Env(GDAL_NUM_THREADS=1), open_raster(self.path) as ds:
+        with rasterio.Env(**GDAL_ENV), open_raster(self.path) as ds:
             if src.same_as(self.grid):
                 codes = ds.read(1, window=window).astype(np.int32)
             elif src.crs == self.grid.crs and _north_up(src) and _north_up(self.grid):
@@ -273,11 +273,11 @@ def prepare_labels(
     if (raster is None) == (vector is None):
         raise LabelError("give exactly one of a label raster or a label vector file")
     if raster is not None:
-        return _prepare_raster(Path(raster), grid, label_map)
+        return _prepare_raster(str(raster) if is_virtual(raster) else Path(raster), grid, label_map)
     return _prepare_vector(Path(vector), grid, label_map, column, layer)  # type: ignore[arg-type]
 
 
-def _prepare_raster(path: Path, grid: Grid, label_map: LabelMap) -> SceneLabels:
+def _prepare_raster(path: str | Path, grid: Grid, label_map: LabelMap) -> SceneLabels:
     with open_raster(path) as ds:
         if ds.count < 1:
             raise LabelError("label raster has no band", path=path)
@@ -321,7 +321,7 @@ def _codes_present(ds) -> np.ndarray:
     return seen
 
 
-def _check_overlap(path: Path, source: Grid, grid: Grid) -> None:
+def _check_overlap(path: str | Path, source: Grid, grid: Grid) -> None:
     from rasterio.warp import transform_bounds
 
     try:

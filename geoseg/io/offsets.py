@@ -72,9 +72,9 @@ def offset_from_tags(tags: Mapping[str, str]) -> OffsetDecision | None:
     return None
 
 
-def offset_from_safe_xml(xml_path: Path) -> tuple[OffsetDecision | None, dict[str, str]]:
-    """Parse a SAFE product's MTD_MSIL1C/2A.xml: the offset and a few product facts."""
-    root = ET.parse(xml_path).getroot()
+def offset_from_safe_xml(xml_path: Path, data: bytes | None = None) -> tuple[OffsetDecision | None, dict[str, str]]:
+    """Parse a SAFE product's MTD_MSIL1C/2A.xml (or its ``data``, read from a zip): the offset and a few facts."""
+    root = ET.fromstring(data) if data is not None else ET.parse(xml_path).getroot()
     facts: dict[str, str] = {}
     offsets: list[float] = []
     for el in root.iter():

@@ -8,6 +8,8 @@ open files through :func:`open_raster` and report failed reads through :func:`re
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +21,57 @@ from rasterio.errors import RasterioError, RasterioIOError
 from geoseg.errors import CorruptRasterError, MissingFileError
 from geoseg.io.grid import Grid
 
-__all__ = ["BandFile", "GDAL_ENV", "open_raster", "reading"]
+__all__ = ["BandFile", "GDAL_ENV", "REMOTE_ENV", "gdal_path", "is_virtual", "open_raster", "reading"]
 
-GDAL_ENV = {"GDAL_NUM_THREADS": 1}  # one GDAL thread per read: Dask (or a thread pool) provides the parallelism
+
+def _unless_set(options: dict) -> dict:
+    return {k: v for k, v in options.items() if k not in os.environ}
+
+
+# Read options, in one place. GDAL_ENV wraps every window read and sample (geoseg.io.reader,
+# geoseg.io.offsets), in the main process, its threads and the Dask tiling workers alike
+# (they read through the same functions; GDAL's credential variables such as AWS_* reach
+# them as ordinary environment variables, which worker processes inherit).
+# The remote defaults below give way to the same variable set in the environment by the user.
+GDAL_ENV = {
+    "GDAL_NUM_THREADS": 1,  # one GDAL thread per read: Dask (or a thread pool) provides the parallelism
+    **_unless_set({
+        "GDAL_HTTP_MAX_RETRY": 3,  # remote files: retry a failed or throttled (429/5xx) request ...
+        "GDAL_HTTP_RETRY_DELAY": 1,  # ... after 1 s, then longer
+    }),
+}
+# Added when a file is opened through a GDAL virtual path (/vsizip/, /vsis3/, /vsicurl/, ...):
+# no directory listing on open (no sidecar files to find; a listing of a bucket is slow) and
+# a cache of the remote bytes, so neighbouring windows do not fetch the same blocks again.
+REMOTE_ENV = _unless_set({
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "VSI_CACHE": True,
+    "VSI_CACHE_SIZE": 64 * 2**20,  # bytes, per open file
+})
+_SCHEMES = {"s3": "/vsis3/", "gs": "/vsigs/", "az": "/vsiaz/", "http": "/vsicurl/http", "https": "/vsicurl/https"}
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
+
+
+def is_virtual(path: str | Path) -> bool:
+    """Whether ``path`` is a URL or a GDAL virtual path (not checked or resolved on the local disk)."""
+    text = str(path)
+    return "://" in text or text.startswith("/vsi")
+
+
+def gdal_path(path: str | Path) -> str:
+    """The path GDAL opens: ``s3://``, ``gs://``, ``az://`` and ``http(s)://`` become ``/vsis3/``,
+    ``/vsigs/``, ``/vsiaz/`` and ``/vsicurl/``; ``/vsi*`` and local paths are returned unchanged."""
+    text = str(path)
+    match = _URL.match(text)
+    if match is None:
+        return text
+    scheme = match.group(1).lower()
+    if scheme not in _SCHEMES:
+        raise MissingFileError(f"unsupported location {scheme}://", path=text,
+                               hint="give a local path, s3://, gs://, az://, http(s):// or a GDAL /vsi path")
+    if scheme.startswith("http"):
+        return _SCHEMES[scheme] + text[len(scheme):]
+    return _SCHEMES[scheme] + match.group(2)
 
 
 @dataclass(frozen=True)
@@ -39,8 +89,29 @@ class BandFile:
         return self.grid.resolution[0]
 
 
+def _open_virtual(text: str):
+    """Open a URL or /vsi path: existence is checked by opening it; errors name ``text`` as given."""
+    try:
+        with rasterio.Env(**REMOTE_ENV):
+            return rasterio.open(gdal_path(text))
+    except RasterioIOError as err:
+        msg = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        if "not recognized as being in a supported file format" in msg:
+            raise CorruptRasterError(f"not a readable raster ({msg})", path=text,
+                                     hint="check that it is a GeoTIFF/JP2 band file or scene") from None
+        raise MissingFileError(f"cannot open it: it does not exist or cannot be reached ({msg})", path=text,
+                               hint="check the path and the network; private buckets need GDAL's credential "
+                               "variables (AWS_*, GS_*/GOOGLE_*, AZURE_*), see docs/inputs.md") from None
+
+
 def open_raster(path: str | Path):
-    """``rasterio.open`` with geoseg errors for missing, empty or unreadable files."""
+    """``rasterio.open`` with geoseg errors for missing, empty or unreadable files.
+
+    ``path`` may be local, a URL (``s3://``, ``gs://``, ``az://``, ``http(s)://``) or a GDAL
+    ``/vsi`` path (:func:`gdal_path`); those are opened to find out whether they exist.
+    """
+    if is_virtual(path):
+        return _open_virtual(str(path))
     p = Path(path)
     if not p.exists():
         raise MissingFileError("file does not exist", path=p, hint="check the path in the catalog or command")

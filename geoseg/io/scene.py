@@ -10,12 +10,19 @@ shipped to Dask workers, which open their own file handles.
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from geoseg.errors import BandError, ConfigError, CRSMismatchError, MissingFileError
+from geoseg.errors import (
+    BandError,
+    ConfigError,
+    CorruptRasterError,
+    CRSMismatchError,
+    MissingFileError,
+)
 from geoseg.io.grid import Grid
 from geoseg.io.offsets import (
     OffsetDecision,
@@ -25,7 +32,7 @@ from geoseg.io.offsets import (
     offset_from_tags,
     sample_bands,
 )
-from geoseg.io.raster import BandFile, open_raster
+from geoseg.io.raster import BandFile, is_virtual, open_raster
 from geoseg.io.sensors import (
     DEFAULT_INVALID_SCL,
     REFLECTANCE_SCALE,
@@ -80,7 +87,7 @@ class Scene:
             )
 
 
-def _band_file(path: Path, index: int = 1, single: bool = False) -> BandFile:
+def _band_file(path: str | Path, index: int = 1, single: bool = False) -> BandFile:
     with open_raster(path) as ds:
         if single and ds.count != 1:
             raise BandError(
@@ -98,12 +105,13 @@ def _match_token(name: str) -> str | None:
     return tokens[-1] if tokens else None
 
 
-def _acquisition(path: Path) -> str | None:
-    match = _DATETIME.search(path.name)
+def _acquisition(path: str | Path) -> str | None:
+    match = _DATETIME.search(Path(path).name)
     return match.group(1) if match else None
 
 
-def _select_acquisition(folder: Path, candidates: list[tuple[str, Path]], date: str | None) -> list[tuple[str, Path]]:
+def _select_acquisition(folder: str | Path, candidates: list[tuple[str, str | Path]],
+                        date: str | None) -> list[tuple[str, str | Path]]:
     """The band files of one acquisition (``YYYYMMDDTHHMMSS`` in their names); refuse a mix."""
     acquisitions: dict[str, list[str]] = {}
     for name, path in candidates:
@@ -129,14 +137,16 @@ def _select_acquisition(folder: Path, candidates: list[tuple[str, Path]], date: 
     return [(n, p) for n, p in candidates if _acquisition(p) in (chosen[0], None)]
 
 
-def _discover_band_files(folder: Path, date: str | None = None) -> tuple[dict[str, BandFile], BandFile | None]:
-    """Map band names to files under ``folder``; the finest resolution wins for duplicates."""
+def _discover_band_files(folder: str | Path, files: Sequence[str | Path],
+                         date: str | None = None) -> tuple[dict[str, BandFile], BandFile | None]:
+    """Map band names to ``files`` (every file under ``folder``); the finest resolution wins for duplicates."""
     found: dict[str, BandFile] = {}
-    candidates = []
-    for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() not in _RASTER_SUFFIXES or "QI_DATA" in path.parts:
+    candidates: list[tuple[str, str | Path]] = []
+    for path in files:
+        pure = Path(path)  # only for its name, suffix and parts: a /vsizip/ path stays a str
+        if pure.suffix.lower() not in _RASTER_SUFFIXES or "QI_DATA" in pure.parts:
             continue
-        name = _match_token(path.name)
+        name = _match_token(pure.name)
         if name is not None:
             candidates.append((name, path))
     for name, path in _select_acquisition(folder, candidates, date):
@@ -147,7 +157,7 @@ def _discover_band_files(folder: Path, date: str | None = None) -> tuple[dict[st
     return found, scl
 
 
-def _multiband(path: Path, band_names: Sequence[str] | None) -> tuple[dict[str, BandFile], str, dict]:
+def _multiband(path: str | Path, band_names: Sequence[str] | None) -> tuple[dict[str, BandFile], str, dict]:
     with open_raster(path) as ds:
         grid = Grid.from_dataset(ds)
         nodata = ds.nodata if ds.nodata is not None else S2_NODATA
@@ -184,7 +194,7 @@ def _multiband(path: Path, band_names: Sequence[str] | None) -> tuple[dict[str, 
         return bands, level, tags
 
 
-def _check_alignment(bands: Mapping[str, BandFile], grid: Grid, scene_path: Path) -> None:
+def _check_alignment(bands: Mapping[str, BandFile], grid: Grid, scene_path: str | Path) -> None:
     for name, band in bands.items():
         if band.grid.crs != grid.crs:
             raise CRSMismatchError(
@@ -224,6 +234,73 @@ def _detect_layout(path: Path) -> Layout:
     return "multiband"
 
 
+_VSIZIP = re.compile(r"^/vsizip/(.+?\.zip)(?:/(.*))?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Zipped:
+    """A scene inside a local zip archive, read in place through GDAL's ``/vsizip/``."""
+
+    root: str  # the /vsizip/ path of the scene: the archive, a folder in it, or one member file
+    layout: Layout
+    files: tuple[str, ...]  # /vsizip/ paths of every file under root (folder layouts)
+    xml: bytes | None  # the SAFE's MTD_MSIL*.xml
+    xml_name: str
+
+
+def _zip_location(shown: str) -> tuple[Path, str] | None:
+    """(local archive, path inside it) for ``X.zip`` or ``/vsizip/X.zip/...``; None for anything else."""
+    match = _VSIZIP.match(shown)
+    if match:
+        archive = match.group(1)
+        return (None if archive.startswith("/vsi") else (Path(archive), (match.group(2) or "").strip("/")))
+    if not is_virtual(shown) and shown.lower().endswith(".zip") and not Path(shown).is_dir():
+        return Path(shown), ""
+    return None
+
+
+def _open_zip(archive: Path, inner: str, shown: str) -> _Zipped:
+    """List the archive with :mod:`zipfile` (nothing is unpacked) and find the scene in it.
+
+    A ``.zip`` holding one top-level folder (``X.SAFE.zip`` holds ``X.SAFE/``) is read as that folder.
+    """
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if not n.endswith("/")]
+            return _find_in_zip(zf, names, f"/vsizip/{archive.absolute()}", inner, shown)
+    except (zipfile.BadZipFile, OSError) as err:
+        if isinstance(err, MissingFileError):
+            raise
+        if isinstance(err, FileNotFoundError):
+            raise MissingFileError("scene does not exist", path=shown,
+                                   hint="check the path (a .tif, a band folder, a .SAFE or a .SAFE.zip)") from None
+        raise CorruptRasterError(f"not a readable zip archive ({err})", path=shown,
+                                 hint="the download is damaged or incomplete: re-download it") from None
+
+
+def _find_in_zip(zf: zipfile.ZipFile, names: list[str], base: str, inner: str, shown: str) -> _Zipped:
+    """The scene in an archive listing: one member file, a folder in it, or the whole archive."""
+    if inner and inner in names:  # one member file: a multi-band raster
+        return _Zipped(f"{base}/{inner}", "multiband", (), None, "")
+    prefix = f"{inner}/" if inner else ""
+    under = [n[len(prefix):] for n in names if n.startswith(prefix)]
+    if not under:
+        raise MissingFileError(f"the zip archive holds no {inner!r}" if inner else "the zip archive is empty",
+                               path=shown, hint="check the path inside the archive (unzip -l lists it)")
+    tops = {n.split("/", 1)[0] for n in under}
+    if not inner and len(tops) == 1 and all("/" in n for n in under):
+        prefix = f"{tops.pop()}/"
+        under = [n.split("/", 1)[1] for n in under]
+    xmls = sorted(n for n in under if re.fullmatch(r"MTD_MSIL\w*\.xml", n))
+    root = f"{base}/{prefix.rstrip('/')}" if prefix else base
+    if len(under) == 1 and not xmls and not prefix:
+        return _Zipped(f"{base}/{under[0]}", "multiband", (), None, "")
+    safe = prefix.rstrip("/").upper().endswith(".SAFE") or bool(xmls)
+    xml = zf.read(prefix + xmls[0]) if xmls else None
+    files = tuple(sorted(f"{root}/{n}" for n in under))
+    return _Zipped(root, "safe" if safe else "per_band", files, xml, xmls[0] if xmls else "")
+
+
 def open_scene(
     path: str | Path,
     *,
@@ -243,7 +320,9 @@ def open_scene(
     here, before any output is written.
 
     Args:
-        path: a multi-band GeoTIFF, a folder of per-band files, or a ``.SAFE`` folder.
+        path: a multi-band GeoTIFF, a folder of per-band files, a ``.SAFE`` folder or a zip of one
+            (``X.SAFE.zip``, read in place through ``/vsizip/``), a ``/vsi*`` path, or a URL
+            (``s3://``, ``gs://``, ``az://``, ``http(s)://``; see :func:`geoseg.io.raster.gdal_path`).
         resolution: target grid resolution in metres (10 m: the finest S2 grid).
         offset: DN offset overriding the product metadata (catalog ``offset``).
         band_names: band order of a multi-band file without band descriptions.
@@ -264,31 +343,52 @@ def open_scene(
     scale = REFLECTANCE_SCALE if scale is None else scale
     check_number("scale", scale, min=0, min_open=True,
                  hint="DN per unit reflectance: 10000 for Sentinel-2 digital numbers, 1 for reflectance 0-1")
+    shown = str(path)  # as the user wrote it: errors and Scene.path of remote scenes keep it
     p = Path(path)
-    if not p.exists():
-        raise MissingFileError("scene does not exist", path=p, hint="check the path (a .tif, a band folder or a .SAFE)")
-    layout = _detect_layout(p)
+    where: str | Path = shown if is_virtual(shown) else p  # what errors name
+    source: str | Path = where  # what GDAL opens
+    zipped: _Zipped | None = None
+    location = _zip_location(shown)
+    if location is not None:
+        zipped = _open_zip(*location, shown)
+        layout = zipped.layout
+        source = zipped.root
+    elif is_virtual(shown):
+        layout = "multiband"  # a remote or /vsi file; opening it checks that it exists
+    else:
+        if not p.exists():
+            raise MissingFileError("scene does not exist", path=p,
+                                   hint="check the path (a .tif, a band folder or a .SAFE)")
+        layout = _detect_layout(p)
     facts: dict[str, str] = {}
     decision: OffsetDecision | None = None
     if layout == "multiband":
         if date is not None:
             raise ConfigError(f"date {date!r} selects among the band files of a folder, but this scene is one file",
-                              path=p, hint="drop the date (--date / catalog date:), or point to the band folder")
-        bands, level, tags = _multiband(p, band_names)
+                              path=where, hint="drop the date (--date / catalog date:), or point to the band folder")
+        bands, level, tags = _multiband(source, band_names)
         scl = bands.pop("SCL", None)
         decision = offset_from_tags(tags)
         dt = tags.get("datetime") or tags.get("TIFFTAG_DATETIME")
     else:
-        bands, scl = _discover_band_files(p, date)
+        files: Sequence[str | Path] = zipped.files if zipped is not None else sorted(p.rglob("*"))
+        bands, scl = _discover_band_files(where, files, date)
         if not bands:
-            raise BandError("no Sentinel-2 band files found (names must contain B01..B12 or B8A)", path=p,
+            raise BandError("no Sentinel-2 band files found (names must contain B01..B12 or B8A)", path=where,
                             hint="point to a folder of per-band .tif/.jp2 files or a .SAFE product")
         level = "L2A" if scl is not None else "unknown"
         if layout == "safe":
-            xmls = sorted(p.glob("MTD_MSIL*.xml"))
-            if xmls:
-                decision, facts = offset_from_safe_xml(xmls[0])
-                level = "L2A" if "MSIL2A" in xmls[0].name else "L1C"
+            if zipped is not None:
+                xml_name = zipped.xml_name
+                if zipped.xml is not None:
+                    decision, facts = offset_from_safe_xml(Path(xml_name), zipped.xml)
+            else:
+                xmls = sorted(p.glob("MTD_MSIL*.xml"))
+                xml_name = xmls[0].name if xmls else ""
+                if xmls:
+                    decision, facts = offset_from_safe_xml(xmls[0])
+            if xml_name:
+                level = "L2A" if "MSIL2A" in xml_name else "L1C"
         else:
             with open_raster(next(iter(bands.values())).path) as ds:
                 decision = offset_from_tags(ds.tags())
@@ -301,11 +401,11 @@ def open_scene(
     finest = min(bands.values(), key=lambda b: b.resolution)
     _check_projected(finest)
     grid = finest.grid.with_resolution(resolution)
-    _check_alignment({**bands, **({"SCL": scl} if scl else {})}, grid, p)
+    _check_alignment({**bands, **({"SCL": scl} if scl else {})}, grid, where)
     external = None
     if mask is not None:
-        external = _band_file(Path(mask))
-        _check_alignment({"mask": external}, grid, p)
+        external = _band_file(str(mask) if is_virtual(mask) else Path(mask))
+        _check_alignment({"mask": external}, grid, where)
     bands = {b: bands[b] for b in S2_BANDS if b in bands}
     # one decimated read of every file: a damaged file fails here, before any output is written
     samples = sample_bands({**bands, **{name: x for name, x in (("SCL", scl), ("mask", external)) if x}})
@@ -316,11 +416,12 @@ def open_scene(
         decision = OffsetDecision(float(offset), "catalog", "set in the catalog / command line")
     elif decision is None:
         decision = infer_offset(samples, nodata=first.nodata, scale=scale)
-    check_scale(samples, decision.offset, scale, first.nodata, str(p),
+    check_scale(samples, decision.offset, scale, first.nodata, str(where),
                 {name: (b.path, b.dtype) for name, b in bands.items()})
+    named = Path(zipped.root) if zipped is not None else p  # a zipped scene is named by the folder in the zip
     return Scene(
-        scene_id=scene_id or (p.stem if layout != "safe" else p.name.split(".")[0]),
-        path=str(p),
+        scene_id=scene_id or (named.stem if layout != "safe" else named.name.split(".")[0]),
+        path=str(where),
         layout=layout,
         level=level,
         bands=bands,

@@ -23,6 +23,7 @@ from rasterio.windows import Window
 from geoseg.errors import GeosegError
 from geoseg.features.recipes import Recipe
 from geoseg.io.labels import IGNORE_INDEX, SceneLabels
+from geoseg.io.raster import GDAL_ENV
 from geoseg.io.scene import Scene
 from geoseg.tiling.layout import CubeWindow
 from geoseg.tiling.stats import ColumnMoments
@@ -83,7 +84,9 @@ def _recipe(text: str) -> Recipe:
 # when its cache is first used, i.e. in the worker's first task. rasterio passes an integer
 # to GDALSetCacheMax64, i.e. in bytes (a bare 128 would mean 128 bytes: no cache at all, and
 # every block shared by neighbouring cubes decompressed again).
-GDAL_WORKER_ENV = {"GDAL_CACHEMAX": 64 * 2**20}
+# The read options of geoseg.io (GDAL_ENV: HTTP retries, one GDAL thread) are set here for the
+# whole task as well as around each read, so a worker reads remote files as the main process does.
+GDAL_WORKER_ENV = {**GDAL_ENV, "GDAL_CACHEMAX": 64 * 2**20}
 
 
 def run_task(task: TileTask) -> dict:
