@@ -32,7 +32,7 @@ from geoseg.utils.outputs import atomic_folder, legacy_entries
 __all__ = ["ModelBundle", "save_bundle", "load_bundle", "BUNDLE_KIND"]
 
 BUNDLE_KIND = "model bundle"
-_LEGACY = legacy_entries(CONFIG_NAME, WEIGHTS_NAME)
+_LEGACY = legacy_entries(CONFIG_NAME, WEIGHTS_NAME, contains={CONFIG_NAME: '"channel_names"'})
 
 
 class ModelBundle:

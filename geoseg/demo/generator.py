@@ -109,7 +109,8 @@ def _reflectance(land: Landscape, cover: np.ndarray, r0: int, r1: int, rng: np.r
 
 
 DEMO_KIND = "demo scene"
-_LEGACY = legacy_entries("README.txt", "labels.tif", patterns=(f"{DEMO_TILE}_*", f"S2B_MSIL2A_*{DEMO_TILE}*.SAFE"))
+_LEGACY = legacy_entries("README.txt", "labels.tif", contains={"README.txt": "geoseg demo scene"},
+                         optional=(f"{DEMO_TILE}_{DEMO_DATE}", f"S2B_MSIL2A_{DEMO_DATE}_N0509_R022_{DEMO_TILE}_{DEMO_DATE}.SAFE"))
 
 
 def generate_demo_scene(

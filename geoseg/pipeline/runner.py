@@ -39,7 +39,7 @@ from geoseg.utils.outputs import check_not_input, claim_folder, legacy_entries, 
 __all__ = ["StepResult", "RunResult", "run_pipeline", "expand_force"]
 
 RUN_KIND = "pipeline run"  # the ownership marker of a run directory (geoseg.utils.outputs)
-_LEGACY_RUN = legacy_entries(LOG_NAME, optional=("pipeline.yaml", *STEP_NAMES))
+_LEGACY_RUN = legacy_entries(LOG_NAME, optional=("pipeline.yaml", *STEP_NAMES), contains={LOG_NAME: "geoseg.pipeline"})
 
 
 @dataclass

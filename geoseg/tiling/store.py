@@ -78,7 +78,8 @@ STAGING_NAME = "_staging"
 STORE_KIND = "cubestore"
 STORE_ENTRIES = (ARRAYS_NAME, INDEX_NAME, GPKG_NAME, STATS_NAME, MANIFEST_NAME, STAGING_NAME)
 STORE_FORMAT = 1
-LEGACY_STORE = legacy_entries(MANIFEST_NAME, optional=STORE_ENTRIES[:-2] + (STAGING_NAME,))  # stores before markers
+LEGACY_STORE = legacy_entries(MANIFEST_NAME, optional=STORE_ENTRIES[:-2] + (STAGING_NAME,),  # stores before markers
+                              contains={MANIFEST_NAME: '"geoseg_version"'})
 
 
 class IncompleteStoreError(GeosegError, ValueError):

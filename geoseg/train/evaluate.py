@@ -38,7 +38,8 @@ __all__ = ["EvalResult", "evaluate", "format_report"]
 
 log = logging.getLogger(__name__)
 EVAL_KIND = "evaluation"
-_LEGACY = legacy_entries("metrics.json", optional=("confusion_matrix.png", "evaluation_report.txt", "examples"))
+_LEGACY = legacy_entries("metrics.json", "evaluation_report.txt", optional=("confusion_matrix.png", "examples"),
+                         contains={"evaluation_report.txt": "geoseg evaluation report"})
 
 
 @dataclass

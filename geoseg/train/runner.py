@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 OUTPUT_NAMES = ("best", "final", "checkpoints", "logs", "config.yaml", "history.json", "training_plots.png",
                 "profile.txt")
-_LEGACY = legacy_entries("config.yaml", optional=OUTPUT_NAMES, patterns=("epoch_*",))
+_LEGACY = legacy_entries("config.yaml", "history.json", optional=OUTPUT_NAMES, patterns=("epoch_[0-9]*",),
+                         contains={"config.yaml": "cubes:"})
 _ARCH_KEYS = ("model", "encoder", "aux_head", "freeze_backbone", "deep_supervision", "cat_channels", "model_options")
 
 

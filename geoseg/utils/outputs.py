@@ -259,13 +259,26 @@ def atomic_folder(final: str | Path, kind: str, *, flag: str = "--out", legacy: 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def legacy_entries(*required: str, optional: Iterable[str] = (), patterns: Iterable[str] = ()) -> Legacy:
-    """A ``legacy`` recogniser: a folder holding all of ``required`` was written by geoseg; it owns
-    those, the ``optional`` names present and entries matching ``patterns`` (globs)."""
+def legacy_entries(*required: str, optional: Iterable[str] = (), patterns: Iterable[str] = (),
+                   contains: Mapping[str, str] | None = None) -> Legacy:
+    """A ``legacy`` recogniser for folders geoseg wrote before markers existed.
+
+    A folder is one when it holds all of ``required`` and each file named in ``contains``
+    holds its text (geoseg's own wording, so that a user's ``README.txt`` or ``config.yaml``
+    is never taken for geoseg's). geoseg then owns those names, the ``optional`` names present
+    and entries matching ``patterns`` (globs).
+    """
 
     def recognise(folder: Path) -> list[str] | None:
         if not all((folder / name).exists() for name in required):
             return None
+        for name, text in (contains or {}).items():
+            try:
+                with open(folder / name, "rb") as fh:
+                    if text.encode() not in fh.read(65536):
+                        return None
+            except OSError:
+                return None
         found = [n for n in (*required, *optional) if (folder / n).exists()]
         return found + sorted(p.name for pattern in patterns for p in folder.glob(pattern))
 

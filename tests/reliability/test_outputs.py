@@ -394,3 +394,23 @@ def test_killed_predict_leaves_no_lasting_temporaries(tmp_path: Path, bundle: Pa
     assert not any(p.exists() for p in leftovers)
     assert live.exists() and other.exists()
     assert out.is_file()
+
+
+def test_a_user_folder_with_demo_like_names_is_not_taken_for_an_old_demo(tmp_path: Path) -> None:
+    """Folders from before markers are recognised by geoseg's own wording, never by file names alone."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.txt").write_text("My field campaign, 2024\n")
+    (mine / "labels.tif").write_bytes(b"my labels")
+    (mine / "T33UUU_20230612T101559").mkdir()
+    before = snapshot(mine)
+    assert_refused(run_cli("demo-data", "--out", mine, "--size", "120"), mine, "not written by geoseg")
+    assert_unchanged(before)
+    # an unmarked demo folder written by an earlier geoseg is still replaced, a user's file kept
+    old = tmp_path / "old"
+    assert run_cli("demo-data", "--out", old, "--size", "120").returncode == 0
+    (old / ".geoseg.json").unlink()
+    kept = user_files(old, ("notes.txt",))
+    result = run_cli("demo-data", "--out", old, "--size", "120", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    assert_unchanged(kept)

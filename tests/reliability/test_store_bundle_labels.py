@@ -137,6 +137,10 @@ def test_damaged_resume_config(work: Path, tmp_path: Path) -> None:
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
     (run / "config.yaml").write_text("model: [unet\n  encoder: {\n")
+    from geoseg.train.config import TRAIN_KIND
+    from geoseg.utils.outputs import mark_folder
+
+    mark_folder(run, TRAIN_KIND, ["checkpoints", "config.yaml"])  # a run geoseg wrote, then damaged
     before = snapshot(tmp_path)
     result = run_inproc("train", work / "store", "--out", run, "--resume", "--epochs", "1", "--encoder", "test_resnet")
     assert_refused(result, run / "config.yaml")
