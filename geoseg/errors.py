@@ -24,6 +24,7 @@ __all__ = [
     "OutputError",
     "CorruptStoreError",
     "ScaleError",
+    "DomainError",
 ]
 
 
@@ -40,6 +41,7 @@ class GeosegError(Exception):
             message = last.split(": ", 1)[1] if ": " in last else last
         self.path = None if path is None else str(path)
         self.hint = hint
+        self.message = message
         parts = [f"{self.path}: {message}" if self.path else message]
         if hint:
             parts.append(hint)
@@ -101,3 +103,7 @@ class CorruptStoreError(GeosegError, ValueError):
 
 class ScaleError(SceneError):
     """Reflectance values are outside the range of Sentinel-2 digital numbers (wrong scale)."""
+
+
+class DomainError(GeosegError, ValueError):
+    """A scene does not fit the model's training data (``predict --strict``): another level, other reflectance."""

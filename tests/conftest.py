@@ -36,7 +36,7 @@ def demo_small(tmp_path_factory: pytest.TempPathFactory):
 # --------------------------------------------------------------------------- shared by tests/train and tests/data
 # small demo CubeStores: 64 px cubes without overlap, each cube its own split block
 DEMO_STORE_PARAMS = {"cube_size": 64, "overlap": 0, "min_valid": 0.2, "split_block": 1, "seed": 0}
-ONE_THREAD_DIRS = ("train", "data")
+ONE_THREAD_DIRS = ("train", "data", "seeds")
 
 
 def make_demo_store(root: Path, size: int = 336, seed: int = 1, workers: int = 1, **params) -> Path:
@@ -77,7 +77,7 @@ def data_cubes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread(request: pytest.FixtureRequest):
-    """Tests of tests/train and tests/data run torch with one intra-op thread: the 2 cores are
+    """Tests of tests/train, tests/data and tests/seeds run torch with one intra-op thread: the 2 cores are
     shared with other test runs, and OpenMP oversubscription slows convolutions down several
     times on a loaded machine. Other folders keep torch's default."""
     if Path(request.path).resolve().parent not in [REPO / "tests" / d for d in ONE_THREAD_DIRS]:

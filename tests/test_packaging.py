@@ -26,12 +26,13 @@ def test_environment_yml_matches_pyproject() -> None:
     conda = dict(_parse(d) for d in env["dependencies"] if isinstance(d, str))
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert pip == ["-e ."]
-    for dep in project["dependencies"]:
+    deps = [*project["dependencies"], *project["optional-dependencies"]["stac"]]  # the stac extra too
+    for dep in deps:
         name, bound = _parse(dep)
         conda_name = CONDA_NAMES.get(name, name)
         assert conda_name in conda, f"{conda_name} (from pyproject {dep!r}) missing in environment.yml"
         assert conda[conda_name] == bound, f"{conda_name}: environment.yml >={conda[conda_name]} vs pyproject >={bound}"
-    pypi_names = {CONDA_NAMES.get(_parse(d)[0], _parse(d)[0]) for d in project["dependencies"]}
+    pypi_names = {CONDA_NAMES.get(_parse(d)[0], _parse(d)[0]) for d in deps}
     extra = set(conda) - pypi_names - {"python", "pip"}
     assert not extra, f"environment.yml lists packages pyproject.toml does not: {sorted(extra)}"
     py_bound = project["requires-python"].removeprefix(">=")

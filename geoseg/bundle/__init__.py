@@ -8,6 +8,8 @@ torchmetrics. It owns:
 * ``normalization``: :class:`Normalization` and :func:`normalize` (valid pixels only; the
   invalid-pixel rule itself is :func:`geoseg.validity.valid_mask`);
 * ``files``: :class:`ModelBundle`, :func:`save_bundle`, :func:`load_bundle`;
+* ``domain``: :class:`TrainingDomain` (what the model was trained on, ``config.json``'s
+  ``domain``) and :func:`check_domain` (does a scene fit it?);
 * ``runs``: a bundle or a training run's ``best``/``final`` bundle (:func:`load_model_bundle`,
   :func:`run_bundle_dir`, :func:`resolve_bundle_dir`);
 * ``device``: the device-and-precision policy of inference (:func:`resolve_device`);
@@ -21,6 +23,7 @@ torchmetrics. It owns:
 
 from geoseg.bundle.config import CONFIG_NAME, WEIGHTS_NAME, BundleConfig, read_bundle_config
 from geoseg.bundle.device import Device, DeviceName, resolve_device, resolve_precision
+from geoseg.bundle.domain import TrainingDomain, check_domain
 from geoseg.bundle.files import ModelBundle, load_bundle, save_bundle
 from geoseg.bundle.normalization import Normalization, normalize
 from geoseg.bundle.runner import ModelRunner, dihedral_transforms
@@ -36,6 +39,8 @@ __all__ = [
     "ModelBundle",
     "ModelRunner",
     "Normalization",
+    "TrainingDomain",
+    "check_domain",
     "dihedral_transforms",
     "load_bundle",
     "load_model_bundle",

@@ -7,7 +7,9 @@ repeats). ``extra`` is a record for people (metrics, epoch, the training options
 read to decide anything.
 
 Schema versions: 1 kept ``target_size``/``target_mode`` in ``extra`` only; such bundles load
-unchanged (the values are lifted into the typed fields). 2 has them as fields.
+unchanged (the values are lifted into the typed fields). 2 has them as fields. ``domain`` (the
+training domain, :mod:`geoseg.bundle.domain`) is optional within version 2: bundles without it
+load, and predict checks nothing for them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from geoseg import __version__
+from geoseg.bundle.domain import TrainingDomain
 from geoseg.bundle.normalization import Normalization
 from geoseg.config.catalog import ClassDef
 from geoseg.config.schema import StrictModel, validate
@@ -55,6 +58,9 @@ class BundleConfig(StrictModel):
     target_size: int | None = Field(None, description="training input size (None: the cube size)")
     target_mode: TargetMode = Field("crop", description="how training reached target_size: random crops, "
                                                         "or a resize (which evaluation repeats)")
+    domain: TrainingDomain | None = Field(None, description="what the model was trained on (levels, offset rule, "
+                                                            "scale, channel statistics); None in bundles written "
+                                                            "before it was recorded: predict checks nothing")
     extra: dict[str, Any] = Field(default_factory=dict, description="a record for people: metrics, epoch, "
                                                                     "training options (never read to decide)")
 

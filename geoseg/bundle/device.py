@@ -15,24 +15,19 @@ Training's accelerator and mixed-precision choices are Lightning's
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Literal
+from typing import Literal
 
 import torch
-from pydantic import AfterValidator
 
 from geoseg.errors import ConfigError
 from geoseg.utils.checks import DEVICE_HINT as _HINT
-from geoseg.utils.checks import check_device_name
+from geoseg.utils.checks import DeviceName, check_device_name
 
 __all__ = ["Device", "DeviceName", "Precision", "autocast", "check_device_name", "resolve_device",
            "resolve_precision"]
 
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["float32", "float16", "bfloat16"]
-
-
-DeviceName = Annotated[str, AfterValidator(check_device_name)]
-"""A validated device name for config models (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

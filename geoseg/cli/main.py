@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "predict": "geoseg.cli.predict_cmds:predict_cmd",
     "export": "geoseg.cli.export_cmds:export_cmd",
     "run": "geoseg.cli.run_cmds:run_cmd",
+    "search": "geoseg.cli.search_cmds:search_cmd",
 }
 
 

@@ -20,7 +20,7 @@ _resolution = click.option("--resolution", type=Float(0, min_open=True, hint="th
 _offset = click.option("--offset", type=Float(-10000, 10000, hint="a DN offset, e.g. --offset -1000 (processing baseline 04.00 and later) or --offset 0"), default=None, help="DN offset override (e.g. -1000); default: product metadata, else the documented inference rule.")
 _mask = click.option("--mask", type=click.Path(path_type=str), default=None, help="External mask raster; non-zero pixels are invalid.")
 _scale = click.option("--scale", type=Float(0, min_open=True, hint="DN per unit reflectance, e.g. --scale 1 for reflectance 0-1"), default=None, help="DN per unit reflectance [default: 10000, Sentinel-2 digital numbers]; 1 for a product stored as reflectance 0-1, 100 for reflectance x 100.")
-_date = click.option("--date", default=None, help="Acquisition to read from a folder holding band files of several (YYYYMMDD or YYYYMMDDTHHMMSS, as in the file names).")
+_date = click.option("--date", "--datetime", "date", default=None, help="Acquisition to read from a folder holding band files of several (YYYYMMDD[THHMMSS] as in the file names, or ISO 8601 such as 2024-06-12T10:15:59Z).")
 _invalid_scl = click.option("--invalid-scl", type=IntList(0, 11, what="SCL class", hint="e.g. --invalid-scl 0,1,3,8,9,10"), default=",".join(map(str, DEFAULT_INVALID_SCL)), show_default=True, help="SCL classes treated as invalid.")
 
 
@@ -40,13 +40,23 @@ def _open(scene: str, resolution: float, offset: float | None, mask: str | None,
 @_invalid_scl
 @_scale
 @_date
+@click.option("--full", is_flag=True, help="Read every pixel for exact figures (slow on a full tile); "
+              "default: a decimated sample (overviews where the files have them), in seconds.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress of --full.")
 def inspect_cmd(scene: str, resolution: float, offset: float | None, mask: str | None, invalid_scl: tuple[int, ...],
-                scale: float | None, date: str | None) -> None:
-    """Show what SCENE holds: layout, bands, grid, offset, valid fraction, SCL shares."""
-    from geoseg.io.summary import summarise_scene
+                scale: float | None, date: str | None, full: bool, no_progress: bool) -> None:
+    """Show what SCENE holds: layout, bands, grid, offset, valid fraction, SCL shares, band statistics.
 
-    opened = _open(scene, resolution, offset, mask, invalid_scl, scale, date)
-    for line in summarise_scene(opened).lines():
+    The figures come from a decimated sample (said in the output); --full reads every pixel.
+    """
+    import rasterio
+
+    from geoseg.io.summary import CACHE_BYTES, summarise_scene
+
+    with rasterio.Env(GDAL_CACHEMAX=CACHE_BYTES):  # opening samples every file too: flat memory from the start
+        opened = _open(scene, resolution, offset, mask, invalid_scl, scale, date)
+        summary = summarise_scene(opened, sample=not full, progress=full and not no_progress)
+    for line in summary.lines():
         click.echo(line)
 
 

@@ -43,6 +43,11 @@ class _Range(click.ParamType):
     max_open: bool
     _number_class: Any
 
+    def _describe_range(self) -> str:
+        if self.min is None and self.max is None:  # click would print "x<=None"
+            return ""
+        return super()._describe_range()  # type: ignore[misc]
+
     def _setup(self, hint: str | None, multiple_of: int | None) -> None:
         self.hint = hint
         self.multiple_of = multiple_of

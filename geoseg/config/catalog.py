@@ -7,10 +7,11 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from geoseg.config.schema import StrictModel, load_yaml
 from geoseg.errors import CatalogError
+from geoseg.io.raster import is_virtual
 from geoseg.io.sensors import DEFAULT_INVALID_SCL
 from geoseg.utils.closest import did_you_mean
 
@@ -46,10 +47,17 @@ class ClassDef(StrictModel):
 class LabelSource(StrictModel):
     """Labels for a scene: a raster of class codes, or a vector file to rasterise."""
 
-    raster: Path | None = None
-    vector: Path | None = None
+    raster: Path | str | None = Field(None, description="label raster: local path, URL or /vsi path")
+    vector: Path | str | None = Field(None, description="label vectors (GeoPackage, Shapefile...): local path, URL "
+                                      "or /vsi path")
     column: str | None = Field(None, description="vector attribute holding the class code (or class name)")
     layer: str | None = None
+
+    @field_validator("raster", "vector", mode="before")
+    @classmethod
+    def _location(cls, value):
+        """A URL or GDAL ``/vsi`` path stays the string as written (``Path`` folds ``s3://`` to ``s3:/``)."""
+        return Path(value) if isinstance(value, str) and not is_virtual(value) else value
 
     @model_validator(mode="after")
     def _one_source(self) -> LabelSource:
@@ -60,7 +68,7 @@ class LabelSource(StrictModel):
         return self
 
     @property
-    def file(self) -> Path:
+    def file(self) -> Path | str:
         """The label file: ``raster`` or ``vector`` (validation ensures exactly one is set)."""
         path = self.raster or self.vector
         assert path is not None
@@ -78,18 +86,27 @@ class DemoSource(StrictModel):
 
 
 class SceneEntry(StrictModel):
-    """One scene of a dataset: a file or folder on disk, or the generated demo scene."""
+    """One scene of a dataset: a file, folder or URL, a STAC item, or the generated demo scene."""
 
     id: str
-    path: Path | None = Field(None, description="multi-band GeoTIFF, per-band folder or .SAFE")
+    path: Path | str | None = Field(None, description="multi-band GeoTIFF, per-band folder, .SAFE(.zip) or URL")
+    stac: str | None = Field(None, description="STAC item (JSON file or URL) whose assets are the scene's bands")
     demo: DemoSource | None = Field(None, description="generate the built-in demo scene instead")
     labels: LabelSource | None = None
     offset: float | None = Field(None, description="DN offset override, e.g. -1000")
     scale: float | None = Field(None, gt=0, allow_inf_nan=False,
                                 description="DN per unit reflectance: 10000 (default, Sentinel-2 DN), 1 for reflectance 0-1")
-    date: str | None = Field(None, description="acquisition to read from a folder of several, YYYYMMDD[THHMMSS]")
+    date: str | None = Field(None, validation_alias=AliasChoices("date", "datetime"),
+                             description="acquisition to read from a folder of several: YYYYMMDD[THHMMSS] or ISO "
+                                         "8601 (key date: or datetime:)")
     band_names: list[str] | None = None
-    mask: Path | None = Field(None, description="external mask raster: non-zero = invalid")
+    mask: Path | str | None = Field(None, description="external mask raster: non-zero = invalid")
+
+    @field_validator("path", "mask", mode="before")
+    @classmethod
+    def _location(cls, value):
+        """A URL or GDAL ``/vsi`` path stays the string as written (``Path`` folds ``s3://`` to ``s3:/``)."""
+        return Path(value) if isinstance(value, str) and not is_virtual(value) else value
 
     @field_validator("date", mode="before")
     @classmethod
@@ -105,8 +122,10 @@ class SceneEntry(StrictModel):
 
     @model_validator(mode="after")
     def _one_path(self) -> SceneEntry:
-        if (self.path is None) == (self.demo is None):
-            raise ValueError(f"scene {self.id!r}: give exactly one of 'path' or 'demo'")
+        given = [key for key in ("path", "stac", "demo") if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError(f"scene {self.id!r}: give exactly one of 'path', 'stac' or 'demo'"
+                             + (f" (found {' and '.join(given)})" if given else ""))
         return self
 
 
@@ -154,6 +173,10 @@ class Catalog(StrictModel):
         if path.is_absolute() or self.source is None:
             return path
         return (self.source.parent / path).resolve()
+
+    def locate(self, location: str | Path) -> str | Path:
+        """A scene location of the catalog: a URL or ``/vsi`` path as written, else :meth:`resolve`."""
+        return location if isinstance(location, str) and is_virtual(location) else self.resolve(Path(location))
 
     def check_available(self, name: str) -> None:
         ds = self.dataset(name)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geoseg.config.catalog import Catalog, Dataset, LabelSource, SceneEntry
 from geoseg.io.scene import Scene, open_scene
+from geoseg.io.stac import load_item
+
+if TYPE_CHECKING:
+    from pystac import Item
 
 __all__ = ["CatalogScene", "dataset_scenes", "scene_from_entry"]
 
@@ -30,16 +35,18 @@ def scene_from_entry(catalog: Catalog, dataset: Dataset, entry: SceneEntry) -> C
         demo = DemoScene(root) if (root / "labels.tif").exists() else generate_demo_scene(
             root, size=entry.demo.size, seed=entry.demo.seed
         )
-        path: Path = demo.scene
+        path: str | Path | Item = demo.scene
         if labels is None:
             labels = LabelSource(raster=demo.labels)
+    elif entry.stac is not None:  # read as a STAC item whatever its href ends with
+        path = load_item(catalog.locate(entry.stac))
     else:
         assert entry.path is not None  # guaranteed by SceneEntry validation
-        path = catalog.resolve(entry.path)
+        path = catalog.locate(entry.path)
     if labels is not None:
         labels = labels.model_copy(update={
-            "raster": catalog.resolve(labels.raster) if labels.raster else None,
-            "vector": catalog.resolve(labels.vector) if labels.vector else None,
+            "raster": catalog.locate(labels.raster) if labels.raster else None,
+            "vector": catalog.locate(labels.vector) if labels.vector else None,
         })
     scene = open_scene(
         path,
@@ -48,7 +55,7 @@ def scene_from_entry(catalog: Catalog, dataset: Dataset, entry: SceneEntry) -> C
         date=entry.date,
         band_names=entry.band_names,
         invalid_scl=dataset.invalid_scl,
-        mask=catalog.resolve(entry.mask) if entry.mask else None,
+        mask=catalog.locate(entry.mask) if entry.mask else None,
         scene_id=entry.id,
     )
     return CatalogScene(entry, scene, labels)

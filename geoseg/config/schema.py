@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,9 +14,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from geoseg.errors import ConfigError, MissingFileError
 from geoseg.utils.closest import did_you_mean
 
-__all__ = ["StrictModel", "OptionsModel", "load_yaml", "validate", "format_validation_error"]
+__all__ = ["StrictModel", "OptionsModel", "with_overrides", "load_yaml", "validate", "format_validation_error"]
 
 M = TypeVar("M", bound=BaseModel)
+# set while validate() reads a file: nested options models then report the key's location
+_IN_FILE: ContextVar[bool] = ContextVar("geoseg_in_file", default=False)
+OptionsT = TypeVar("OptionsT", bound="OptionsModel")
 
 
 class StrictModel(BaseModel):
@@ -36,7 +42,16 @@ class OptionsModel(StrictModel):
         try:
             super().__init__(**data)
         except ValidationError as err:
+            if _IN_FILE.get():  # part of a config file: validate() names the key in the file
+                raise
             raise _options_error(err, type(self)) from None
+
+
+def with_overrides(options: OptionsT, overrides: Mapping[str, Any]) -> OptionsT:
+    """``options`` with single ``overrides`` applied, validated again (an unknown name is refused)."""
+    if not overrides:
+        return options
+    return type(options)(**{**{k: getattr(options, k) for k in type(options).model_fields}, **overrides})
 
 
 def _options_error(err: ValidationError, model: type[BaseModel]) -> ConfigError:
@@ -49,7 +64,8 @@ def _options_error(err: ValidationError, model: type[BaseModel]) -> ConfigError:
     if first["type"] == "extra_forbidden":
         return ConfigError(f"unknown option {where!r} of {model.__name__}",
                            hint=did_you_mean(where, list(model.model_fields)))
-    return ConfigError(f"{model.__name__} option {where}: {first['msg']}")
+    message = first["msg"].removeprefix("Value error, ")
+    return ConfigError(f"{model.__name__} option {where}: {message}" if first["loc"] else f"{model.__name__}: {message}")
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -60,7 +76,8 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         if isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
             current = _innermost_model(current.model_fields[part].annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
+        refused = set(getattr(current, "MANAGED", ()))  # set by a runner, never in a file
+        return [f for f in current.model_fields if f not in refused]
     return []
 
 
@@ -74,6 +91,18 @@ def _innermost_model(annotation: Any) -> Any:
     return None
 
 
+def _as_keys(err: ConfigError, loc: tuple[Any, ...], fields: list[str]) -> str:
+    """``err``'s message with its flags (``--cube-size``) as the file's keys (``steps.tile.cube_size``)."""
+    prefix = ".".join(str(p) for p in loc)
+
+    def key(match: re.Match[str]) -> str:
+        name = match.group(1).replace("-", "_")
+        return ".".join(filter(None, (prefix, name))) if name in fields else match.group(0)
+
+    text = re.sub(r"--([a-z][a-z0-9-]*)", key, err.message)
+    return text if text != err.message else ": ".join(filter(None, (prefix, text)))
+
+
 def format_validation_error(err: ValidationError, model: type[BaseModel], source: str) -> ConfigError:
     """The ConfigError for a pydantic error: the first problem, named by its key in ``source``."""
     # an unknown key explains more than the "field required" it often causes (a misspelt key)
@@ -83,16 +112,23 @@ def format_validation_error(err: ValidationError, model: type[BaseModel], source
     if first["type"] == "extra_forbidden":
         hint = did_you_mean(str(loc[-1]), _fields_at(model, loc))
         return ConfigError(f"unknown key {where!r}", path=source, hint=hint)
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, ConfigError):  # a stage's own rule, in the CLI's words: name the file's keys instead
+        return ConfigError(_as_keys(cause, loc, _fields_at(model, (*loc, ""))), path=source)
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return ConfigError(f"{where}: {first['msg']}{more}", path=source, hint="fix the value in this file")
+    message = first["msg"].removeprefix("Value error, ")
+    return ConfigError(f"{where}: {message}{more}", path=source, hint="fix the value in this file")
 
 
 def validate(model: type[M], data: Any, source: str) -> M:
     """Validate ``data`` against ``model``; errors become one-line ConfigErrors naming ``source``."""
+    token = _IN_FILE.set(True)
     try:
         return model.model_validate(data)
     except ValidationError as err:
         raise format_validation_error(err, model, source) from None
+    finally:
+        _IN_FILE.reset(token)
 
 
 def load_yaml(path: str | Path, model: type[M]) -> M:

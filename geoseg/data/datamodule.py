@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from geoseg.bundle import Normalization, normalize
 from geoseg.config.catalog import ClassDef
+from geoseg.data.arrays import ArrayStore, is_array_file
 from geoseg.data.augment import random_crop, random_dihedral, resize_nearest
 from geoseg.data.dataset import CubeDataset, InMemoryCubes
 from geoseg.data.sampler import ShardSampler
@@ -54,7 +55,8 @@ class CubeDataModule(pl.LightningDataModule):
     """Dataloaders over a CubeStore's splits with on-device normalisation and augmentation.
 
     Args:
-        store: CubeStore directory or an opened store.
+        store: CubeStore directory, an opened store, or an ``(N, C+1, H, W)`` ``.npy``/``.npz``
+            array (:mod:`geoseg.data.arrays`).
         batch_size: Batch size per device.
         num_workers: DataLoader worker processes (None: 0 when in memory, else 2).
         target_size: Training size (see ``target_mode``); None keeps the cube size.
@@ -90,7 +92,12 @@ class CubeDataModule(pl.LightningDataModule):
         normalization: Normalization | None = None,
     ) -> None:
         super().__init__()
-        self.store = store if isinstance(store, CubeStore) else CubeStore.open(store)
+        if isinstance(store, CubeStore):
+            self.store = store
+        elif is_array_file(store):  # an (N, C+1, H, W) .npy/.npz (geoseg.data.arrays)
+            self.store = ArrayStore.open(store)
+        else:
+            self.store = CubeStore.open(store)
         if not self.store.has_labels:
             raise ConfigError("the CubeStore has no labels; training and evaluation need them",
                               path=self.store.path, hint="give the dataset's scenes labels in the catalog and tile again")

@@ -14,13 +14,14 @@ from rasterio.windows import Window
 
 from geoseg.features.kernel import compile_recipe_kernel
 from geoseg.features.recipes import DEFAULT_RECIPE, Recipe, get_recipe
-from geoseg.io.reader import read_raw, read_valid, to_reflectance
+from geoseg.io.radiometry import dn_to_reflectance
+from geoseg.io.reader import read_raw, read_valid
 from geoseg.io.scene import Scene
 
 if TYPE_CHECKING:  # dask.array and xarray load in ~2 s: only feature_stack needs them
     import xarray as xr
 
-__all__ = ["read_features", "feature_stack", "DEFAULT_BLOCK"]
+__all__ = ["read_features", "features_from_dn", "feature_stack", "DEFAULT_BLOCK"]
 
 DEFAULT_BLOCK = 512
 
@@ -39,13 +40,27 @@ def read_features(
     scene.require_bands(bands, f"recipe {recipe.name}")
     raw, invalid = read_raw(scene, window, bands)
     valid = read_valid(scene, window, invalid)
+    return features_from_dn(raw, valid, float(scene.offset.offset), float(scene.scale), recipe), valid
+
+
+def features_from_dn(raw: np.ndarray, valid: np.ndarray, offset: float, scale: float,
+                     recipe: str | Recipe = DEFAULT_RECIPE) -> np.ndarray:
+    """The recipe's channels from DN already read: float32 ``(C, h, w)``, invalid pixels 0.
+
+    Args:
+        raw: DN of ``recipe.required_bands`` in that order, ``(len(bands), h, w)``.
+        valid: boolean valid-pixel mask ``(h, w)``.
+        offset, scale: reflectance = (DN + offset) / scale.
+    """
+    recipe = get_recipe(recipe)
+    raw = np.ascontiguousarray(raw, dtype=np.float32)
     kernel = compile_recipe_kernel(recipe)
     if kernel is None:  # numpy path (numba not installed)
-        reflectance = {b: to_reflectance(raw[i], scene) for i, b in enumerate(bands)}
-        return recipe.compute(reflectance, valid), valid
+        reflectance = {b: dn_to_reflectance(raw[i], offset, scale) for i, b in enumerate(recipe.required_bands)}
+        return recipe.compute(reflectance, valid)
     out = np.empty((recipe.num_channels, *valid.shape), dtype=np.float32)
-    kernel(raw, float(scene.offset.offset), float(scene.scale), valid, out)  # the same formulas, compiled
-    return out, valid
+    kernel(raw, float(offset), float(scale), np.ascontiguousarray(valid), out)  # the same formulas, compiled
+    return out
 
 
 def _block(scene: Scene, recipe: Recipe, block_info=None) -> np.ndarray:

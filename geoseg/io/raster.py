@@ -50,6 +50,7 @@ REMOTE_ENV = _unless_set({
 })
 _SCHEMES = {"s3": "/vsis3/", "gs": "/vsigs/", "az": "/vsiaz/", "http": "/vsicurl/http", "https": "/vsicurl/https"}
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
+_NETWORK = re.compile(r"^[a-z][a-z0-9+.-]*://|/vsi(curl|s3|gs|az|adls|oss|swift|webhdfs)", re.IGNORECASE)  # read over a network
 
 
 def is_virtual(path: str | Path) -> bool:
@@ -98,7 +99,9 @@ def _open_virtual(text: str):
         msg = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         if "not recognized as being in a supported file format" in msg:
             raise CorruptRasterError(f"not a readable raster ({msg})", path=text,
-                                     hint="check that it is a GeoTIFF/JP2 band file or scene") from None
+                                     hint="check that it is a GeoTIFF/JP2 band file or scene"
+                                     + (" (or the connection was cut or timed out: GDAL then sees no file)"
+                                        if _NETWORK.search(gdal_path(text)) else "")) from None
         raise MissingFileError(f"cannot open it: it does not exist or cannot be reached ({msg})", path=text,
                                hint="check the path and the network; private buckets need GDAL's credential "
                                "variables (AWS_*, GS_*/GOOGLE_*, AZURE_*), see docs/inputs.md") from None
@@ -143,5 +146,8 @@ def reading(path: str, what: str) -> Iterator[None]:
     try:
         yield
     except (RasterioError, CPLE_BaseError) as err:
-        raise CorruptRasterError(f"cannot read {what} ({_reason(err)})", path=path,
-                                 hint="the file is damaged or truncated: re-download or re-export it") from None
+        hint = "the file is damaged or truncated: re-download or re-export it"
+        if _NETWORK.search(str(path)):
+            hint = ("the file is damaged or truncated, or the connection failed: check the network and retry "
+                    "(GDAL_HTTP_MAX_RETRY, GDAL_HTTP_TIMEOUT), else re-download or re-export it")
+        raise CorruptRasterError(f"cannot read {what} ({_reason(err)})", path=path, hint=hint) from None

@@ -2,7 +2,8 @@
 
 Layouts: ``multiband`` (one GeoTIFF, band names from its descriptions, the catalog or its
 band count), ``per_band`` (a folder of one file per band, GeoTIFF or JP2, at native
-10/20/60 m) and ``safe`` (an ESA ``.SAFE`` product, L1C or L2A). A Scene only *describes*
+10/20/60 m) and ``safe`` (an ESA ``.SAFE`` product, L1C or L2A); a STAC item is read as a fourth,
+``stac`` (one file per band at its assets' locations, :mod:`geoseg.io.stac`). A Scene only *describes*
 the files; reading happens window by window in :mod:`geoseg.io.reader`, so a Scene can be
 shipped to Dask workers, which open their own file handles.
 """
@@ -14,7 +15,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from geoseg.errors import (
     BandError,
@@ -42,10 +43,14 @@ from geoseg.io.sensors import (
     S2_NODATA,
     normalise_band_name,
 )
+from geoseg.io.stac import is_stac_item, read_stac_item
 
 __all__ = ["Scene", "Layout", "open_scene", "BandFile", "open_raster"]  # the last two live in geoseg.io.raster
 
-Layout = Literal["multiband", "per_band", "safe"]
+if TYPE_CHECKING:
+    import pystac
+
+Layout = Literal["multiband", "per_band", "safe", "stac"]
 _RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
 _BAND_TOKEN = re.compile(r"(?:^|[_\-.])(B(?:0?[1-9]|1[0-2]|8A)|SCL)(?=[_\-.]|$)", re.IGNORECASE)
 _DATETIME = re.compile(r"(\d{8}T\d{6})")
@@ -128,7 +133,7 @@ def _select_acquisition(folder: str | Path, candidates: list[tuple[str, str | Pa
             hint=f"choose one with --date (e.g. --date {main}; catalog: date: '{main}'), "
             "or keep each acquisition in its own folder",
         )
-    wanted = re.sub(r"[-: ]", "", date).upper()
+    wanted = re.sub(r"[-: ]|\.\d+|Z$", "", date.strip().upper())  # ISO 8601 too: 2017-02-16T10:50:31.024Z
     chosen = [dt for dt in acquisitions if dt.startswith(wanted)]
     if len(chosen) != 1:
         what = "no band files of" if not chosen else "several acquisitions match"
@@ -302,7 +307,7 @@ def _find_in_zip(zf: zipfile.ZipFile, names: list[str], base: str, inner: str, s
 
 
 def open_scene(
-    path: str | Path,
+    path: str | Path | pystac.Item,
     *,
     resolution: float = 10.0,
     offset: float | None = None,
@@ -322,7 +327,9 @@ def open_scene(
     Args:
         path: a multi-band GeoTIFF, a folder of per-band files, a ``.SAFE`` folder or a zip of one
             (``X.SAFE.zip``, read in place through ``/vsizip/``), a ``/vsi*`` path, or a URL
-            (``s3://``, ``gs://``, ``az://``, ``http(s)://``; see :func:`geoseg.io.raster.gdal_path`).
+            (``s3://``, ``gs://``, ``az://``, ``http(s)://``; see :func:`geoseg.io.raster.gdal_path`), or a
+            STAC item: a ``.json`` file or URL, a STAC API item URL or a :class:`pystac.Item`
+            (:mod:`geoseg.io.stac`; its offset and scale come from the item's properties).
         resolution: target grid resolution in metres (10 m: the finest S2 grid).
         offset: DN offset overriding the product metadata (catalog ``offset``).
         band_names: band order of a multi-band file without band descriptions.
@@ -340,16 +347,22 @@ def open_scene(
     from geoseg.utils.checks import check_number, check_scene_options
 
     check_scene_options(resolution, offset, invalid_scl)  # ConfigError before anything is read
+    stac = read_stac_item(path) if is_stac_item(path) else None  # a STAC item: its bands are its assets
+    if stac is not None:
+        path, scene_id = stac.item, scene_id or stac.scene_id
+        scale = stac.scale if scale is None else scale
     scale = REFLECTANCE_SCALE if scale is None else scale
     check_number("scale", scale, min=0, min_open=True,
                  hint="DN per unit reflectance: 10000 for Sentinel-2 digital numbers, 1 for reflectance 0-1")
     shown = str(path)  # as the user wrote it: errors and Scene.path of remote scenes keep it
-    p = Path(path)
+    p = Path(shown)
     where: str | Path = shown if is_virtual(shown) else p  # what errors name
     source: str | Path = where  # what GDAL opens
     zipped: _Zipped | None = None
     location = _zip_location(shown)
-    if location is not None:
+    if stac is not None:
+        layout: Layout = "stac"
+    elif location is not None:
         zipped = _open_zip(*location, shown)
         layout = zipped.layout
         source = zipped.root
@@ -362,7 +375,13 @@ def open_scene(
         layout = _detect_layout(p)
     facts: dict[str, str] = {}
     decision: OffsetDecision | None = None
-    if layout == "multiband":
+    if stac is not None:
+        if date is not None:
+            raise ConfigError(f"date {date!r} selects among the band files of a folder, but a STAC item is one "
+                              "acquisition", path=where, hint="drop the date (--date / catalog date:)")
+        bands, scl = stac.band_files()
+        level, decision, dt, facts = stac.level, stac.offset, stac.datetime, dict(stac.facts)
+    elif layout == "multiband":
         if date is not None:
             raise ConfigError(f"date {date!r} selects among the band files of a folder, but this scene is one file",
                               path=where, hint="drop the date (--date / catalog date:), or point to the band folder")

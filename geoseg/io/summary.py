@@ -1,26 +1,92 @@
-"""What ``geoseg inspect`` reports about a scene, computed block by block."""
+"""What ``geoseg inspect`` reports about a scene: from a decimated sample, or from every pixel.
+
+Two ways to compute the same figures (valid fraction, SCL class shares, reflectance
+statistics of every band over the valid pixels):
+
+* **every pixel** (``sample=False``, :func:`summarise_scene`'s default and ``inspect --full``):
+  block by block through :mod:`geoseg.io.reader`, exactly as the feature stack reads the scene
+  (bilinear bands on the scene grid, nodata, SCL and mask rule). Memory is bounded by the
+  block, time grows with the scene.
+* **a sample** (``sample=True``, ``inspect``'s default): the scene grid decimated by a power of
+  two ``k`` until its long side is at most ``max_side`` px; one sample point per ``k`` x ``k``
+  cell (its centre). Each band file is read once at that reduced size (GDAL uses the file's
+  overviews or JPEG 2000 resolution levels where it has them, else a nearest decimated read);
+  class layers (SCL, external mask) are read at full resolution strip by strip and sampled
+  with nearest, because their overviews may be averaged (a JPEG 2000 level of an SCL holds
+  classes such as 14 that do not exist). Memory holds the sample and one strip, whatever the
+  scene size. A scene no larger than ``max_side`` is read in full (the sample is every pixel).
+
+Percentiles are computed in both modes from a histogram with bins of 1e-4 reflectance (one DN
+of Sentinel-2): the reported value is the lower edge of the bin holding the percentile, which
+for integer DN on the scene grid is the exact ``inverted_cdf`` percentile.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.windows import Window
 
 from geoseg.io.grid import iter_blocks
-from geoseg.io.reader import read_scl, read_window
+from geoseg.io.raster import GDAL_ENV, BandFile, open_raster, reading
+from geoseg.io.reader import read_raw, read_scl, read_valid
+from geoseg.io.resample import _invalid
 from geoseg.io.scene import Scene
 from geoseg.io.sensors import REFLECTANCE_SCALE, SCL_CLASSES
 
-__all__ = ["SceneSummary", "summarise_scene"]
+__all__ = ["BandStats", "SampleInfo", "SceneSummary", "summarise_scene", "DEFAULT_MAX_SIDE", "CACHE_BYTES"]
+
+DEFAULT_MAX_SIDE = 2048  # long side of the sample grid, px (a 10980 px tile: 1/8, 1373 x 1373 px)
+PERCENTILES = (2, 50, 98)
+# GDAL's block cache during a summary, in bytes (its default, 5 % of RAM, fills with decoded
+# blocks of a large scene): memory stays flat whatever the scene size
+CACHE_BYTES = 64 * 2**20
+_STRIP_BYTES = 32 * 2**20  # at most this much of a class layer is held at full resolution
+# histogram of reflectance x 10000 (1 DN of Sentinel-2 per bin); values outside fall into the end bins
+_LO, _HI = -20000, 70000
+
+
+@dataclass(frozen=True)
+class BandStats:
+    """Reflectance of one band over the valid pixels (or valid sample points)."""
+
+    count: int
+    mean: float
+    std: float
+    percentiles: Mapping[int, float]  # {2: p2, 50: median, 98: p98}, lower bin edges of 1e-4
+
+
+@dataclass(frozen=True)
+class SampleInfo:
+    """How a sampled summary was read: one point per ``factor`` x ``factor`` cell of the scene grid."""
+
+    factor: int
+    height: int
+    width: int
+    overviews: tuple[str, ...] = ()  # bands read from overviews / JPEG 2000 resolution levels
 
 
 @dataclass
 class SceneSummary:
-    """What ``geoseg inspect`` reports about a scene (see :func:`summarise_scene`)."""
+    """What ``geoseg inspect`` reports about a scene (see :func:`summarise_scene`).
+
+    ``sample`` is None when every pixel was read.
+    """
 
     scene: Scene
     valid_fraction: float
     scl_shares: dict[int, float] = field(default_factory=dict)
+    band_stats: dict[str, BandStats] = field(default_factory=dict)
+    sample: SampleInfo | None = None
 
     def lines(self) -> list[str]:
         s, g = self.scene, self.scene.grid
@@ -38,26 +104,250 @@ class SceneSummary:
             f"SCL         {f'{s.scl.resolution:g} m' if s.scl else 'none'}"
             + (f"   invalid classes {list(s.invalid_scl)}" if s.scl else ""),
             f"mask        {s.mask.path if s.mask else 'none'}",
-            f"valid       {100 * self.valid_fraction:.2f} % of pixels",
+            f"read        {self.describe_read()}",
+            f"valid       {100 * self.valid_fraction:.2f} % of pixels" + (" (of the sample)" if self.sample else ""),
         ]
         if self.scl_shares:
             out.append("SCL classes")
             for code, share in sorted(self.scl_shares.items()):
                 flag = "invalid" if code in s.invalid_scl else ""
                 out.append(f"  {code:>3} {SCL_CLASSES.get(code, '?'):<26} {100 * share:6.2f} %  {flag}")
+        if self.band_stats:
+            out.append("reflectance of valid pixels   " + "".join(f"{h:>9}" for h in
+                                                                 ("mean", "std", *(f"p{p}" for p in PERCENTILES))))
+            for name, st in self.band_stats.items():
+                if not st.count:
+                    out.append(f"  {name:<28}no valid pixels")
+                    continue
+                values = [st.mean, st.std, *(st.percentiles[p] for p in PERCENTILES)]
+                out.append(f"  {name:<28}" + "".join(f"{v:9.4f}" for v in values))
         return out
 
+    def describe_read(self) -> str:
+        """One line: every pixel, or which sample the figures come from."""
+        g = self.scene.grid
+        if self.sample is None:
+            return f"every pixel ({g.width} x {g.height} px)"
+        smp, s = self.sample, self.scene
+        k = smp.factor
+        if smp.overviews and len(smp.overviews) == len(s.bands):
+            bands = "bands from their overviews"
+        elif smp.overviews:
+            bands = f"{', '.join(smp.overviews)} from overviews, the other bands decimated"
+        else:
+            bands = "bands decimated (no overviews)"
+        classes = " and ".join(n for n, layer in (("SCL", s.scl), ("mask", s.mask)) if layer is not None)
+        if classes:
+            bands += f"; {classes} at full resolution"
+        return (f"statistics from a 1/{k} sample: {smp.width} x {smp.height} px, one per {k} x {k} px "
+                f"({bands}); --full reads every pixel")
 
-def summarise_scene(scene: Scene, block: int = 2048) -> SceneSummary:
-    """Valid fraction and SCL class shares over the whole scene (one pass, block by block)."""
+
+class _Stats:
+    """Running count, mean, variance and histogram of one band's reflectance x 10000."""
+
+    def __init__(self, offset: float, scale: float):
+        self.offset, self.factor = float(offset), REFLECTANCE_SCALE / float(scale)
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+        self.hist = np.zeros(_HI - _LO, dtype=np.int64)
+
+    def add(self, dn: np.ndarray) -> None:
+        """Add the DN of valid pixels (any shape, any numeric dtype)."""
+        if not dn.size:
+            return
+        u = (dn.astype(np.float64).ravel() + self.offset) * self.factor  # reflectance x 10000
+        n, mean = u.size, float(u.mean())
+        m2 = float(np.square(u - mean).sum())
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean += delta * n / total  # Chan et al.: blocks combined without cancellation
+        self.m2 += m2 + delta * delta * self.count * n / total
+        self.count = total
+        bins = np.clip(np.floor(u), _LO, _HI - 1).astype(np.int64) - _LO
+        self.hist += np.bincount(bins, minlength=_HI - _LO)
+
+    def result(self) -> BandStats:
+        if not self.count:
+            return BandStats(0, math.nan, math.nan, {p: math.nan for p in PERCENTILES})
+        cum = np.cumsum(self.hist)
+        pct = {p: float(np.searchsorted(cum, p / 100 * self.count) + _LO) / REFLECTANCE_SCALE for p in PERCENTILES}
+        return BandStats(self.count, self.mean / REFLECTANCE_SCALE,
+                         math.sqrt(self.m2 / self.count) / REFLECTANCE_SCALE, pct)
+
+
+def summarise_scene(scene: Scene, block: int = 1024, *, sample: bool = False, max_side: int = DEFAULT_MAX_SIDE,
+                    progress: bool | Callable[[int, int], None] = False) -> SceneSummary:
+    """Valid fraction, SCL class shares and per-band reflectance statistics of ``scene``.
+
+    Args:
+        scene: an opened scene (:func:`geoseg.io.open_scene`).
+        block: block side (px) of the full pass; the figures do not depend on it, memory does.
+        sample: False (the default, as before this option existed): read every pixel, exactly.
+            True: a decimated sample with flat memory (``geoseg inspect`` without ``--full``);
+            see the module documentation for how it is read.
+        max_side: long side (px) of the sample grid; a scene no larger is read in full.
+        progress: the full pass reports progress (a bar on a terminal, plain lines otherwise,
+            only once it runs longer than 2 s), or a callable ``(done, total)`` called per block.
+    """
+    with rasterio.Env(GDAL_CACHEMAX=CACHE_BYTES):  # restored on exit
+        factor = _sample_factor(scene.grid.shape, max_side) if sample else 1
+        if factor > 1:
+            return _sampled(scene, factor)
+        return _full(scene, block, progress)
+
+
+def _sample_factor(shape: tuple[int, int], max_side: int) -> int:
+    factor = 1
+    while -(-max(shape) // factor) > max(1, max_side):
+        factor *= 2
+    return factor
+
+
+# --------------------------------------------------------------------------- every pixel
+def _full(scene: Scene, block: int, progress: bool | Callable[[int, int], None]) -> SceneSummary:
     total = valid = 0
     counts = np.zeros(256, dtype=np.int64)
-    for window in iter_blocks(*scene.grid.shape, block):
-        _, ok = read_window(scene, window, list(scene.bands))
+    bands = list(scene.bands)
+    stats = {b: _Stats(scene.offset.offset, scene.scale) for b in bands}
+    windows = list(iter_blocks(*scene.grid.shape, block))
+    report = progress if callable(progress) else _reporter(len(windows), enabled=progress)
+    for i, window in enumerate(windows):
+        # read_window's reading, without its float64 reflectance copies: the same valid mask
+        raw, invalid = read_raw(scene, window, bands)
+        ok = read_valid(scene, window, invalid)
         valid += int(ok.sum())
         total += ok.size
+        for j, name in enumerate(bands):
+            stats[name].add(raw[j][ok])
+        del raw
         scl = read_scl(scene, window)
         if scl is not None:
             counts += np.bincount(scl.ravel().astype(np.int64), minlength=256)[:256]
+        report(i + 1, len(windows))
     shares = {int(c): float(n / total) for c, n in enumerate(counts) if n}
-    return SceneSummary(scene, valid / max(total, 1), shares)
+    return SceneSummary(scene, valid / max(total, 1), shares, {b: s.result() for b, s in stats.items()})
+
+
+def _reporter(total: int, enabled: bool, after: float = 2.0) -> Callable[[int, int], None]:
+    """Progress of the full pass on stderr: a tqdm bar on a terminal, else a line per 10 %."""
+    if not enabled:
+        return lambda done, total: None
+    start = time.perf_counter()
+    state: dict = {"bar": None, "next": 0.1, "shown": False}
+
+    def report(done: int, total: int) -> None:
+        elapsed = time.perf_counter() - start
+        if elapsed < after and not state["shown"]:
+            return  # a short run stays quiet
+        state["shown"] = True
+        if sys.stderr.isatty():
+            if state["bar"] is None:
+                from tqdm.auto import tqdm
+
+                state["bar"] = tqdm(total=total, initial=done - 1, desc="inspect --full", unit="block",
+                                    file=sys.stderr, dynamic_ncols=True)
+            state["bar"].update(1)
+            if done == total:
+                state["bar"].close()
+            return
+        if done / total >= state["next"] or done == total:
+            left = elapsed / done * (total - done)
+            print(f"inspect --full: {done}/{total} blocks ({100 * done // total} %), {elapsed:.0f} s, "
+                  f"~{left:.0f} s left", file=sys.stderr, flush=True)
+            state["next"] = math.floor(10 * done / total + 1) / 10
+
+    return report
+
+
+# --------------------------------------------------------------------------- a decimated sample
+def _sampled(scene: Scene, factor: int) -> SceneSummary:
+    h, w = scene.grid.shape
+    sh, sw = -(-h // factor), -(-w // factor)
+    bands = list(scene.bands)
+    groups = list(_by_file(scene, bands).values())
+    classes = [layer for layer in (scene.scl, scene.mask) if layer is not None]
+
+    def read_bands(members: list[tuple[str, BandFile]]) -> tuple[np.ndarray, bool]:
+        path = members[0][1].path
+        indexes = [b.index for _, b in members]
+        with rasterio.Env(**GDAL_ENV), open_raster(path) as ds, reading(path, "a decimated sample of the file"):
+            data = ds.read(indexes, out_shape=(len(indexes), sh, sw), resampling=Resampling.nearest)
+            overviews = any(ds.overviews(i) for i in indexes) and max(ds.width / sw, ds.height / sh) >= 2
+        return data, overviews
+
+    def read_classes(layer: BandFile) -> np.ndarray:
+        with rasterio.Env(**GDAL_ENV):
+            return _class_sample(layer, sh, sw)
+
+    # one file per task (GDAL decodes on one thread per read)
+    workers = max(1, min(4, os.cpu_count() or 1, len(groups) + len(classes)))
+    with ThreadPoolExecutor(workers) as pool:
+        class_futures = [pool.submit(read_classes, layer) for layer in classes]
+        band_data = list(pool.map(read_bands, groups))
+        class_data = [f.result() for f in class_futures]
+    invalid = np.zeros((sh, sw), dtype=bool)
+    values: dict[str, np.ndarray] = {}
+    from_overviews: list[str] = []
+    for members, (data, overviews) in zip(groups, band_data, strict=True):
+        invalid |= _invalid(data, members[0][1].nodata)
+        for (name, _), arr in zip(members, data, strict=True):
+            values[name] = arr
+            if overviews:
+                from_overviews.append(name)
+    layers = dict(zip((id(layer) for layer in classes), class_data, strict=True))
+    scl = layers.get(id(scene.scl)) if scene.scl is not None else None
+    if scl is not None:
+        invalid |= np.isin(scl, scene.invalid_scl)
+    if scene.mask is not None:
+        ext = layers[id(scene.mask)]
+        invalid |= (ext != 0) | _invalid(ext[None], None)
+    ok = ~invalid
+    stats = {}
+    for name in bands:
+        acc = _Stats(scene.offset.offset, scene.scale)
+        acc.add(values[name][ok])
+        stats[name] = acc.result()
+    shares: dict[int, float] = {}
+    if scl is not None:
+        counts = np.bincount(scl.ravel().astype(np.int64), minlength=256)[:256]
+        shares = {int(c): float(n / scl.size) for c, n in enumerate(counts) if n}
+    info = SampleInfo(factor, sh, sw, tuple(b for b in bands if b in from_overviews))
+    return SceneSummary(scene, float(ok.mean()), shares, stats, info)
+
+
+def _by_file(scene: Scene, bands: Sequence[str]) -> dict[str, list[tuple[str, BandFile]]]:
+    groups: dict[str, list[tuple[str, BandFile]]] = {}
+    for name in bands:
+        groups.setdefault(scene.bands[name].path, []).append((name, scene.bands[name]))
+    return groups
+
+
+def _centres(sample: int, size: int) -> np.ndarray:
+    """Source pixel holding the centre of each of ``sample`` equal cells over ``size`` pixels (GDAL's nearest)."""
+    return np.minimum(((np.arange(sample) + 0.5) * size / sample).astype(np.int64), size - 1)
+
+
+def _class_sample(layer: BandFile, sh: int, sw: int) -> np.ndarray:
+    """A class layer at the sample points, read at full resolution strip by strip (never from overviews)."""
+    with open_raster(layer.path) as ds, reading(layer.path, "a decimated sample of the file"):
+        rows, cols = _centres(sh, ds.height), _centres(sw, ds.width)
+        out = np.empty((sh, sw), dtype=ds.dtypes[layer.index - 1])
+        block_h = ds.block_shapes[layer.index - 1][0]
+        itemsize = np.dtype(ds.dtypes[layer.index - 1]).itemsize
+        for r0, r1, sel in _strips(rows, ds.height, ds.width * itemsize, block_h):
+            if block_h == 1:  # a stripped file: only the sampled rows
+                for i in sel:
+                    out[i] = ds.read(layer.index, window=Window(0, int(rows[i]), ds.width, 1))[0, cols]
+                continue
+            strip = ds.read(layer.index, window=Window(0, r0, ds.width, r1 - r0))
+            out[sel] = strip[rows[sel] - r0][:, cols]
+    return out
+
+
+def _strips(rows: np.ndarray, height: int, row_bytes: int, block_h: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Row ranges (whole blocks, at most ~32 MB) holding sample rows, and the indices of those rows."""
+    step = max(block_h, (_STRIP_BYTES // max(row_bytes, 1)) // max(block_h, 1) * max(block_h, 1))
+    for r0 in range(0, height, step):
+        sel = np.flatnonzero((rows >= r0) & (rows < r0 + step))
+        if sel.size:
+            yield int(rows[sel[0]]), int(rows[sel[-1]]) + 1, sel

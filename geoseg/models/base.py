@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geoseg.errors import ModelError
+from geoseg.models.constructors import ArchitectureMeta
 from geoseg.models.encoders import FeatureEncoder, create_encoder
 from geoseg.models.heads import build_classification_head, resize
 from geoseg.models.options import ArchOptions
@@ -41,8 +42,11 @@ class Decoded:
     aux_mask: Tensor | None = None
 
 
-class SegmentationModel(nn.Module):
+class SegmentationModel(nn.Module, metaclass=ArchitectureMeta):
     """Base class of every geoseg segmentation model.
+
+    Calling a registered architecture class with keywords only (``UNet(num_classes=3,
+    input_channels=24)``) builds it through ``create_model`` (:mod:`.constructors`).
 
     Args:
         in_channels: Input channels.
@@ -88,7 +92,8 @@ class SegmentationModel(nn.Module):
         self.aux_params = aux_params
         self.input_norm: nn.Module | None = None
         self.encoder: FeatureEncoder = create_encoder(
-            encoder, in_channels, options.encoder_depth, self.encoder_output_stride(options), timm_model
+            encoder, in_channels, options.encoder_depth, self.encoder_output_stride(options), timm_model,
+            stride_fallback=self.encoder_stride_fallback(options),
         )
         self.pad_divisor = max(self.encoder.reductions)
         self.required_divisor = 1
@@ -111,6 +116,11 @@ class SegmentationModel(nn.Module):
     def encoder_output_stride(cls, options: ArchOptions) -> int | None:
         """Output stride the encoder must be dilated to (None = undilated)."""
         return None
+
+    @classmethod
+    def encoder_stride_fallback(cls, options: ArchOptions) -> bool:
+        """True when that output stride is only a default: an encoder that cannot dilate is used as it is."""
+        return False
 
     def decode(self, features: list[Tensor], size: tuple[int, int], train: bool) -> Decoded:
         """Map encoder features to logits; ``train`` asks for deep/aux outputs too."""

@@ -20,7 +20,7 @@ convs (depthwise-separable by default) → 1×1 classifier. Optional PointRend h
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,9 @@ class DeepLabV3PlusOptions(PointRendOptions):
     decoder_channels: int = opt(256, "channels of the decoder convolutions")
     separable: bool = opt(True, "depthwise-separable 3x3 convolutions in ASPP and decoder")
     head_upsample: int | None = opt(None, "fixed final upsampling factor (None: resize to the input size)")
+    # seed 003 (medicai): the activation of model(x); forward_train keeps logits for the losses
+    classifier_activation: Literal["sigmoid", "softmax"] | None = opt(
+        None, "activation of model(x)'s mask: sigmoid or softmax (None: logits; forward_train: logits)")
 
     def validate(self) -> None:
         super().validate()
@@ -72,7 +75,11 @@ class DeepLabV3PlusOptions(PointRendOptions):
     @property
     def rates(self) -> tuple[int, ...]:
         """Resolved ASPP rates."""
-        return self.atrous_rates or tuple(max(1, r * 16 // self.stride) for r in (6, 12, 18))
+        return self.rates_at(self.stride)
+
+    def rates_at(self, stride: int) -> tuple[int, ...]:
+        """ASPP rates for a deep feature at ``stride`` (an encoder that could not dilate)."""
+        return self.atrous_rates or tuple(max(1, r * 16 // stride) for r in (6, 12, 18))
 
 
 class ASPP(nn.Module):
@@ -124,14 +131,18 @@ class DeepLabV3Plus(SegmentationModel):
         stride = options.stride  # type: ignore[attr-defined]
         return None if stride >= 2**options.encoder_depth else stride
 
+    @classmethod
+    def encoder_stride_fallback(cls, options: ArchOptions) -> bool:
+        return options.output_stride is None  # type: ignore[attr-defined]  # the default 16 is a wish
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         opts: DeepLabV3PlusOptions = self.options  # type: ignore[assignment]
         self.deep_index = self.encoder.feature_at_level(opts.encoder_depth)
         self.low_index = self.encoder.feature_at_level(2)
         ch = self.encoder.channels
-        self.aspp = ASPP(ch[self.deep_index], opts.aspp_channels, opts.rates, opts.separable,
-                         opts.aspp_dropout)
+        rates = opts.rates_at(self.encoder.reductions[self.deep_index])
+        self.aspp = ASPP(ch[self.deep_index], opts.aspp_channels, rates, opts.separable, opts.aspp_dropout)
         self.low_level = ConvBNReLU(ch[self.low_index], opts.low_level_channels, 1)
         self.decoder = nn.Sequential(
             ConvBNReLU(opts.aspp_channels + opts.low_level_channels, opts.decoder_channels, 3,
@@ -157,3 +168,13 @@ class DeepLabV3Plus(SegmentationModel):
             if factor > 1:
                 logits = F.interpolate(logits, scale_factor=factor, mode="bilinear", align_corners=False)
         return Decoded(logits=logits)
+
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """As :meth:`SegmentationModel.forward`, the mask activated by ``classifier_activation``."""
+        out = super().forward(x)
+        act = self.options.classifier_activation  # type: ignore[attr-defined]
+        if act is None:
+            return out
+        mask = out[0] if isinstance(out, tuple) else out
+        mask = torch.sigmoid(mask) if act == "sigmoid" else torch.softmax(mask, dim=1)
+        return (mask, out[1]) if isinstance(out, tuple) else mask

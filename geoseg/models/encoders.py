@@ -1,35 +1,46 @@
-"""Encoders: one timm adapter driven by ``feature_info`` and a registry of custom encoders.
+"""Encoders: one timm adapter driven by ``feature_info``, and the factory of every encoder.
 
-Every encoder seen by a decoder is a :class:`FeatureEncoder`: ``forward(x)`` returns the
-feature maps finest first, described by ``channels``, ``reductions`` (actual stride w.r.t.
-the input, dilation included) and ``levels`` (nominal pyramid level: ``P_l`` has stride
-``2**l`` in an undilated backbone, so a dilated ResNet keeps levels 1..5 while its
-reductions read 2, 4, 8, 8, 8). Decoders only use these lists, never model names.
-
-Custom encoders follow segmentation_models_pytorch's encoder contract: a module with
-``out_channels`` (input channels first) and ``depth`` whose ``forward`` returns
-``[x, f1, ..., f_depth]`` with ``f_i`` at stride ``2**i`` — or a ``{"P1": f1, ...}`` dict
-(the convention of KerasHub's ``pyramid_outputs``). Zero-channel placeholders are dropped.
-Register a class with :func:`register_encoder` to use it by name, or pass an instance.
+:func:`create_encoder` turns an encoder name or module into a
+:class:`~geoseg.models.feature_encoder.FeatureEncoder`: a timm model (``features_only``; levels
+from ``feature_info``: ``P_l`` has stride ``2**l`` in the undilated backbone, so a dilated
+ResNet keeps levels 1..5 while its reductions read 2, 4, 8, 8, 8), or a custom encoder
+(registered in geoseg's registry or smp's ``encoders`` dict, or a module instance; see
+:mod:`geoseg.models.custom_encoders`).
 """
 
 from __future__ import annotations
 
-import inspect
-import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import timm
-import torch
 from timm.models import FeatureInfo
 from torch import Tensor, nn
 
 from geoseg.errors import ModelError
+from geoseg.models.custom_encoders import (
+    EncoderEntry,
+    ModuleEncoder,
+    build_encoder_module,
+    check_custom_encoder,
+    encoder_names,
+    instance_name,
+    register_encoder,
+    registered_encoders,
+    resolve_encoder_name,
+    unregister_encoder,
+)
+from geoseg.models.feature_encoder import (
+    FeatureEncoder,
+    PyramidOutput,
+    nominal_levels,
+    warn_stride_fallback,
+)
 from geoseg.utils.closest import suggestion
 
 __all__ = [
     "FeatureEncoder",
+    "PyramidOutput",
     "TimmEncoder",
     "ModuleEncoder",
     "register_encoder",
@@ -39,82 +50,8 @@ __all__ = [
     "create_encoder",
     "nominal_levels",
     "build_timm_features",
+    "resolve_in_channels",
 ]
-
-# name -> (encoder class, constructor params)
-_CUSTOM_ENCODERS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {}
-
-
-def register_encoder(name: str, cls: type[nn.Module], params: Mapping[str, Any] | None = None) -> None:
-    """Make a custom encoder class usable by name in every architecture.
-
-    Args:
-        name: Encoder name (must not shadow a timm model name).
-        cls: ``nn.Module`` subclass declaring ``out_channels`` and ``depth`` (see module doc).
-            Its constructor receives ``in_channels``/``depth``/``output_stride`` when it
-            accepts them, plus ``params``.
-        params: Extra constructor keyword arguments.
-
-    Raises:
-        ModelError: If the name is taken or ``cls`` is not an ``nn.Module`` subclass.
-    """
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ModelError(f"encoder {name!r}: expected an nn.Module subclass, got {cls!r}")
-    if name in _CUSTOM_ENCODERS or timm.is_model(name):
-        raise ModelError(f"encoder name {name!r} is already registered or is a timm model name")
-    _CUSTOM_ENCODERS[name] = (cls, dict(params or {}))
-
-
-def unregister_encoder(name: str) -> None:
-    """Remove a custom encoder registered with :func:`register_encoder`."""
-    _CUSTOM_ENCODERS.pop(name, None)
-
-
-def registered_encoders() -> list[str]:
-    """Names of the registered custom encoders."""
-    return sorted(_CUSTOM_ENCODERS)
-
-
-def nominal_levels(reductions: list[int]) -> list[int]:
-    """Pyramid level of each feature; a stage that stops downsampling (dilated) still counts."""
-    levels: list[int] = []
-    for i, r in enumerate(reductions):
-        if i > 0 and r <= reductions[i - 1]:
-            levels.append(levels[-1] + 1)
-        else:
-            levels.append(round(math.log2(r)))
-    return levels
-
-
-class FeatureEncoder(nn.Module):
-    """Base of the encoders decoders consume (see module docstring).
-
-    Attributes:
-        name: Encoder name (timm model or registered custom encoder).
-        in_channels: Input channel count.
-        channels: Channels of each returned feature, finest first.
-        reductions: Stride of each feature w.r.t. the input.
-        levels: Nominal pyramid level of each feature (``P_l``).
-    """
-
-    name: str
-    in_channels: int
-    channels: list[int]
-    reductions: list[int]
-    levels: list[int]
-
-    def feature_at_level(self, level: int) -> int:
-        """Index of the feature at pyramid level ``level``.
-
-        Raises:
-            ModelError: If the encoder has no feature at that level.
-        """
-        if level not in self.levels:
-            raise ModelError(
-                f"encoder {self.name!r} has no P{level} feature (levels {self.levels}, "
-                f"reductions {self.reductions})"
-            )
-        return self.levels.index(level)
 
 
 class TimmEncoder(FeatureEncoder):
@@ -142,89 +79,20 @@ class TimmEncoder(FeatureEncoder):
         return list(self.model(x))
 
 
-class ModuleEncoder(FeatureEncoder):
-    """Adapter for a custom encoder instance (smp list convention or ``P1..Pn`` dict).
-
-    The module is run once on a small zero tensor at construction to measure channels and
-    strides; declared ``out_channels`` must agree with what it returns.
-
-    Args:
-        module: The custom encoder.
-        name: Name used in messages and in ``model.spec``.
-        in_channels: Expected input channels.
-    """
-
-    def __init__(self, module: nn.Module, name: str, in_channels: int) -> None:
-        super().__init__()
-        self.module = module
-        self.name = name
-        self.in_channels = in_channels
-        depth = int(getattr(module, "depth", getattr(module, "_depth", 5)))
-        size = 2 ** max(depth + 1, 6)
-        was_training = module.training
-        module.eval()
-        with torch.no_grad():
-            probe = torch.zeros(1, in_channels, size, size)
-            try:
-                raw = module(probe)
-            except Exception as err:  # the module rejected our input: explain what we sent
-                raise ModelError(
-                    f"custom encoder {name!r} failed on a (1, {in_channels}, {size}, {size}) "
-                    f"input: {err}"
-                ) from err
-            feats = self._select(raw)
-        module.train(was_training)
-        declared = getattr(module, "out_channels", getattr(module, "_out_channels", None))
-        if declared is not None and not isinstance(raw, Mapping):
-            got = [probe.shape[1]] + [f.shape[1] for f in raw[1:]]
-            if list(declared)[: len(got)] != got:
-                raise ModelError(
-                    f"custom encoder {name!r} declares out_channels={list(declared)} but returns "
-                    f"features with channels {got}"
-                )
-        if not feats:
-            raise ModelError(f"custom encoder {name!r} returned no feature maps")
-        self.channels = [f.shape[1] for f in feats]
-        self.reductions = [size // f.shape[-1] for f in feats]
-        self.levels = nominal_levels(self.reductions)
-
-    @staticmethod
-    def _select(raw: Any) -> list[Tensor]:
-        if isinstance(raw, Mapping):  # {"P1": ..., "P2": ...}
-            keys = sorted(raw, key=lambda k: int(str(k).lstrip("Pp")))
-            feats = [raw[k] for k in keys]
-        elif isinstance(raw, list | tuple):
-            feats = list(raw)[1:]  # drop the identity feature (smp convention)
-        else:
-            raise ModelError(
-                f"a custom encoder must return a list of features or a P1..Pn dict, got {type(raw)}"
-            )
-        return [f for f in feats if f.shape[1] > 0]
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        """Return the feature maps, finest first."""
-        return self._select(self.module(x))
-
-
 def _feature_info(model: nn.Module) -> FeatureInfo:
     # nn.Module attributes are typed Tensor | Module; a timm features_only model sets a FeatureInfo
     return cast(FeatureInfo, model.feature_info)
 
 
-def _accepts(cls: type[nn.Module], arg: str) -> bool:
-    params = inspect.signature(cls.__init__).parameters
-    return arg in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 def _unknown_encoder(name: str) -> ModelError:
-    hint = suggestion(name, registered_encoders() + timm.list_models(), n=3)
+    hint = suggestion(name, encoder_names() + timm.list_models(), n=3)
     return ModelError(f"unknown encoder {name!r}",
                       hint=hint or "see timm.list_models() or geoseg.models.register_encoder")
 
 
 def check_encoder(name: str) -> None:
     """Raise ModelError unless ``name`` is a timm model or a registered custom encoder (no download)."""
-    if name not in _CUSTOM_ENCODERS and not timm.is_model(name):
+    if resolve_encoder_name(name) is None:
         raise _unknown_encoder(name)
 
 
@@ -233,7 +101,8 @@ _PLANS: dict[tuple[str, int, int | None], tuple[tuple[int, ...], list[int]]] = {
 
 
 def build_timm_features(
-    name: str, in_channels: int, depth: int, output_stride: int | None, **create_kwargs: Any
+    name: str, in_channels: int, depth: int, output_stride: int | None, *, fallback: bool = False,
+    **create_kwargs: Any,
 ) -> tuple[nn.Module, list[int]]:
     """Build a timm ``features_only`` model keeping the features of level ≤ ``depth``.
 
@@ -242,14 +111,16 @@ def build_timm_features(
         in_channels: ``in_chans`` of the model.
         depth: Deepest nominal level kept.
         output_stride: Dilate to this stride (None or 32: undilated).
+        fallback: A model that cannot be dilated is built undilated, with a logged warning,
+            instead of raising.
         **create_kwargs: Passed to ``timm.create_model`` (``pretrained``, overlays).
 
     Returns:
         The model and the nominal level of each returned feature.
 
     Raises:
-        ModelError: The model cannot be dilated to ``output_stride`` or has no feature at
-            levels ≤ ``depth``.
+        ModelError: The model cannot be dilated to ``output_stride`` (without ``fallback``) or
+            has no feature at levels ≤ ``depth``.
     """
     kwargs: dict[str, Any] = dict(features_only=True, in_chans=in_channels, **create_kwargs)
     if output_stride is not None and output_stride != 32:
@@ -258,23 +129,27 @@ def build_timm_features(
     if key in _PLANS:
         out_indices, levels = _PLANS[key]
         return timm.create_model(name, out_indices=out_indices, **kwargs), list(levels)
+    hint = "use a dilatable backbone (ResNet, ResNeSt, EfficientNet, ConvNeXt) or output_stride=32"
     try:
         model = timm.create_model(name, **kwargs)
     except (AssertionError, TypeError) as err:
         if "output_stride" not in kwargs:
             raise
+        if fallback:
+            warn_stride_fallback(name, kwargs["output_stride"], 32)
+            return build_timm_features(name, in_channels, depth, None, **create_kwargs)
         raise ModelError(
             f"encoder {name!r} cannot be built with output_stride={output_stride}: "
-            f"{err or type(err).__name__}",
-            hint="use a dilatable backbone (ResNet, ResNeSt, EfficientNet, ConvNeXt) or output_stride=32",
+            f"{err or type(err).__name__}", hint=hint,
         ) from err
     info = _feature_info(model)
     reductions = list(info.reduction())
     if output_stride is not None and max(reductions) > output_stride:
-        raise ModelError(
-            f"encoder {name!r} ignores output_stride={output_stride} (strides {reductions})",
-            hint="use a dilatable backbone or output_stride=32",
-        )
+        if fallback:
+            warn_stride_fallback(name, output_stride, max(reductions))
+            return build_timm_features(name, in_channels, depth, None, **create_kwargs)
+        raise ModelError(f"encoder {name!r} ignores output_stride={output_stride} (strides {reductions})",
+                         hint="use a dilatable backbone or output_stride=32")
     all_levels = nominal_levels(reductions)
     keep = [i for i, lv in enumerate(all_levels) if lv <= depth]
     if not keep:
@@ -293,15 +168,27 @@ def create_encoder(
     depth: int = 5,
     output_stride: int | None = None,
     timm_model: nn.Module | None = None,
+    *,
+    stride_fallback: bool = False,
+    state_dict: Mapping[str, Tensor] | None = None,
+    source_bands: Sequence[str] | None = None,
+    channel_names: Sequence[str] | None = None,
 ) -> FeatureEncoder:
-    """Build the encoder of a segmentation model (random weights; see ``weights.py``).
+    """Build the encoder of a segmentation model (random weights unless ``state_dict``).
 
     Args:
-        encoder: timm model name, registered custom encoder name, or an ``nn.Module``.
+        encoder: timm model name (or ``tu-<name>``), registered custom encoder name (geoseg's
+            registry or smp's ``encoders`` dict), or an ``nn.Module``.
         in_channels: Input channels.
         depth: Deepest pyramid level to return (features with level ≤ depth).
         output_stride: Dilate the backbone so no feature is coarser than this (8, 16, 32).
         timm_model: An already built timm features model to wrap (used by weight loading).
+        stride_fallback: ``output_stride`` is only a default: an encoder that cannot be
+            dilated is used as it is, with a logged warning, instead of raising.
+        state_dict: Weights for a registered custom encoder, loaded before its first
+            convolution is adapted to ``in_channels`` (see ``source_bands``).
+        source_bands: Band of each input channel of ``state_dict``'s first convolution.
+        channel_names: Name of each input channel (band-aware adaptation of ``state_dict``).
 
     Returns:
         The :class:`FeatureEncoder`.
@@ -315,47 +202,73 @@ def create_encoder(
         if hasattr(encoder, "feature_info"):  # a timm features_only model instance
             levels = nominal_levels(list(_feature_info(encoder).reduction()))
             return TimmEncoder(encoder, type(encoder).__name__, in_channels, levels)
-        enc = ModuleEncoder(encoder, _instance_name(encoder), in_channels)
-        return _check_custom(enc, depth, output_stride)
-    if encoder in _CUSTOM_ENCODERS:
-        cls, params = _CUSTOM_ENCODERS[encoder]
-        kwargs = dict(params)
-        for arg, value in (("in_channels", in_channels), ("depth", depth)):
-            if _accepts(cls, arg):
-                kwargs[arg] = value
-        if output_stride not in (None, 32):
-            if not _accepts(cls, "output_stride"):
-                raise ModelError(
-                    f"custom encoder {encoder!r} does not take output_stride={output_stride}",
-                    hint="add an output_stride argument to its constructor or use output_stride=32",
-                )
-            kwargs["output_stride"] = output_stride
-        return _check_custom(ModuleEncoder(cls(**kwargs), encoder, in_channels), depth, output_stride)
-    if not timm.is_model(encoder):
+        name = instance_name(encoder)
+        takes = _declared_in_channels(encoder)
+        if takes is not None and takes != in_channels:
+            raise ModelError(
+                f"encoder {name!r} takes {takes} input channels, in_channels={in_channels}",
+                hint=f"use in_channels={takes}, or register its class (register_encoder or "
+                "smp.encoders.encoders) so geoseg adapts its first convolution",
+            )
+        enc = ModuleEncoder(encoder, name, in_channels)
+        return check_custom_encoder(enc, depth, output_stride, stride_fallback)
+    resolved = resolve_encoder_name(encoder)
+    if resolved is None:
         raise _unknown_encoder(encoder)
+    if isinstance(resolved, EncoderEntry):
+        module = build_encoder_module(resolved, in_channels, depth, output_stride, state_dict=state_dict,
+                                      source_bands=source_bands, channel_names=channel_names)
+        return check_custom_encoder(ModuleEncoder(module, encoder, in_channels), depth, output_stride,
+                             stride_fallback)
     if timm_model is None:
-        timm_model, levels = build_timm_features(encoder, in_channels, depth, output_stride)
+        timm_model, levels = build_timm_features(resolved, in_channels, depth, output_stride,
+                                                 fallback=stride_fallback)
     else:
         levels = nominal_levels(list(_feature_info(timm_model).reduction()))
-    return TimmEncoder(timm_model, encoder, in_channels, levels)
+    return TimmEncoder(timm_model, resolved, in_channels, levels)
 
 
-def _instance_name(module: nn.Module) -> str:
-    for name, (cls, _) in _CUSTOM_ENCODERS.items():
-        if type(module) is cls:
-            return name
-    return f"custom:{type(module).__module__}.{type(module).__qualname__}"
+def _declared_in_channels(module: nn.Module, guess: bool = False) -> int | None:
+    """A module's input channels: smp's ``_in_channels`` or ``in_channels`` (``guess``: else its first Conv2d's)."""
+    value = getattr(module, "_in_channels", getattr(module, "in_channels", None))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    conv = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None) if guess else None
+    return None if conv is None else conv.in_channels
 
 
-def _check_custom(enc: ModuleEncoder, depth: int, output_stride: int | None) -> ModuleEncoder:
-    if max(enc.levels) > depth:
-        raise ModelError(
-            f"custom encoder {enc.name!r} returns levels {enc.levels} but encoder_depth={depth}",
-            hint="set encoder_depth to the number of feature maps the encoder provides",
-        )
-    if output_stride is not None and max(enc.reductions) > output_stride:
-        raise ModelError(
-            f"custom encoder {enc.name!r} has strides {enc.reductions}, coarser than "
-            f"output_stride={output_stride}"
-        )
-    return enc
+def resolve_in_channels(in_channels: int | None, input_shape: Sequence[int | None] | None,
+                        encoder: str | nn.Module | None) -> int:
+    """A model's input channels from ``in_channels``, a Keras-style ``input_shape`` or the encoder.
+
+    Args:
+        in_channels: Given input channels, or None.
+        input_shape: ``(H, W, C)``, channels last, as medicai/Keras write it (H and W may be
+            None: geoseg models take any size). A 3D ``(D, H, W, C)`` shape is refused.
+        encoder: An encoder module declares its channels in ``_in_channels`` (smp) or
+            ``in_channels``, else they are its first ``Conv2d``'s.
+
+    Returns:
+        ``in_channels``, else C of ``input_shape``, else the module's, else 24 (the s2_24 recipe).
+
+    Raises:
+        ModelError: A malformed or 3D ``input_shape``, or one contradicting ``in_channels``.
+    """
+    if input_shape is not None:
+        shape = tuple(input_shape) if isinstance(input_shape, Sequence) else ()
+        if len(shape) == 4:
+            raise ModelError(f"input_shape={input_shape!r} is volumetric (D, H, W, C): 3D models are "
+                             "not implemented; Sentinel-2 cubes are 2D", hint="give (H, W, C)")
+        sizes_ok = all(s is None or (isinstance(s, int) and s > 0) for s in shape[:2])
+        channels = shape[2] if len(shape) == 3 else None
+        if not (sizes_ok and isinstance(channels, int) and not isinstance(channels, bool) and channels > 0):
+            raise ModelError(f"input_shape must be (H, W, C), channels last, got {input_shape!r}")
+        if in_channels is not None and in_channels != channels:
+            raise ModelError(f"input_shape={input_shape!r} has {channels} channels but in_channels={in_channels}")
+        return channels
+    if in_channels is not None:
+        return in_channels
+    takes = _declared_in_channels(encoder, guess=True) if isinstance(encoder, nn.Module) else None
+    return 24 if takes is None else takes
+
+

@@ -8,6 +8,11 @@ scaled by ``n_source / n_target`` so that, for inputs of similar magnitude in ev
 the expected pre-activation stays what the pretrained network saw (the rule timm's
 ``adapt_input_conv`` uses, 3 / in_chans for RGB). The mapping is logged at INFO level.
 Channels are matched by name only — never by position.
+
+:func:`set_module_in_channels` does to a whole encoder module what smp's
+``EncoderMixin.set_in_channels`` does (the first ``Conv2d`` taking the module's native channels
+gets the new channel count; ``_in_channels`` and ``_out_channels[0]`` follow), with the kernel
+adapted by name instead of smp's channel cycling.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from geoseg.errors import ModelError
 
@@ -27,6 +33,7 @@ __all__ = [
     "BandMapping",
     "normalize_band_name",
     "adapt_first_conv_weight",
+    "set_module_in_channels",
 ]
 
 logger = logging.getLogger(__name__)
@@ -127,3 +134,66 @@ def adapt_first_conv_weight(
 def default_channel_names(in_channels: int) -> list[str] | None:
     """Names assumed when none are given: RGB for 3 channels, unknown otherwise."""
     return list(RGB_BANDS) if in_channels == 3 else None
+
+
+def set_module_in_channels(
+    module: nn.Module,
+    native: int,
+    in_channels: int,
+    *,
+    source_bands: Sequence[str] | None = None,
+    target_channels: Sequence[str] | None = None,
+    log_name: str = "encoder",
+) -> BandMapping | None:
+    """Change an encoder's input channels, as smp's ``EncoderMixin.set_in_channels`` does.
+
+    The first ``nn.Conv2d`` of ``module`` that takes ``native`` input channels is the first
+    convolution (smp's ``patch_first_conv`` rule). Its kernel is rebuilt for ``in_channels``:
+    without ``source_bands`` (random weights) it is freshly initialised, as smp does with
+    ``pretrained=False``; with them (pretrained weights already loaded) it is adapted band by
+    band with :func:`adapt_first_conv_weight`. smp's bookkeeping attributes follow:
+    ``_in_channels`` becomes ``in_channels`` and ``_out_channels[0]`` too when it was ``native``.
+
+    Args:
+        module: The encoder module (any ``nn.Module``; smp's ``EncoderMixin`` is not required).
+        native: Input channels the module was built for.
+        in_channels: Input channels wanted.
+        source_bands: Band of each of the ``native`` channels of the loaded weights, or None.
+        target_channels: Name of each of the ``in_channels`` channels (needed with ``source_bands``).
+        log_name: Name used in log messages.
+
+    Returns:
+        The band mapping applied, or None for a fresh initialisation.
+
+    Raises:
+        ModelError: No convolution takes ``native`` channels, it is grouped, or names are missing.
+    """
+    conv = next((m for m in module.modules() if isinstance(m, nn.Conv2d) and m.in_channels == native), None)
+    if conv is None:
+        raise ModelError(f"{log_name}: no Conv2d takes its {native} input channels; cannot set "
+                         f"in_channels={in_channels}", hint="build the encoder for the input channels")
+    if conv.groups != 1:
+        raise ModelError(f"{log_name}: its first convolution is grouped ({conv.groups} groups); "
+                         f"cannot set in_channels={in_channels}")
+    mapping = None
+    if source_bands is None:
+        weight = torch.empty(conv.out_channels, in_channels, *conv.kernel_size,
+                             dtype=conv.weight.dtype, device=conv.weight.device)
+        logger.info("%s: first conv %d -> %d channels, freshly initialised", log_name, native, in_channels)
+    elif target_channels is None or len(target_channels) != in_channels:
+        raise ModelError(f"pretrained weights for {log_name} need channel_names for {in_channels} input "
+                         "channels", hint="pass channel_names=[...] so RGB filters land on B04/B03/B02")
+    else:
+        weight, mapping = adapt_first_conv_weight(conv.weight, source_bands, target_channels,
+                                                  log_name=f"{log_name} first conv")
+    conv.in_channels = in_channels
+    conv.weight = nn.Parameter(weight)
+    if mapping is None:
+        conv.reset_parameters()
+    smp_attrs = cast(Any, module)  # smp's plain int / list attributes, not parameters
+    if hasattr(module, "_in_channels"):
+        smp_attrs._in_channels = in_channels
+    out = getattr(module, "_out_channels", None)
+    if isinstance(out, list | tuple) and out and out[0] == native:
+        smp_attrs._out_channels = [in_channels, *list(out)[1:]]
+    return mapping

@@ -5,7 +5,8 @@
   the coarse logits (uncertainty = −(top1 − top2)), add ``(1−β)·N`` uniform random points;
   the point head (shared MLP on fine features + coarse logits) predicts their logits.
 * Inference: repeat "upsample ×2 bilinearly, pick the N most uncertain grid cells, replace
-  their logits by the point head's prediction" until the output resolution is reached.
+  their logits by the point head's prediction" until the output resolution is reached (one
+  pass without upsampling when the coarse logits are already at that resolution).
 
 Coordinates are normalised (x, y) in [0, 1] with ``align_corners=False`` semantics.
 """
@@ -185,8 +186,14 @@ class PointHead(nn.Module):
     def inference(
         self, coarse: Tensor, fine: Tensor, size: tuple[int, int], valid: tuple[int, int] | None = None
     ) -> Tensor:
-        """Refine ``coarse`` by subdivision (×2 per step) up to ``size`` (N, K, H, W)."""
+        """Refine ``coarse`` by subdivision (×2 per step) up to ``size`` (N, K, H, W).
+
+        Logits already at ``size`` (a U-Net decoder predicts at full resolution) get one
+        refinement pass at that size: their most uncertain cells are re-predicted.
+        """
         logits = coarse
+        if tuple(logits.shape[-2:]) == tuple(size):
+            logits, _ = self.subdivision_step(logits, coarse, fine, size, valid)
         while logits.shape[-2] < size[0] or logits.shape[-1] < size[1]:
             step = (min(2 * logits.shape[-2], size[0]), min(2 * logits.shape[-1], size[1]))
             valid_step = None if valid is None else (

@@ -16,7 +16,9 @@ from torch import nn
 
 from geoseg.errors import CheckpointError, ModelError
 from geoseg.models.base import SegmentationModel
+from geoseg.models.constructors import use_registry
 from geoseg.models.deeplabv3plus import DeepLabV3Plus
+from geoseg.models.encoders import resolve_in_channels
 from geoseg.models.heads import validate_aux_params
 from geoseg.models.pspnet import PSPNet
 from geoseg.models.rsprunetpp import RSPRUNetPlusPlus
@@ -74,25 +76,29 @@ def describe_models() -> dict[str, dict[str, Any]]:
 
 def create_model(
     name: str,
-    in_channels: int = 24,
+    in_channels: int | None = None,
     num_classes: int = 3,
     encoder: str | nn.Module | None = None,
     pretrained: bool | str | Path = False,
     channel_names: Sequence[str] | None = None,
     aux_params: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
+    input_shape: Sequence[int | None] | None = None,
     **architecture_options: Any,
 ) -> SegmentationModel:
     """Build a segmentation model.
 
     Args:
         name: Architecture, one of :func:`list_models`.
-        in_channels: Input channels (24 for the ``s2_24`` recipe).
+        in_channels: Input channels (24 for the ``s2_24`` recipe). None: from ``input_shape``,
+            else from an encoder module's ``_in_channels``, else 24.
         num_classes: Number of classes K of the output logits.
-        encoder: timm model name, registered custom encoder name, or an encoder module;
+        encoder: timm model name (or smp's ``tu-<name>``), custom encoder name (geoseg's
+            ``register_encoder`` or smp's ``encoders`` dict), or an encoder module;
             None selects the architecture's default encoder.
-        pretrained: False (random), True (timm hub weights for the backbone; needs the
-            network) or a local weights file (safetensors, or a torch state dict loaded
+        pretrained: False (random), True (timm hub weights for the backbone, or a registered
+            encoder's ``"imagenet"`` ``pretrained_settings``; needs the network unless they
+            name a local file), a ``pretrained_settings`` tag, or a local weights file (safetensors, or a torch state dict loaded
             with ``weights_only=True``) or model bundle directory: backbone weights (first
             conv mapped band by band), or a whole geoseg checkpoint — one written by
             :func:`~geoseg.models.save_weights` or training, or a plain state dict of this
@@ -102,6 +108,8 @@ def create_model(
         aux_params: Classification head (keys ``classes``, ``pooling``, ``dropout``,
             ``activation``); ``forward`` then returns ``(mask, label)``.
         options: Architecture options as a dict (the ``options`` entry of ``model.spec``).
+        input_shape: ``(H, W, C)``, channels last (seed 003's medicai/Keras form): gives
+            ``in_channels`` = C. geoseg models take any H, W; a 3D shape is refused.
         **architecture_options: Architecture options as keywords (see ``describe_models``).
 
     Returns:
@@ -112,6 +120,7 @@ def create_model(
         CheckpointError: A local weights file is missing or does not fit.
     """
     cls = get_model_class(name)
+    in_channels = resolve_in_channels(in_channels, input_shape, encoder)
     if not isinstance(in_channels, int) or in_channels < 1:
         raise ModelError(f"in_channels must be a positive int, got {in_channels!r}")
     if not isinstance(num_classes, int) or num_classes < 1:
@@ -165,3 +174,7 @@ def load_model(path: str | Path) -> SegmentationModel:
                               hint="load it with load_weights(create_model(...), path)")
     model = create_model(**{**spec, "pretrained": False})
     return load_state(model, sd, path, spec)
+
+
+# `UNet(num_classes=3, in_channels=24)` and the other keyword forms build through create_model
+use_registry(create_model, MODELS)

@@ -24,6 +24,7 @@ from geoseg.models.base import Decoded, SegmentationModel
 from geoseg.models.heads import ConvBNReLU, resize, scse
 from geoseg.models.masked_batchnorm import MaskedBatchNorm2d
 from geoseg.models.options import ArchOptions, opt
+from geoseg.models.pointrend import PointRendOptions
 from geoseg.validity import DEFAULT_MASK_CHANNELS
 
 __all__ = ["RSPRUNetPlusPlus", "RSPRUNetPPOptions", "NestedDecoder", "NestedBlock"]
@@ -32,7 +33,7 @@ _DEFAULT_CHANNELS = (512, 256, 128, 64, 32)
 
 
 @dataclasses.dataclass(frozen=True)
-class RSPRUNetPPOptions(ArchOptions):
+class RSPRUNetPPOptions(PointRendOptions):
     """Options of RSPRUNet++."""
 
     architecture: ClassVar[str] = "rsprunetpp"
@@ -48,6 +49,7 @@ class RSPRUNetPPOptions(ArchOptions):
                              "(training sets it from the recipe's num_mask_channels)")
 
     def validate(self) -> None:
+        super().validate()
         if min(self.decoder_channels or (1,)) < 1 or self.mask_channels < 1:
             raise ModelError("rsprunetpp.decoder_channels and mask_channels must be positive")
 
@@ -120,8 +122,9 @@ class RSPRUNetPlusPlus(SegmentationModel):
     name: ClassVar[str] = "rsprunetpp"
     Options: ClassVar[type[ArchOptions]] = RSPRUNetPPOptions
     default_encoder: ClassVar[str] = "resnest101e"
-    summary: ClassVar[str] = "ResNeSt + UNet++ (scSE) with fused X(0,j) heads, masked BN input"
+    summary: ClassVar[str] = "ResNeSt + UNet++ (scSE) with fused X(0,j) heads, masked BN input, PointRend"
     supports_deep_supervision: ClassVar[bool] = True
+    supports_pointrend: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -144,6 +147,8 @@ class RSPRUNetPlusPlus(SegmentationModel):
 
     def decode(self, features: list[Tensor], size: tuple[int, int], train: bool) -> Decoded:
         top = self.decoder(features)
-        deep = [resize(head(x), size) for head, x in zip(self.heads, top, strict=True)]
-        fused = self.fusion(torch.cat(deep, dim=1))
+        heads = [head(x) for head, x in zip(self.heads, top, strict=True)]
+        point = self.point_head is not None  # PointRend refines the fused logits of the X(0, j) grid
+        deep = [resize(h, size) for h in heads] if self.deep_supervision or not point else []
+        fused = self.fusion(torch.cat(heads if point else deep, dim=1))
         return Decoded(logits=fused, deep=deep if self.deep_supervision else [])

@@ -17,6 +17,7 @@ from geoseg.errors import ModelError
 from geoseg.models.base import Decoded, SegmentationModel
 from geoseg.models.heads import SegmentationHead
 from geoseg.models.options import ArchOptions, opt
+from geoseg.models.pointrend import PointRendOptions
 
 __all__ = ["UNet", "UNetOptions"]
 
@@ -24,7 +25,7 @@ _DEFAULT_CHANNELS = (256, 128, 64, 32, 16)
 
 
 @dataclasses.dataclass(frozen=True)
-class UNetOptions(ArchOptions):
+class UNetOptions(PointRendOptions):
     """Options of the U-Net baseline."""
 
     architecture: ClassVar[str] = "unet"
@@ -35,6 +36,7 @@ class UNetOptions(ArchOptions):
     decoder_attention: Literal["none", "scse"] = opt("none", "attention in decoder blocks")
 
     def validate(self) -> None:
+        super().validate()
         if self.decoder_channels is not None and len(self.decoder_channels) != self.encoder_depth:
             raise ModelError(
                 f"unet.decoder_channels has {len(self.decoder_channels)} entries but "
@@ -53,7 +55,8 @@ class UNet(SegmentationModel):
     name: ClassVar[str] = "unet"
     Options: ClassVar[type[ArchOptions]] = UNetOptions
     default_encoder: ClassVar[str] = "resnet34"
-    summary: ClassVar[str] = "U-Net baseline (smp UnetDecoder)"
+    summary: ClassVar[str] = "U-Net baseline (smp UnetDecoder), PointRend"
+    supports_pointrend: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -22,12 +22,13 @@ from geoseg.errors import ModelError
 from geoseg.models.base import Decoded, SegmentationModel
 from geoseg.models.heads import ConvBNReLU, SegmentationHead, resize
 from geoseg.models.options import ArchOptions, opt
+from geoseg.models.pointrend import PointRendOptions
 
 __all__ = ["UNet3Plus", "UNet3PlusOptions", "FullScaleDecoder"]
 
 
 @dataclasses.dataclass(frozen=True)
-class UNet3PlusOptions(ArchOptions):
+class UNet3PlusOptions(PointRendOptions):
     """Options of UNet 3+."""
 
     architecture: ClassVar[str] = "unet3plus"
@@ -36,6 +37,7 @@ class UNet3PlusOptions(ArchOptions):
     deep_supervision: bool = opt(False, "add a classifier on every deeper decoder stage")
 
     def validate(self) -> None:
+        super().validate()
         if self.cat_channels < 1:
             raise ModelError(f"unet3plus.cat_channels must be positive, got {self.cat_channels}")
 
@@ -97,8 +99,9 @@ class UNet3Plus(SegmentationModel):
     name: ClassVar[str] = "unet3plus"
     Options: ClassVar[type[ArchOptions]] = UNet3PlusOptions
     default_encoder: ClassVar[str] = "convnext_tiny"
-    summary: ClassVar[str] = "UNet 3+ (Huang et al. 2020): full-scale skips, deep supervision"
+    summary: ClassVar[str] = "UNet 3+ (Huang et al. 2020): full-scale skips, deep supervision, PointRend"
     supports_deep_supervision: ClassVar[bool] = True
+    supports_pointrend: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

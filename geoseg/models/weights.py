@@ -1,11 +1,14 @@
 """Weights: pretrained backbones (hub, local file, torchgeo) and geoseg checkpoints.
 
-This module reads, writes and maps weights; building models is the registry's job
+This module writes, maps and loads weights (reading files and downloads is
+:mod:`geoseg.models.weight_files`); building models is the registry's job
 (:func:`~geoseg.models.registry.create_model`, :func:`~geoseg.models.registry.load_model`).
 
-* ``pretrained=True`` downloads timm's hub weights (RGB); ``pretrained=<path>`` reads a
-  local file — safetensors, or a torch state dict loaded with ``weights_only=True`` — or a
-  model bundle directory (``config.json`` + ``model.safetensors``, written by training).
+* ``pretrained=True`` downloads timm's hub weights (RGB), or a registered custom encoder's
+  ``pretrained_settings["imagenet"]`` (another settings tag names another entry);
+  ``pretrained=<path>`` reads a local file — safetensors, or a torch state dict loaded with
+  ``weights_only=True`` — or a model bundle directory (``config.json`` +
+  ``model.safetensors``, written by training).
 * A **whole-model checkpoint** is one that carries a geoseg spec (written by
   :func:`save_weights`, or a bundle's ``config.json``), or, for plain torch state dicts
   without metadata, one whose keys are keys of the model being built. It is loaded into the
@@ -30,14 +33,23 @@ from typing import Any, cast
 import safetensors
 import safetensors.torch
 import timm
-import torch
 from torch import Tensor, nn
 
 from geoseg.errors import CheckpointError, ModelError
 from geoseg.models.base import SegmentationModel
-from geoseg.models.encoders import TimmEncoder, build_timm_features
+from geoseg.models.custom_encoders import EncoderEntry, resolve_encoder_name
+from geoseg.models.encoders import TimmEncoder, build_timm_features, create_encoder
 from geoseg.models.first_conv import RGB_BANDS, adapt_first_conv_weight, normalize_band_name
 from geoseg.models.options import ArchOptions
+from geoseg.models.weight_files import (
+    SPEC_KEY,
+    download_error,
+    read_checkpoint,
+    read_state_dict,
+    registered_weights,
+    settings_tag,
+    spec_in,
+)
 
 __all__ = [
     "save_weights",
@@ -51,100 +63,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-_SPEC_KEY = "geoseg_spec"
-# the layout of a model bundle directory (geoseg's training writes it; see docs/training.md)
-_BUNDLE_CONFIG, _BUNDLE_WEIGHTS = "config.json", "model.safetensors"
-
-
-def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """Read a weights file: safetensors, or a torch pickle loaded with ``weights_only=True``.
-
-    Lightning-style ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers are unwrapped. A
-    model bundle directory is read as its ``model.safetensors``, with the spec of its
-    ``config.json`` as metadata.
-
-    Returns:
-        The state dict and the safetensors metadata (empty for torch files).
-
-    Raises:
-        CheckpointError: Missing file, unreadable or unsafe content.
-    """
-    path = Path(path)
-    if path.is_dir():
-        return _read_bundle_dir(path)
-    if not path.is_file():
-        raise CheckpointError("weights file not found", path=path)
-    with open(path, "rb") as fh:
-        head = fh.read(16)
-    if head[8:9] == b"{":  # safetensors: u64 header length, then a JSON header
-        try:
-            with safetensors.safe_open(str(path), framework="pt") as f:
-                meta = dict(f.metadata() or {})
-                return {k: f.get_tensor(k) for k in f.keys()}, meta  # noqa: SIM118
-        except Exception as err:  # safetensors raises its own error types
-            raise CheckpointError(f"not a safetensors or torch weights file: {err}", path=path) from err
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError for unsafe content, RuntimeError for corrupt zips
-        raise CheckpointError(
-            f"cannot load with weights_only=True: {err}",
-            path=path,
-            hint="save a plain state dict (torch.save(model.state_dict(), f)) or use safetensors",
-        ) from err
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise CheckpointError("file does not hold a state dict of tensors", path=path)
-    sd = dict(obj)
-    if sd and all(k.startswith("model.") for k in sd):
-        sd = {k[len("model."):]: v for k, v in sd.items()}
-    return sd, {}
-
-
-def _read_bundle_dir(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    config, weights = path / _BUNDLE_CONFIG, path / _BUNDLE_WEIGHTS
-    if not (config.is_file() and weights.is_file()):
-        raise CheckpointError(
-            f"not a weights file or a model bundle directory ({_BUNDLE_CONFIG} + {_BUNDLE_WEIGHTS})",
-            path=path, hint="pass a .safetensors/.pth file or MODEL_DIR/best (or final, epoch_N)",
-        )
-    sd, meta = read_state_dict(weights)
-    if _SPEC_KEY not in meta:
-        try:
-            spec = json.loads(config.read_text())["model"]
-        except (ValueError, UnicodeDecodeError, KeyError, TypeError) as err:
-            raise CheckpointError(f"no model spec in the bundle's {_BUNDLE_CONFIG} ({err})",
-                                  path=config) from None
-        meta[_SPEC_KEY] = json.dumps(spec)
-    return sd, meta
-
-
-def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any] | None]:
-    """Read a weights file or model bundle directory (see :func:`read_state_dict`).
-
-    Returns:
-        The state dict and the geoseg spec of the model that wrote it (``model.spec``), or
-        None when the file carries none (a backbone, or a plain torch state dict).
-
-    Raises:
-        CheckpointError: As :func:`read_state_dict`, or a spec that is not a JSON object.
-    """
-    sd, meta = read_state_dict(path)
-    return sd, _spec_in(meta, path)
-
-
-def _spec_in(meta: Mapping[str, str], path: str | Path) -> dict[str, Any] | None:
-    if _SPEC_KEY not in meta:
-        return None
-    try:
-        spec = json.loads(meta[_SPEC_KEY])
-    except ValueError as err:
-        raise CheckpointError(f"damaged geoseg spec in the file metadata ({err})", path=path) from None
-    if not isinstance(spec, dict):
-        raise CheckpointError("damaged geoseg spec in the file metadata (not a JSON object)", path=path)
-    return spec
 
 
 def save_weights(model: SegmentationModel, path: str | Path) -> Path:
@@ -152,7 +70,7 @@ def save_weights(model: SegmentationModel, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    safetensors.torch.save_file(sd, str(path), metadata={_SPEC_KEY: json.dumps(model.spec)})
+    safetensors.torch.save_file(sd, str(path), metadata={SPEC_KEY: json.dumps(model.spec)})
     return path
 
 
@@ -217,14 +135,6 @@ def _first_conv_key(sd: Mapping[str, Tensor], first_conv: str | None, in_chans: 
     raise CheckpointError(f"cannot find a first convolution in the weights (in_chans={in_chans})")
 
 
-def _download_error(name: str, err: Exception) -> ModelError:
-    return ModelError(
-        f"could not download pretrained weights for encoder {name!r} "
-        f"({type(err).__name__}: {str(err)[:200]})",
-        hint="this machine may have no network: pass pretrained=<local .safetensors or .pth file>",
-    )
-
-
 def pretrained_timm_features(
     name: str,
     in_channels: int,
@@ -233,6 +143,7 @@ def pretrained_timm_features(
     output_stride: int | None,
     state_dict: Mapping[str, Tensor] | None = None,
     source_bands: Sequence[str] | None = None,
+    stride_fallback: bool = False,
 ) -> nn.Module:
     """A timm features model with pretrained weights, first conv mapped band by band.
 
@@ -245,6 +156,7 @@ def pretrained_timm_features(
         state_dict: Backbone weights in timm's format; None downloads timm's hub weights.
         source_bands: Bands of ``state_dict``'s first conv (None: RGB for 3 channels, else
             assumed identical to the target channels).
+        stride_fallback: ``output_stride`` is only a default (see ``build_timm_features``).
 
     Raises:
         ModelError: Download failure, or channel names needed but missing.
@@ -258,6 +170,49 @@ def pretrained_timm_features(
         overlay = {"state_dict": dict(state_dict), "input_size": (src_chans, 224, 224)}
     else:
         src_chans = 3
+    source_bands, target = _band_lists(name, src_chans, in_channels, channel_names, source_bands)
+    try:
+        src, _ = build_timm_features(name, src_chans, depth, output_stride, fallback=stride_fallback,
+                                     pretrained=True, pretrained_cfg_overlay=overlay)
+    except ModelError:
+        raise
+    except (RuntimeError, KeyError) as err:
+        if state_dict is None:
+            raise download_error(name, err) from err
+        raise CheckpointError(f"backbone weights do not fit timm model {name!r}: {err}") from err
+    except Exception as err:  # network/hub errors have many types (OSError, HTTP errors, ...)
+        if state_dict is None:
+            raise download_error(name, err) from err
+        raise
+    if [normalize_band_name(b) for b in source_bands] == [normalize_band_name(c) for c in target]:
+        logger.info("%s: pretrained first conv bands already match %s", name, list(target))
+        return src
+    sd = src.state_dict()
+    pretrained_cfg = cast(dict[str, Any], src.pretrained_cfg)  # set by timm.create_model
+    key = _first_conv_key(sd, pretrained_cfg.get("first_conv"), src_chans)
+    sd[key], _ = adapt_first_conv_weight(sd[key], source_bands, target, log_name=f"{name}.{key}")
+    if output_stride is not None and max(_feature_info_reductions(src)) > output_stride:
+        output_stride = None  # it could not dilate (stride_fallback): build the same, undilated
+    model, _ = build_timm_features(name, in_channels, depth, output_stride)
+    model.load_state_dict(sd, strict=True)
+    return model
+
+
+def _feature_info_reductions(model: nn.Module) -> list[int]:
+    return list(cast(Any, model).feature_info.reduction())
+
+
+def _band_lists(name: str, src_chans: int, in_channels: int, channel_names: Sequence[str] | None,
+                source_bands: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """Bands of the weights' first conv and names of the model's channels (RGB for 3 unnamed).
+
+    Without a declared band list, 3 channels are RGB, and as many channels as the model's are
+    taken as the model's own (named, or unnamed on both sides: loaded unchanged).
+
+    Raises:
+        ModelError: The model's channels need names (RGB weights, ``in_channels != 3``).
+        CheckpointError: The weights' bands cannot be told.
+    """
     target = list(channel_names) if channel_names is not None else (
         list(RGB_BANDS) if in_channels == 3 else None)
     if source_bands is None:
@@ -276,27 +231,7 @@ def pretrained_timm_features(
     if source_bands is None or len(source_bands) != src_chans:
         raise CheckpointError(f"cannot tell which bands the {src_chans}-channel first conv expects",
                               hint='store them as safetensors metadata {"bands": "[...]"}')
-    try:
-        src, _ = build_timm_features(name, src_chans, depth, output_stride, pretrained=True,
-                                     pretrained_cfg_overlay=overlay)
-    except (RuntimeError, KeyError) as err:
-        if state_dict is None:
-            raise _download_error(name, err) from err
-        raise CheckpointError(f"backbone weights do not fit timm model {name!r}: {err}") from err
-    except Exception as err:  # network/hub errors have many types (OSError, HTTP errors, ...)
-        if state_dict is None:
-            raise _download_error(name, err) from err
-        raise
-    if [normalize_band_name(b) for b in source_bands] == [normalize_band_name(c) for c in target]:
-        logger.info("%s: pretrained first conv bands already match %s", name, list(target))
-        return src
-    sd = src.state_dict()
-    pretrained_cfg = cast(dict[str, Any], src.pretrained_cfg)  # set by timm.create_model
-    key = _first_conv_key(sd, pretrained_cfg.get("first_conv"), src_chans)
-    sd[key], _ = adapt_first_conv_weight(sd[key], source_bands, target, log_name=f"{name}.{key}")
-    model, _ = build_timm_features(name, in_channels, depth, output_stride)
-    model.load_state_dict(sd, strict=True)
-    return model
+    return list(source_bands), target
 
 
 def load_torchgeo_weights(model: SegmentationModel, weights: Any) -> SegmentationModel:
@@ -321,6 +256,7 @@ def _load_timm_backbone(model: SegmentationModel, sd: Mapping[str, Tensor],
     feats = pretrained_timm_features(
         model.encoder.name, model.in_channels, model.channel_names, model.options.encoder_depth,
         model.encoder_output_stride(model.options), state_dict=sd, source_bands=bands,
+        stride_fallback=model.encoder_stride_fallback(model.options),
     )
     model.encoder.model.load_state_dict(feats.state_dict(), strict=True)
     return model
@@ -357,30 +293,47 @@ def build_with_weights(
 ) -> SegmentationModel:
     """Instantiate ``cls`` and load the requested pretrained weights (used by ``create_model``).
 
-    ``pretrained`` is False/None, True (timm hub backbone weights) or a path: a whole-model
-    checkpoint (see the module docstring) is loaded into the whole model, which it must fit
-    (options that hold no weights, such as ``freeze_backbone``, may differ); otherwise the
-    file holds backbone weights, whose first convolution is mapped band by band.
+    ``pretrained`` is False/None; True (timm hub backbone weights, or a registered custom
+    encoder's ``"imagenet"`` ``pretrained_settings``); the tag of one of those settings
+    (smp's ``encoder_weights``, e.g. ``"ssl"``); or a path: a whole-model checkpoint (see the
+    module docstring) is loaded into the whole model, which it must fit (options that hold no
+    weights, such as ``freeze_backbone``, may differ); otherwise the file holds backbone
+    weights, whose first convolution is mapped band by band.
     """
     args = (in_channels, num_classes, encoder, options, aux_params, channel_names)
     if pretrained is False or pretrained is None:
         return cls(*args)
     enc_name = cls.default_encoder if encoder is None else encoder
-    stride = cls.encoder_output_stride(options)
-    is_timm = isinstance(enc_name, str) and timm.is_model(enc_name)
+    resolved = resolve_encoder_name(enc_name) if isinstance(enc_name, str) else None
+    entry = resolved if isinstance(resolved, EncoderEntry) else None
+
+    def with_custom_weights(sd: Mapping[str, Tensor], bands: Sequence[str] | None) -> SegmentationModel:
+        assert entry is not None
+        src_chans = int(sd[_first_conv_key(sd, None, None)].shape[1])
+        source, target = _band_lists(entry.name, src_chans, in_channels, channel_names, bands)
+        enc = create_encoder(entry.name, in_channels, options.encoder_depth, cls.encoder_output_stride(options),
+                             stride_fallback=cls.encoder_stride_fallback(options), state_dict=sd,
+                             source_bands=source, channel_names=target)
+        return cls(in_channels, num_classes, enc, options, aux_params, channel_names)
+
+    tag = settings_tag(entry, pretrained)
+    if entry is not None and tag is not None:
+        return with_custom_weights(*registered_weights(entry, tag))
     if pretrained is True:
-        if not is_timm or not isinstance(enc_name, str):
+        if not isinstance(resolved, str):
             raise ModelError(
-                f"pretrained=True needs a timm encoder name, got {enc_name!r}",
+                f"pretrained=True needs a timm encoder name or a registered encoder with "
+                f"pretrained_settings, got {enc_name!r}",
                 hint="load custom encoder weights from a local file: pretrained=<path>",
             )
-        feats = pretrained_timm_features(enc_name, in_channels, channel_names,
-                                         options.encoder_depth, stride)
+        feats = pretrained_timm_features(resolved, in_channels, channel_names, options.encoder_depth,
+                                         cls.encoder_output_stride(options),
+                                         stride_fallback=cls.encoder_stride_fallback(options))
         return cls(*args, timm_model=feats)
     if not isinstance(pretrained, str | Path):
         raise ModelError(f"pretrained must be False, True or a file path, got {pretrained!r}")
     sd, meta = read_state_dict(pretrained)
-    spec = _spec_in(meta, pretrained)
+    spec = spec_in(meta, pretrained)
     model = cls(*args)
     if _is_whole_model(sd, spec, model):
         _check_channels(spec, model, pretrained)
@@ -388,10 +341,12 @@ def build_with_weights(
                     (spec or {}).get("name", "geoseg"), pretrained)
         return load_state(model, sd, pretrained, spec)
     bands = json.loads(meta["bands"]) if "bands" in meta else None
-    if isinstance(model.encoder, TimmEncoder) and is_timm:
+    if isinstance(model.encoder, TimmEncoder) and isinstance(resolved, str):
         return _load_timm_backbone(model, sd, bands)
+    if entry is not None:  # a registered encoder: loaded as built, then its first conv adapted
+        return with_custom_weights(sd, bands)
     try:
-        # a custom encoder's own weights (a timm encoder has no .module: AttributeError)
+        # a custom encoder instance's own weights
         cast(nn.Module, model.encoder.module).load_state_dict(sd, strict=True)
     except (RuntimeError, AttributeError) as err:
         raise CheckpointError(f"encoder weights do not fit {enc_name!r}: {err}", path=pretrained) from err

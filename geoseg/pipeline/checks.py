@@ -81,7 +81,12 @@ def _scene_size(catalog: Catalog, entry) -> tuple[int, int] | None:
         return entry.demo.size, entry.demo.size
     import rasterio
 
-    path = catalog.resolve(entry.path)
+    if entry.path is None:  # a STAC item: its size is known once the item is read
+        return None
+    location = catalog.locate(entry.path)
+    if not isinstance(location, Path):  # remote or /vsi: no network request before the run
+        return None
+    path = location
     if path.is_dir():
         import re
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from geoseg.errors import ConfigError
+from geoseg.predict.options import PredictOptions
 
 __all__ = ["predict_jobs", "predict_one", "check_scheduler"]
 
@@ -49,21 +50,21 @@ def check_scheduler(address: str, timeout: float = 10.0) -> None:
 
 
 def predict_one(scene: Any, bundle: str, out: str, confidence: str | None, vector: str | None,
-                options: dict[str, Any]) -> Any:
+                options: PredictOptions) -> Any:
     """One scene on a worker (a module-level function, so workers can import it)."""
     from geoseg.predict import predict_scene
 
-    return predict_scene(scene, bundle, out, confidence=confidence, vector=vector, progress=False, **options)
+    return predict_scene(scene, bundle, out, options, confidence=confidence, vector=vector, progress=False)
 
 
-def predict_jobs(jobs: Sequence[Any], bundle: Path, options: dict[str, Any], on_done: Callable[[Any, Any], None],
+def predict_jobs(jobs: Sequence[Any], bundle: Path, options: PredictOptions, on_done: Callable[[Any, Any], None],
                  *, scheduler: str | None = None, progress: bool = True) -> None:
     """Predict every job (``scene``, ``out``, ``confidence``, ``vector``) with the bundle at ``bundle``.
 
     Args:
         jobs: what to predict and where to write it.
         bundle: the model bundle directory (visible to every worker).
-        options: keyword options of :func:`geoseg.predict.predict_scene`.
+        options: the prediction options (``progress`` is this function's).
         on_done: called with ``(job, PredictionSummary)`` as each scene finishes.
         scheduler: Dask scheduler address; None predicts here, one scene after the other.
         progress: progress bars (per window here, per scene on a cluster).
@@ -75,8 +76,8 @@ def predict_jobs(jobs: Sequence[Any], bundle: Path, options: dict[str, Any], on_
 
         model = load_model_bundle(bundle)
         for job in jobs:
-            summary = predict_scene(job.scene, model, job.out, confidence=job.confidence, vector=job.vector,
-                                    progress=progress, **options)
+            summary = predict_scene(job.scene, model, job.out, options, confidence=job.confidence,
+                                    vector=job.vector, progress=progress)
             on_done(job, summary)
         return
     from distributed import as_completed

@@ -9,16 +9,18 @@ option — strategies, devices, nodes, precision — is reachable from the pipel
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from geoseg.bundle.device import DeviceName
 from geoseg.bundle.runs import BundleChoice
 from geoseg.config.catalog import Catalog, load_catalog
-from geoseg.config.schema import StrictModel, load_yaml
+from geoseg.config.schema import OptionsModel, StrictModel, load_yaml
 from geoseg.errors import ConfigError
+from geoseg.predict.options import PredictOptions
+from geoseg.tiling.options import TileOptions
 from geoseg.train.config import TrainConfig
+from geoseg.train.evaluate_options import EvaluateOptions
 
 __all__ = [
     "STEP_NAMES",
@@ -35,6 +37,7 @@ __all__ = [
     "default_catalog",
 ]
 
+OptionsT = TypeVar("OptionsT", bound=OptionsModel)
 StepName = Literal["tile", "train", "evaluate", "predict", "export"]
 STEP_NAMES: tuple[StepName, ...] = ("tile", "train", "evaluate", "predict", "export")
 # what each step reads: a step reruns when one of these reran
@@ -48,25 +51,35 @@ DEPENDS: dict[str, tuple[str, ...]] = {
 
 
 class _Step(StrictModel):
+    """A step's parameters: its stage's options model, less what the runner decides itself."""
+
     # fields that change where or how fast a step runs, not what it writes (not hashed)
     EXECUTION: ClassVar[frozenset[str]] = frozenset()
+    # options the runner sets (paths, resume, the cluster): refused in the pipeline file
+    MANAGED: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _runner_owned(self) -> _Step:
+        owned = [k for k in self.MANAGED if k in self.model_fields_set]
+        if owned:
+            raise ConfigError(f"{', '.join(owned)} is set by the pipeline runner; remove it from this step")
+        return self
 
     def content_params(self) -> dict[str, Any]:
         """The parameters that decide the step's outputs (hashed to decide reruns)."""
-        return self.model_dump(mode="json", exclude=set(self.EXECUTION))
+        return self.model_dump(mode="json", exclude={*self.EXECUTION, *self.MANAGED})
+
+    def options(self, model: type[OptionsT], **runner: Any) -> OptionsT:
+        """The stage's options model from this step's fields of the same names and the runner's choices."""
+        return model(**{**{k: getattr(self, k) for k in model.model_fields if k not in self.MANAGED}, **runner})
 
 
-class TileStep(_Step):
-    """Parameters of :func:`geoseg.tiling.tile_dataset` (``geoseg tile``)."""
+class TileStep(TileOptions, _Step):
+    """:class:`~geoseg.tiling.TileOptions` (``geoseg tile``); the runner sets the scheduler (the
+    pipeline's ``scheduler:``), ``overwrite`` and ``progress``."""
 
-    EXECUTION: ClassVar[frozenset[str]] = frozenset({"workers"})
-    cube_size: int = Field(256, ge=8, description="cube height and width (pixels)")
-    overlap: int = Field(32, ge=0, description="pixels shared by neighbouring cubes")
-    min_valid: float = Field(0.2, ge=0, le=1, description="skip cubes with fewer valid pixels")
-    split: tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="train, val, test fractions")
-    split_block: int = Field(4, ge=1, description="cubes per side of a split block")
-    seed: int = Field(0, description="seed of the block split")
-    workers: int | None = Field(None, ge=1, description="local Dask worker processes (ignored with a scheduler)")
+    EXECUTION: ClassVar[frozenset[str]] = frozenset({"workers", "group"})
+    MANAGED: ClassVar[tuple[str, ...]] = ("scheduler", "overwrite", "progress")
 
 
 class TrainStep(TrainConfig, _Step):
@@ -75,49 +88,27 @@ class TrainStep(TrainConfig, _Step):
     crash, replace after a change)."""
 
     EXECUTION: ClassVar[frozenset[str]] = frozenset({"progress", "num_workers"})
-    MANAGED: ClassVar[tuple[str, ...]] = ("cubes", "out", "resume", "overwrite")
-
-    @model_validator(mode="after")
-    def _runner_owned(self) -> TrainStep:
-        owned = [k for k in self.MANAGED if k in self.model_fields_set]
-        if owned:
-            raise ValueError(f"{', '.join(owned)} is set by the pipeline runner; remove it from the train step")
-        return self
-
-    def content_params(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={*self.EXECUTION, *self.MANAGED})
+    MANAGED: ClassVar[tuple[str, ...]] = ("cubes", "data_root", "out", "resume", "overwrite")
 
 
-class EvaluateStep(_Step):
-    """Parameters of :func:`geoseg.train.evaluate` (``geoseg evaluate``)."""
+class EvaluateStep(EvaluateOptions, _Step):
+    """:class:`~geoseg.train.EvaluateOptions` (``geoseg evaluate``) and which bundle is scored."""
 
-    EXECUTION: ClassVar[frozenset[str]] = frozenset({"batch_size", "num_workers"})
-    split: Literal["train", "val", "test"] = Field("test", description="split of the tile step's store")
+    EXECUTION: ClassVar[frozenset[str]] = frozenset({"batch_size", "num_workers", "compile"})
     bundle: BundleChoice = Field("best", description="which bundle of the training run")
-    batch_size: int = Field(16, ge=1)
-    save_examples: int = Field(4, ge=0, description="example figures (RGB | truth | prediction)")
-    fp16: bool = Field(False, description="reduced precision (float16 on CUDA, bfloat16 on CPU)")
-    device: DeviceName = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
-    num_workers: int | None = Field(None, ge=0)
 
 
-class PredictStep(_Step):
-    """Parameters of :func:`geoseg.predict.predict_scene` (``geoseg predict``), per scene."""
+class PredictStep(PredictOptions, _Step):
+    """:class:`~geoseg.predict.PredictOptions` (``geoseg predict``), which scenes, and the extras
+    written beside each map; ``progress`` is the runner's."""
 
     EXECUTION: ClassVar[frozenset[str]] = frozenset({"batch_size", "workers"})
+    MANAGED: ClassVar[tuple[str, ...]] = ("progress",)
     dataset: str | None = Field(None, description="catalog dataset whose scenes are predicted (default: the pipeline's)")
     scenes: list[str] | None = Field(None, description="scene ids to predict (default: every scene of the dataset)")
     bundle: BundleChoice = "best"
-    window: int | None = Field(None, ge=8, description="window size (default: the model's training window)")
-    overlap: int | None = Field(None, ge=0, description="window overlap in pixels (default: window // 4)")
-    batch_size: int = Field(8, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    fp16: bool = Field(True, description="float16 autocast on CUDA (CPU runs float32)")
-    tta: bool = Field(False, description="average over the 8 flips/rotations")
     confidence: bool = Field(True, description="also write <scene>_confidence.tif (max probability, 0-100)")
     vector: bool = Field(False, description="also write <scene>_classes.gpkg (class polygons)")
-    overviews: Literal["mode", "nearest"] = "mode"
-    workers: int | None = Field(None, ge=1, description="feature-reading threads per scene")
 
 
 class ExportStep(_Step):

@@ -26,6 +26,8 @@ from typing import Any
 import yaml
 
 from geoseg import __version__
+from geoseg.io.fingerprint import file_fingerprint as fingerprint
+from geoseg.io.raster import is_virtual
 from geoseg.utils.atomic import write_text_atomic
 
 __all__ = [
@@ -100,13 +102,12 @@ def write_config(step_dir: Path, config: dict[str, Any]) -> None:
 
 
 def file_fingerprint(path: str | Path) -> dict[str, Any]:
-    """Path, size and modification time of a file (or of every file under a folder)."""
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file())
-        return {"path": str(p), "files": [file_fingerprint(f) for f in files]}
-    st = p.stat()
-    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    """Path, size and modification time of a file (of every file under a local folder; remote and
+    zipped files as :func:`geoseg.io.fingerprint.file_fingerprint` identifies them)."""
+    if not is_virtual(path) and Path(path).is_dir():
+        files = sorted(f for f in Path(path).rglob("*") if f.is_file())
+        return {"path": str(path), "files": [file_fingerprint(f) for f in files]}
+    return fingerprint(path)
 
 
 def scene_fingerprints(catalog: Any, dataset: str, scene_ids: list[str] | None = None) -> dict[str, Any]:

@@ -170,9 +170,17 @@ class TileStepRunner(StepRunner):
     def inputs(self, ctx: StepContext) -> dict[str, Any]:
         return {"scenes": scene_fingerprints(ctx.catalog, ctx.pipeline.dataset)}
 
+    @staticmethod
+    def _options(ctx: StepContext) -> Any:
+        from geoseg.tiling import TileOptions
+
+        p = ctx.params
+        return p.options(TileOptions, workers=None if ctx.scheduler else p.workers, scheduler=ctx.scheduler,
+                         overwrite=True, progress=ctx.progress)
+
     def config(self, ctx: StepContext) -> dict[str, Any]:
         return {"catalog": str(ctx.catalog.source), "dataset": ctx.pipeline.dataset, "out": str(store_dir(ctx.run_dir)),
-                "scheduler": ctx.scheduler, **super().config(ctx)}
+                **self._options(ctx).model_dump(mode="json")}
 
     def outputs_exist(self, ctx: StepContext, manifest: dict[str, Any]) -> bool:
         return store_is_complete(store_dir(ctx.run_dir))
@@ -180,13 +188,10 @@ class TileStepRunner(StepRunner):
     def run(self, ctx: StepContext) -> StepOutcome:
         from geoseg.tiling import tile_dataset
 
-        p, out = ctx.params, store_dir(ctx.run_dir)
+        out = store_dir(ctx.run_dir)
         if ctx.forced and out.exists():
             remove_owned(out, STORE_KIND, legacy=LEGACY_STORE)
-        summary = tile_dataset(ctx.catalog, ctx.pipeline.dataset, out, cube_size=p.cube_size, overlap=p.overlap,
-                               min_valid=p.min_valid, split=p.split, seed=p.seed, split_block=p.split_block,
-                               workers=None if ctx.scheduler else p.workers, scheduler=ctx.scheduler,
-                               overwrite=True, progress=ctx.progress)
+        summary = tile_dataset(ctx.catalog, ctx.pipeline.dataset, out, self._options(ctx))
         for line in summary.lines():
             ctx.report(f"  {line}")
         splits = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
@@ -254,12 +259,10 @@ class EvaluateStepRunner(_ModelStep):
         return {**super().config(ctx), "cubes": str(store_dir(ctx.run_dir)), "out": str(self.output(ctx).parent)}
 
     def run(self, ctx: StepContext) -> StepOutcome:
-        from geoseg.train import evaluate
+        from geoseg.train import EvaluateOptions, evaluate
 
         p, out = ctx.params, self.output(ctx).parent
-        result = evaluate(self.bundle(ctx), store_dir(ctx.run_dir), out, split=p.split,
-                          batch_size=p.batch_size, save_examples=p.save_examples, fp16=p.fp16, device=p.device,
-                          num_workers=p.num_workers)
+        result = evaluate(self.bundle(ctx), store_dir(ctx.run_dir), out, p.options(EvaluateOptions))
         s = result.scores
         line = f"{p.split} mIoU {s.miou:.4f}, OA {s.oa:.4f}, macro F1 {s.f1_macro:.4f}, kappa {s.kappa:.4f}"
         ctx.report(f"  {line} over {result.metrics['num_cubes']} cubes")
@@ -326,6 +329,7 @@ class PredictStepRunner(_ModelStep):
 
     def run(self, ctx: StepContext) -> StepOutcome:
         from geoseg.pipeline.fanout import predict_jobs
+        from geoseg.predict import PredictOptions
 
         p = ctx.params
         jobs = self._jobs(ctx)
@@ -343,9 +347,7 @@ class PredictStepRunner(_ModelStep):
         pending = [j for j in jobs if j.scene.scene_id not in done]
         if done:
             ctx.report(f"  {len(done)} scene(s) already predicted by the interrupted run; {len(pending)} to go")
-        options = {"window": p.window, "overlap": p.overlap, "batch_size": p.batch_size, "device": p.device,
-                   "fp16": p.fp16, "tta": p.tta, "workers": p.workers, "overviews": p.overviews}
-
+        options = p.options(PredictOptions)
         def finished(job: _Job, summary: Any) -> None:
             for line in summary.lines():
                 ctx.report(f"  {line}")

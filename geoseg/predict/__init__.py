@@ -1,59 +1,56 @@
 """The streaming predictor: a scene and a model bundle in, a georeferenced land-cover COG out.
 
->>> from geoseg.predict import predict_scene
->>> summary = predict_scene("S2_SCENE.SAFE", "runs/demo/model/best", "landcover.tif")
+>>> from geoseg.predict import predict_scene, PredictOptions
+>>> summary = predict_scene("S2_SCENE.SAFE", "runs/demo/model/best", "landcover.tif", PredictOptions(tta=True))
 >>> print("\\n".join(summary.lines()))
+
+Window layout and blending weights are in :mod:`geoseg.predict.windows`. Names are imported
+on first use, so ``geoseg.predict.options`` loads without torch.
 """
 
-from geoseg.bundle import (
-    Device,
-    ModelRunner,
-    dihedral_transforms,
-    load_model_bundle,
-    resolve_device,
-)
-from geoseg.predict.api import check_output_paths, predict_scene, predict_scenes
-from geoseg.predict.predictor import (
-    DEFAULT_BATCH_SIZE,
-    StreamStats,
-    describe_model,
-    plan_windows,
-    prepare_run,
-    stream_predictions,
-)
-from geoseg.predict.prefetch import prefetch
-from geoseg.predict.summary import ClassArea, PredictionSummary
-from geoseg.predict.windows import (
-    DEFAULT_FLOOR,
-    WindowLayout,
-    axis_starts,
-    taper_1d,
-    window_layout,
-    window_weights,
-)
+from typing import TYPE_CHECKING
+
+from geoseg.utils.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from geoseg.bundle import ModelRunner, load_model_bundle
+    from geoseg.predict.api import check_output_paths, predict_scene, predict_scenes
+    from geoseg.predict.options import PredictOptions
+    from geoseg.predict.predictor import StreamStats, plan_windows, prepare_run, stream_predictions
+    from geoseg.predict.summary import ClassArea, PredictionSummary
+    from geoseg.predict.windows import WindowLayout, window_layout
+
+_EXPORTS = {
+    "ModelRunner": "geoseg.bundle",
+    "load_model_bundle": "geoseg.bundle",
+    "check_output_paths": "geoseg.predict.api",
+    "predict_scene": "geoseg.predict.api",
+    "predict_scenes": "geoseg.predict.api",
+    "PredictOptions": "geoseg.predict.options",
+    "StreamStats": "geoseg.predict.predictor",
+    "plan_windows": "geoseg.predict.predictor",
+    "prepare_run": "geoseg.predict.predictor",
+    "stream_predictions": "geoseg.predict.predictor",
+    "ClassArea": "geoseg.predict.summary",
+    "PredictionSummary": "geoseg.predict.summary",
+    "WindowLayout": "geoseg.predict.windows",
+    "window_layout": "geoseg.predict.windows",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_FLOOR",
     "ClassArea",
-    "Device",
     "ModelRunner",
+    "PredictOptions",
     "PredictionSummary",
     "StreamStats",
     "WindowLayout",
-    "axis_starts",
     "check_output_paths",
-    "describe_model",
-    "dihedral_transforms",
     "load_model_bundle",
     "plan_windows",
     "predict_scene",
-    "prepare_run",
     "predict_scenes",
-    "prefetch",
-    "resolve_device",
+    "prepare_run",
     "stream_predictions",
-    "taper_1d",
     "window_layout",
-    "window_weights",
 ]

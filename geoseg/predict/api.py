@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from geoseg import __version__
-from geoseg.bundle import Device, ModelBundle
+from geoseg.bundle import ModelBundle
+from geoseg.config.schema import with_overrides
 from geoseg.errors import ConfigError
 from geoseg.io.scene import Scene
+from geoseg.predict.options import PredictOptions
 from geoseg.predict.predictor import (
-    DEFAULT_BATCH_SIZE,
+    check_scene_domain,
     describe_model,
     load_model_bundle,
     prepare_run,
@@ -19,7 +22,9 @@ from geoseg.predict.predictor import (
     stream_predictions,
 )
 from geoseg.predict.summary import ClassArea, PredictionSummary
-from geoseg.stitch.cog import OverviewResampling
+
+if TYPE_CHECKING:
+    from geoseg.bundle.domain import DomainCheck
 from geoseg.stitch.output import LandCoverWriter, check_landcover_outputs
 from geoseg.utils.outputs import SIGNATURE_TAG
 
@@ -39,37 +44,31 @@ def predict_scene(
     scene: Scene | str | Path,
     model: ModelBundle | str | Path,
     out: str | Path,
+    options: PredictOptions | None = None,
     *,
-    window: int | None = None,
-    overlap: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    device: Device | str = "auto",
-    fp16: bool = True,
-    tta: bool = False,
     confidence: str | Path | None = None,
     vector: str | Path | None = None,
-    workers: int | None = None,
-    overviews: OverviewResampling = "mode",
-    progress: bool = True,
+    warn: Callable[[str], None] | None = None,
+    **overrides: Any,
 ) -> PredictionSummary:
     """Predict one scene and write its land-cover COG with sidecars (and optional extras).
+
+    Before any work the scene is compared with the model's training domain
+    (:func:`~geoseg.predict.predictor.check_scene_domain`): each finding goes to ``warn``
+    (default: a log warning), into the summary (``domain``) and the GeoTIFF's tags; with
+    ``strict`` a finding refuses the scene (``DomainError``) and nothing is written.
 
     Args:
         scene: an opened :class:`~geoseg.io.Scene` or a scene path (any layout).
         model: a loaded :class:`~geoseg.bundle.ModelBundle` or its directory (a training
             run directory with ``best``/``final`` works too).
         out: the land-cover GeoTIFF (``.tif``); ``<out>.aux.xml`` and ``<base>.qml`` go beside it.
-        window: window size (default: the bundle's training window).
-        overlap: overlap in pixels (default: window // 4).
-        batch_size: windows per forward pass.
-        device: ``auto``, ``cpu`` or ``cuda``.
-        fp16: float16 autocast on CUDA.
-        tta: average over the 8 flips/rotations.
+        options: window, overlap, batch size, device, fp16, TTA, overviews, reading threads
+            and progress (:class:`~geoseg.predict.PredictOptions`; default ``PredictOptions()``).
         confidence: optional GeoTIFF of the max class probability (0–100, nodata 255).
         vector: optional GeoPackage of class polygons, dissolved per class.
-        workers: feature-reading threads.
-        overviews: overview resampling of the class COG, ``mode`` or ``nearest``.
-        progress: show a progress bar.
+        warn: receives each training-domain finding (one sentence) unless ``strict``.
+        **overrides: single options on top of ``options``, e.g. ``predict_scene(s, m, o, tta=True)``.
 
     Returns:
         The run's :class:`PredictionSummary` (pixels, valid fraction, class areas, seconds).
@@ -77,17 +76,24 @@ def predict_scene(
     Raises:
         CheckpointError, BandError, SceneError, ConfigError: bad model, scene, options or
             output paths — always before anything is written.
+        DomainError: ``strict`` and the scene does not fit the model's training data.
     """
+    opts = with_overrides(options or PredictOptions(), overrides)
     start = datetime.now(UTC)
     out = Path(out)
     conf_path = None if confidence is None else Path(confidence)
     vec_path = None if vector is None else Path(vector)
-    if overviews not in ("mode", "nearest"):
-        raise ConfigError(f"class overviews must use mode or nearest resampling, got {overviews!r}")
     opened = resolve_scene(scene)
     check_output_paths(out, conf_path, vec_path, opened, model if isinstance(model, (str, Path)) else model.path)
     bundle = load_model_bundle(model)
-    prepare_run(opened, bundle, window, overlap, batch_size, device)  # option errors before anything is written
+    prepare_run(opened, bundle, opts)  # option errors before anything is written
+    domain = check_scene_domain(opened, bundle, opts, warn)  # --strict refuses here, before anything is written
+    return _predict_checked(opened, bundle, out, opts, conf_path, vec_path, domain, start)
+
+
+def _predict_checked(opened: Scene, bundle: ModelBundle, out: Path, opts: PredictOptions, conf_path: Path | None,
+                     vec_path: Path | None, domain: DomainCheck | None, start: datetime) -> PredictionSummary:
+    """Predict a scene whose inputs, outputs and training domain were checked; write the outputs."""
     recipe = bundle.config.recipe_obj()
     tags = {
         "model": describe_model(bundle),
@@ -101,14 +107,13 @@ def predict_scene(
         "TIFFTAG_SOFTWARE": f"geoseg {__version__}",
         SIGNATURE_TAG: "land cover",
         "TIFFTAG_DATETIME": start.strftime("%Y:%m:%d %H:%M:%S"),
+        "domain_check": ("not checked: the model records no training domain" if domain is None
+                         else " | ".join([domain.status(), *domain.messages])),
     }
     writer = LandCoverWriter(out, opened.grid, bundle.config.classes, tags=tags, confidence=conf_path,
-                             vector=vec_path, overviews=overviews)
+                             vector=vec_path, overviews=opts.overviews)
     with writer:
-        stats = stream_predictions(
-            opened, bundle, writer, window=window, overlap=overlap, batch_size=batch_size, device=device,
-            fp16=fp16, tta=tta, workers=workers, progress=progress,
-        )
+        stats = stream_predictions(opened, bundle, writer, opts)
     grid = opened.grid
     pixel_ha = abs(grid.affine.a * grid.affine.e) / 10_000
     classes = tuple(ClassArea(c.code, c.name, int(writer.counts[c.code]), float(writer.counts[c.code] * pixel_ha))
@@ -120,8 +125,9 @@ def predict_scene(
         crs=grid.crs.to_string(), pixels=pixels, valid_pixels=pixels - int(writer.counts[0]), classes=classes,
         windows=len(stats.layout), windows_run=stats.windows_run, seconds=seconds,
         model_seconds=stats.model_seconds, device=stats.device, confidence=conf_path, vector=vec_path,
-        extra={"window": stats.layout.window_height, "overlap": stats.layout.overlap, "tta": tta,
+        extra={"window": stats.layout.window_height, "overlap": stats.layout.overlap, "tta": opts.tta,
                "accumulator_bytes": stats.accumulator_bytes},
+        domain=None if domain is None else domain.to_dict(),
     )
 
 
@@ -129,34 +135,33 @@ def predict_scenes(
     scenes: Sequence[Scene | str | Path],
     model: ModelBundle | str | Path,
     out_dir: str | Path,
+    options: PredictOptions | None = None,
     *,
-    window: int | None = None,
-    overlap: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    device: Device | str = "auto",
-    fp16: bool = True,
-    tta: bool = False,
     confidence: str | None = None,
     vector: str | None = None,
-    workers: int | None = None,
-    overviews: OverviewResampling = "mode",
-    progress: bool = True,
+    warn: Callable[[str], None] | None = None,
+    **overrides: Any,
 ) -> list[PredictionSummary]:
     """Predict several scenes with one model: ``<out_dir>/<scene_id>.tif`` each, in its own CRS.
 
-    Everything is checked (bands, options, output names) before the first scene is predicted. Options
-    are those of :func:`predict_scene`, except:
+    Everything is checked (bands, options, output names, the training domain) before the first
+    scene is predicted.
 
     Args:
         scenes: opened scenes or scene paths.
         model: bundle or bundle directory (loaded once).
         out_dir: output folder.
+        options: as for :func:`predict_scene` (``**overrides`` too).
         confidence: if given (e.g. ``"confidence.tif"``), also write ``<scene_id>_<confidence>``.
         vector: if given (e.g. ``"classes.gpkg"``), also write ``<scene_id>_<vector>``.
+        warn: receives each training-domain finding, as for :func:`predict_scene`.
+        **overrides: single options on top of ``options``.
 
     Raises:
         ConfigError: ``out_dir`` looks like a file, or two scenes share a scene id.
+        DomainError: ``strict`` and a scene does not fit the model's training data.
     """
+    opts = with_overrides(options or PredictOptions(), overrides)
     out_dir = Path(out_dir)
     if out_dir.suffix.lower() in _RASTER_SUFFIXES:
         raise ConfigError("with several scenes --out is a folder", path=out_dir, hint="e.g. --out predictions/")
@@ -174,13 +179,11 @@ def predict_scenes(
                 None if vector is None else out_dir / f"{s.scene_id}_{vector}")
 
     for s in opened:
-        prepare_run(s, bundle, window, overlap, batch_size, device)
+        prepare_run(s, bundle, opts)
         check_output_paths(*paths(s), s, bundle.path)
+    domains = [check_scene_domain(s, bundle, opts, warn) for s in opened]  # --strict: before the first map
     summaries = []
-    for s in opened:
+    for s, domain in zip(opened, domains, strict=True):
         out, conf, vec = paths(s)
-        summaries.append(predict_scene(
-            s, bundle, out, window=window, overlap=overlap, batch_size=batch_size, device=device, fp16=fp16,
-            tta=tta, confidence=conf, vector=vec, workers=workers, overviews=overviews, progress=progress,
-        ))
+        summaries.append(_predict_checked(s, bundle, out, opts, conf, vec, domain, datetime.now(UTC)))
     return summaries

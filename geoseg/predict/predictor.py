@@ -13,19 +13,24 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
 import torch
 from rasterio.windows import Window
 
-from geoseg.bundle import Device, ModelBundle, ModelRunner, load_model_bundle, resolve_device
-from geoseg.errors import ConfigError
+from geoseg.bundle import ModelBundle, ModelRunner, load_model_bundle, resolve_device
+from geoseg.bundle.domain import DomainCheck, check_domain, sample_scene
+from geoseg.config.schema import with_overrides
+from geoseg.errors import DomainError
 from geoseg.features import read_features
 from geoseg.io.scene import Scene, open_scene
+from geoseg.predict.options import PredictOptions
 from geoseg.predict.prefetch import prefetch
 from geoseg.predict.windows import DEFAULT_FLOOR, WindowLayout, window_layout
 from geoseg.stitch.cog import GDAL_CACHE_BYTES
@@ -33,11 +38,10 @@ from geoseg.stitch.stitcher import BlockSink, Stitcher
 from geoseg.utils.memory import keep_freed_memory
 from geoseg.utils.progress import progress_bar
 
-__all__ = ["StreamStats", "load_model_bundle", "plan_windows", "prepare_run", "stream_predictions", "DEFAULT_BATCH_SIZE"]
+__all__ = ["StreamStats", "check_scene_domain", "load_model_bundle", "plan_windows", "prepare_run",
+           "stream_predictions"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BATCH_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -63,51 +67,67 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
-def check_batch_size(batch_size: int) -> None:
-    """Raise :class:`ConfigError` unless ``batch_size`` ≥ 1."""
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be at least 1, got {batch_size}", hint="e.g. --batch-size 8")
-
-
-def prepare_run(
-    scene: Scene,
-    bundle: ModelBundle,
-    window: int | None = None,
-    overlap: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    device: Device | str = "auto",
-) -> WindowLayout:
-    """Check that ``bundle`` can predict ``scene`` with these options; return the window layout.
+def prepare_run(scene: Scene, bundle: ModelBundle, options: PredictOptions) -> WindowLayout:
+    """Check that ``bundle`` can predict ``scene`` with ``options``; return the window layout.
 
     The one set-up shared by :func:`stream_predictions` and the writers around it, so that
     every bad option fails before anything is read or written.
 
     Raises:
         BandError: the scene lacks a band the model's recipe needs.
-        ConfigError: invalid window, overlap, batch size or device.
+        ConfigError: the window does not fit the overlap, or the device is not there.
     """
     recipe = bundle.config.recipe_obj()
     scene.require_bands(recipe.required_bands, f"the model's recipe {recipe.name}")
-    layout = plan_windows(scene, bundle, window, overlap)
-    check_batch_size(batch_size)
-    resolve_device(device)
+    layout = plan_windows(scene, bundle, options.window, options.overlap)
+    resolve_device(options.device)
     return layout
+
+
+def _log_warning(message: str) -> None:
+    log.warning("%s", message)
+
+
+def check_scene_domain(scene: Scene, bundle: ModelBundle, options: PredictOptions,
+                       warn: Callable[[str], None] | None = None) -> DomainCheck | None:
+    """Compare ``scene`` with the model's training domain before any work (:mod:`geoseg.bundle.domain`).
+
+    Nine small windows of the scene are read through the feature stack (0.2-0.4 s on a full
+    10980² GeoTIFF tile, about 1 s on a JPEG 2000 ``.SAFE``). Each finding is passed to ``warn`` (default: a log warning) — or, with
+    ``options.strict``, refused.
+
+    Returns:
+        The :class:`~geoseg.bundle.domain.DomainCheck`, or None when the bundle records no
+        training domain (bundles written before it existed: nothing is compared).
+
+    Raises:
+        DomainError: ``options.strict`` and the scene does not fit the training domain.
+    """
+    domain = bundle.config.domain
+    if domain is None:
+        log.info("%s: the model records no training domain (written before geoseg recorded one): the scene is "
+                 "not compared with its training data", scene.scene_id)
+        return None
+    sample = sample_scene(scene, bundle.config.recipe_obj(), workers=options.workers or default_workers())
+    result = check_domain(domain, scene, sample)
+    if result.findings and options.strict:
+        first, more = result.findings[0], result.findings[1:]
+        extra = f" (and {len(more)} more: {', '.join(f.kind for f in more)})" if more else ""
+        raise DomainError(f"refused by --strict: {first.message}{extra}", path=scene.path,
+                          hint="without --strict (predict.strict: false) the map is written with a warning")
+    for message in result.messages:
+        (warn or _log_warning)(message)
+    return result
 
 
 def stream_predictions(
     scene: Scene,
     bundle: ModelBundle,
     sink: BlockSink,
+    options: PredictOptions | None = None,
     *,
-    window: int | None = None,
-    overlap: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    device: Device | str = "auto",
-    fp16: bool = True,
-    tta: bool = False,
-    workers: int | None = None,
     floor: float = DEFAULT_FLOOR,
-    progress: bool = True,
+    **overrides: Any,
 ) -> StreamStats:
     """Predict ``scene`` window by window and feed blended row blocks to ``sink``.
 
@@ -115,27 +135,24 @@ def stream_predictions(
         scene: the opened scene (its 10 m grid is the output grid).
         bundle: the model bundle (model, recipe, normalisation, class map).
         sink: receives every finished :class:`~geoseg.stitch.StitchedBlock`, top to bottom.
-        window: window size in pixels (default: the bundle's training window).
-        overlap: overlap between neighbouring windows (default: window // 4).
-        batch_size: windows per forward pass.
-        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        fp16: float16 autocast on CUDA.
-        tta: average over flips and 90° rotations (8 forward passes per batch).
-        workers: feature-reading threads (default: half the cores, 1–4).
+        options: window, overlap, batch size, device, precision, TTA, reading threads and
+            progress (:class:`~geoseg.predict.PredictOptions`; ``overviews`` is the writer's).
         floor: minimum blending weight of a window pixel.
-        progress: show a progress bar over windows.
+        **overrides: single options on top of ``options`` (``window=256``...).
 
     Raises:
         BandError: the scene lacks a band the model's recipe needs.
         ConfigError: invalid window/overlap/batch size or device.
     """
+    opts = with_overrides(options or PredictOptions(), overrides)
+    batch_size, progress = opts.batch_size, opts.progress
     start = time.perf_counter()
-    layout = prepare_run(scene, bundle, window, overlap, batch_size, device)
+    layout = prepare_run(scene, bundle, opts)
     keep_freed_memory()
     recipe = bundle.config.recipe_obj()
-    runner = ModelRunner(bundle, device=device, fp16=fp16, tta=tta)
+    runner = ModelRunner(bundle, device=opts.device, fp16=opts.fp16, tta=opts.tta)
     stitcher = Stitcher(scene.grid, runner.num_classes, layout.window_height, sink)
-    workers = max(1, workers if workers is not None else default_workers())
+    workers = opts.workers or default_workers()
     grid = scene.grid
     model_seconds = 0.0
     windows_run = 0

@@ -31,6 +31,9 @@ class PredictionSummary:
         windows, windows_run: windows laid out / sent to the model (all-invalid ones skip it).
         seconds: wall-clock time of the whole run; ``model_seconds``: time inside the model.
         device: where the model ran.
+        domain: the comparison of the scene with the model's training data
+            (:func:`geoseg.predict.predictor.check_scene_domain`): ``findings`` (kind, message)
+            and the figures behind them; None when the model records no training domain.
     """
 
     scene_id: str
@@ -50,6 +53,7 @@ class PredictionSummary:
     confidence: Path | None = None
     vector: Path | None = None
     extra: dict = field(default_factory=dict)
+    domain: dict | None = None  # the training-domain check (DomainCheck.to_dict()); None: not checked
 
     @property
     def valid_fraction(self) -> float:
@@ -70,6 +74,10 @@ class PredictionSummary:
             f"  time      {self.seconds:.1f} s ({self.model_seconds:.1f} s in the model, "
             f"{self.pixels / 1e6 / max(self.seconds, 1e-9):.2f} Mpx/s)",
         ]
+        if self.domain is not None and not self.domain.get("findings"):
+            out.append("  domain    fits the model's training data")
+        for finding in (self.domain or {}).get("findings", []):
+            out.append(f"  warning   {finding['message']}")
         if self.confidence:
             out.append(f"  confidence {self.confidence}")
         if self.vector:
@@ -91,5 +99,5 @@ class PredictionSummary:
             "valid_pixels": self.valid_pixels, "valid_fraction": self.valid_fraction,
             "classes": [c.__dict__ for c in self.classes], "windows": self.windows,
             "windows_run": self.windows_run, "seconds": self.seconds, "model_seconds": self.model_seconds,
-            "device": self.device, **self.extra,
+            "device": self.device, **self.extra, "domain": self.domain,
         }

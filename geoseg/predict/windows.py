@@ -17,6 +17,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from geoseg.errors import ConfigError
+from geoseg.predict.options import check_window
 
 __all__ = ["WindowLayout", "window_layout", "axis_starts", "taper_1d", "window_weights", "DEFAULT_FLOOR"]
 
@@ -73,13 +74,7 @@ def window_layout(height: int, width: int, window: int, overlap: int) -> WindowL
     Raises:
         ConfigError: Non-positive window, negative overlap, or overlap ≥ window.
     """
-    if window < 1:
-        raise ConfigError(f"window must be a positive number of pixels, got {window}")
-    if overlap < 0 or overlap >= window:
-        raise ConfigError(
-            f"overlap must be in [0, window) = [0, {window}), got {overlap}",
-            hint="use e.g. --overlap 64 with --window 256",
-        )
+    check_window(window, overlap)
     if height < 1 or width < 1:
         raise ConfigError(f"cannot lay out windows over an empty {height} x {width} grid")
     stride = window - overlap

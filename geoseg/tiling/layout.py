@@ -60,7 +60,7 @@ def check_tiling(cube_size: int, overlap: int, split_block: int) -> int:
     if cube_size < 8:
         raise ConfigError(f"cube size {cube_size} is too small", hint="use at least 8 pixels (typically 128–512)")
     if not 0 <= overlap < cube_size:
-        raise ConfigError(f"overlap {overlap} must be >= 0 and smaller than the cube size {cube_size}",
+        raise ConfigError(f"--overlap: {overlap} must be >= 0 and smaller than --cube-size {cube_size}",
                           hint="e.g. --cube-size 256 --overlap 32")
     if split_block < 1:
         raise ConfigError(f"split block {split_block} must be at least 1 cube")

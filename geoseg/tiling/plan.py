@@ -12,69 +12,22 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import field_validator, model_validator
 from rasterio.windows import Window
 
 from geoseg import __version__
 from geoseg.config.catalog import Catalog, Dataset, load_catalog
 from geoseg.config.scenes import CatalogScene, dataset_scenes
-from geoseg.config.schema import OptionsModel
-from geoseg.errors import ConfigError, LabelError
+from geoseg.errors import LabelError
 from geoseg.features.recipes import Recipe, get_recipe
+from geoseg.io.fingerprint import file_fingerprint
 from geoseg.io.labels import LabelMap, SceneLabels, prepare_labels
 from geoseg.io.sensors import REFLECTANCE_SCALE
-from geoseg.tiling.layout import CubeWindow, check_tiling, cube_windows
-from geoseg.tiling.split import check_fractions
+from geoseg.tiling.layout import CubeWindow, cube_windows
+from geoseg.tiling.options import TilingParams
 from geoseg.tiling.store import STAGING_NAME, STORE_FORMAT
 from geoseg.tiling.worker import TileTask
 
-__all__ = ["TilingParams", "TilePlan", "make_plan"]
-
-
-class TilingParams(OptionsModel):
-    """Parameters that define a store's content (changing one means a different store).
-
-    Checked when constructed (a :class:`~geoseg.errors.ConfigError` names the option): the
-    cube size, overlap and split block by :func:`~geoseg.tiling.layout.check_tiling`, the
-    split fractions by :func:`~geoseg.tiling.split.check_fractions`.
-    """
-
-    cube_size: int = 256
-    overlap: int = 32
-    min_valid: float = 0.2
-    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    seed: int = 0
-    split_block: int = 4
-    group: int = 4  # cubes per task (along a row); does not change the store's content
-
-    @field_validator("min_valid", mode="before")
-    @classmethod
-    def _min_valid(cls, value):
-        if isinstance(value, int | float) and not 0.0 <= value <= 1.0:  # named as given (2, not 2.0)
-            raise ConfigError(f"min-valid {value} must be between 0 and 1", hint="e.g. --min-valid 0.2")
-        return value
-
-    @field_validator("split", mode="before")
-    @classmethod
-    def _split(cls, value):
-        return check_fractions(value) if isinstance(value, list | tuple) else value
-
-    @field_validator("group")
-    @classmethod
-    def _group(cls, value: int) -> int:
-        if value < 1:
-            raise ConfigError(f"group {value} must be at least 1")
-        return value
-
-    @model_validator(mode="after")
-    def _tiling(self) -> TilingParams:
-        check_tiling(self.cube_size, self.overlap, self.split_block)
-        return self
-
-    @property
-    def stride(self) -> int:
-        """Pixels between the starts of neighbouring cubes of a split block."""
-        return self.cube_size - self.overlap
+__all__ = ["TilePlan", "make_plan"]
 
 
 @dataclass
@@ -152,10 +105,8 @@ def _union(run: list[tuple[int, CubeWindow]]) -> Window:
     return Window(first.col_off, first.row_off, last.col_off + last.width - first.col_off, first.height)
 
 
-def _fingerprint(path: str | Path) -> dict:
-    p = Path(path)
-    st = p.stat()
-    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+# keys of a manifest's per-scene source that describe the scene but do not decide the store's content
+SOURCE_INFO_KEYS = ("level", "offset_rule", "offset_detail")
 
 
 def _scene_sources(cs: CatalogScene) -> dict:
@@ -168,13 +119,15 @@ def _scene_sources(cs: CatalogScene) -> dict:
         "invalid_scl": list(scene.invalid_scl),
         "grid": {"crs": scene.grid.crs_wkt, "transform": list(scene.grid.transform),
                  "width": scene.grid.width, "height": scene.grid.height},
-        "files": [_fingerprint(f) for f in files],
+        "files": [file_fingerprint(f) for f in files],
         "labels": None,
     }
     if scene.scale != REFLECTANCE_SCALE:  # recorded only when stated, so older stores still resume
         source["scale"] = scene.scale
+    # information for people and the model bundle's training domain, never compared when resuming
+    source.update(level=scene.level, offset_rule=scene.offset.source, offset_detail=scene.offset.detail)
     if cs.labels is not None:
-        source["labels"] = {**_fingerprint(cs.labels.file), "column": cs.labels.column, "layer": cs.labels.layer}
+        source["labels"] = {**file_fingerprint(cs.labels.file), "column": cs.labels.column, "layer": cs.labels.layer}
     return source
 
 
@@ -239,7 +192,11 @@ def content_key(manifest: dict) -> dict:
     """The parts of a manifest that decide the store's content (compared when resuming)."""
     keys = ("format", "dataset", "recipe", "classes", "ignore_codes", "cube_size", "overlap", "min_valid",
             "split", "sources", "num_candidates")
-    return {k: manifest.get(k) for k in keys}
+    key = {k: manifest.get(k) for k in keys}
+    if isinstance(key["sources"], list):  # a store written before a source recorded them resumes alike
+        key["sources"] = [{k: v for k, v in s.items() if k not in SOURCE_INFO_KEYS} if isinstance(s, dict) else s
+                          for s in key["sources"]]
+    return key
 
 
 def describe_difference(old: dict, new: dict) -> str:

@@ -15,14 +15,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from geoseg.config.catalog import Catalog
+from geoseg.config.schema import with_overrides
 from geoseg.errors import ConfigError, CorruptStoreError, EmptyAreaError, GeosegError
 from geoseg.tiling.finalize import finalize, read_manifest
+from geoseg.tiling.options import TileOptions
 from geoseg.tiling.plan import (
     TilePlan,
-    TilingParams,
     content_key,
     describe_difference,
     make_plan,
@@ -154,7 +155,7 @@ def local_cluster(workers: int | None = None) -> Iterator:
     with dask.config.set(config), contextlib.ExitStack() as stack:
         with sigint_to_this_process_only():  # Ctrl-C: this process stops the workers, which print nothing
             cluster = stack.enter_context(LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL
             ))
             c = stack.enter_context(Client(cluster))
         yield c
@@ -259,19 +260,10 @@ def tile_dataset(
     catalog: str | Path | Catalog,
     dataset: str,
     out: str | Path,
+    options: TileOptions | None = None,
     *,
-    cube_size: int = 256,
-    overlap: int = 32,
-    min_valid: float = 0.2,
-    split: tuple[float, float, float] = (0.7, 0.15, 0.15),
-    seed: int = 0,
-    split_block: int = 4,
-    workers: int | None = None,
-    scheduler: str | None = None,
-    client=None,
-    overwrite: bool = False,
-    progress: bool = True,
-    group: int = 4,
+    client: Any = None,
+    **overrides: Any,
 ) -> TileSummary:
     """Cut every scene of ``dataset`` into masked feature cubes and write the CubeStore ``out``.
 
@@ -279,18 +271,11 @@ def tile_dataset(
         catalog: path of ``data_catalog.yaml`` or a loaded :class:`~geoseg.config.Catalog`.
         dataset: dataset name in the catalog.
         out: store directory (created; an interrupted run with the same inputs is resumed).
-        cube_size: cube height and width in pixels.
-        overlap: pixels shared by neighbouring cubes of a split block (stride = size - overlap).
-        min_valid: cubes whose valid-pixel fraction is below this are skipped.
-        split: train/val/test fractions of the split blocks.
-        seed: seed of the block shuffle.
-        split_block: cubes per split-block side (cubes of different blocks never overlap).
-        workers: worker processes of the default LocalCluster (default: one per core).
-        scheduler: address of an existing Dask scheduler (``tcp://HOST:PORT``) instead.
-        client: an existing ``distributed.Client`` to use instead (wins over both).
-        overwrite: rebuild a store built with other parameters or sources.
-        progress: show a progress bar.
-        group: cubes of one row read together per task (a speed knob; no effect on content).
+        options: the run's :class:`~geoseg.tiling.TileOptions` (cube size, overlap, split,
+            workers...); default: ``TileOptions()``.
+        client: an existing ``distributed.Client`` to use (wins over ``workers``/``scheduler``).
+        **overrides: single options instead of (or on top of) ``options``, e.g.
+            ``tile_dataset(cat, "demo", "cubes", cube_size=128)``.
 
     Raises:
         CatalogError, BandError, LabelError, CRSMismatchError, ConfigError (options, or an
@@ -298,14 +283,14 @@ def tile_dataset(
         reaches ``min_valid``; nothing is left behind).
     """
     start = time.perf_counter()
-    fractions = cast("tuple[float, float, float]", tuple(split))  # TilingParams checks it has three
-    params = TilingParams(cube_size=cube_size, overlap=overlap, min_valid=min_valid, split=fractions, seed=seed,
-                          split_block=split_block, group=group)
+    opts = with_overrides(options or TileOptions(), overrides)
+    params = opts.params()
+    workers, scheduler, min_valid = opts.workers, opts.scheduler, opts.min_valid
     claim_folder(out, STORE_KIND, legacy=LEGACY_STORE)  # before any work
     plan = make_plan(catalog, dataset, out, params)
     check_not_input({"--out": out}, plan.input_files())
     classes = plan.dataset.classes
-    existing = _prepare_store(plan, overwrite)
+    existing = _prepare_store(plan, opts.overwrite)
     common: dict[str, Any] = {"store": plan.out, "dataset": dataset, "scenes": len(plan.scenes), "candidates": len(plan.windows),
               "class_names": {c.code: c.name for c in classes}, "workers": None if scheduler or client else
               (workers or os.cpu_count()), "scheduler": scheduler}
@@ -325,7 +310,7 @@ def tile_dataset(
     try:
         with _quiet_distributed(), _client(workers, scheduler, client) as c:
             t0 = time.perf_counter()
-            for record in _run(pending, c, progress):
+            for record in _run(pending, c, opts.progress):
                 done[record["task"]] = record
             tiling_seconds = time.perf_counter() - t0
     except GeosegError:

@@ -14,10 +14,12 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from geoseg.config.schema import StrictModel, load_yaml, validate
-from geoseg.train.losses import LossName
+from geoseg.errors import ConfigError
 
-__all__ = ["TrainConfig", "Precision", "Schedule", "Strategy", "load_train_config", "DEMO_DEFAULTS"]
+__all__ = ["TrainConfig", "TrainOptions", "LossName", "Precision", "Schedule", "Strategy", "load_train_config", "DEMO_DEFAULTS",
+           "PRESETS"]
 
+LossName = Literal["ce_dice", "ce", "dice", "focal", "focal_dice"]
 Precision = Literal["auto", "32", "32-true", "16-mixed", "bf16-mixed", "64"]
 Schedule = Literal["cosine", "onecycle", "plateau", "none"]
 Strategy = Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "deepspeed_stage_2",
@@ -38,17 +40,34 @@ DEMO_DEFAULTS: _DemoDefaults = {"model": "unet", "encoder": "resnet18", "epochs"
 
 TRAIN_KIND = "training run"  # the ownership marker's kind of a MODEL_DIR (geoseg.utils.outputs)
 
+# Named sets of defaults (``--preset``), applied before the YAML and the CLI values: any option
+# given overrides its preset value. docs/seeds.md says where each value comes from.
+PRESETS: dict[str, dict[str, Any]] = {
+    # seed 001 (UNet3+ with a pretrained backbone): its training defaults that make sense offline
+    # (no hub weights, no 512 px target size: geoseg chips and cubes are often smaller)
+    "seed001": {"model": "unet3plus", "encoder": "convnext_tiny", "epochs": 30, "batch_size": 8, "patience": 15,
+                "validate_every": 2, "monitor": "val_loss", "save_every": 10},
+}
+
 
 class TrainConfig(StrictModel):
     """Options of a training run (``geoseg train``); see docs/training.md for a guide."""
 
     schema_version: Literal[1] = 1
+    preset: Literal["seed001"] | None = Field(
+        None, description="start from a named set of defaults (seed001: the UNet3+ seed's; docs/seeds.md); "
+                          "options given override it")
     # --- data
-    cubes: Path | None = Field(None, description="CubeStore directory written by `geoseg tile`")
+    cubes: Path | None = Field(None, description="CubeStore directory written by `geoseg tile`, or an "
+                                "(N, C+1, H, W) .npy/.npz array: channels, then the labels")
+    data_root: Path | None = Field(
+        None, description="instead of cubes: a folder of chips, images/ + masks/ + train.csv/val.csv "
+                          "(docs/training.md)")
     out: Path | None = Field(None, description="MODEL_DIR: best/, final/, epoch_N/, checkpoints/, plots, logs")
     train_split: Literal["train", "val", "test"] = Field("train", description="split of the store used for training")
     val_split: Literal["train", "val", "test"] = Field("val", description="split used for validation (early stopping, best/)")
-    target_size: int | None = Field(None, ge=8, description="train on target_size² cubes (None: the cube size)")
+    target_size: int | None = Field(None, ge=8, description="training size in pixels, by random crop or resize "
+                                     "(default: the cube size)")
     target_mode: Literal["crop", "resize"] = Field(
         "crop", description="crop: random crops for training, whole cubes for validation; "
                             "resize: nearest resize of training and validation cubes")
@@ -57,26 +76,26 @@ class TrainConfig(StrictModel):
     downsample_size: int = Field(100, ge=1, description="cubes per split kept with --downsample")
     in_memory: Literal["auto", "yes", "no"] = Field(
         "auto", description="load the cubes into RAM (auto: when they take less than 2 GB)")
-    num_workers: int | None = Field(None, ge=0, description="DataLoader workers (None: 0 in memory, else 2)")
+    num_workers: int | None = Field(None, ge=0, description="DataLoader workers (default: 0 in memory, else 2)")
     # --- model
-    model: str = Field(DEMO_DEFAULTS["model"], description="architecture: rsprunetpp, unet3plus, deeplabv3plus, pspnet, unet")
-    encoder: str | None = Field(DEMO_DEFAULTS["encoder"], description="timm encoder (backbone); None: the architecture's default")
+    model: str = Field(DEMO_DEFAULTS["model"], description="architecture (geoseg models): rsprunetpp, unet3plus, deeplabv3plus, pspnet, unet")
+    encoder: str | None = Field(DEMO_DEFAULTS["encoder"], description="encoder (timm backbone); None: the architecture's default")
     pretrained: bool | Path = Field(False, description="False (offline default), True (timm hub) or a local weights file")
-    freeze_backbone: bool = False
+    freeze_backbone: bool = Field(False, description="train the decoder only (encoder weights and statistics frozen)")
     deep_supervision: bool = Field(False, description="train the deep-supervision heads (rsprunetpp, unet3plus)")
     cat_channels: int | None = Field(None, ge=1, description="UNet3+ channels per skip connection")
     aux_head: bool = Field(False, description="add the aux classification head (class presence, BCE)")
     model_options: dict[str, Any] = Field(default_factory=dict, description="other architecture options (geoseg models)")
     # --- optimisation
-    epochs: int = Field(DEMO_DEFAULTS["epochs"], ge=1)
+    epochs: int = Field(DEMO_DEFAULTS["epochs"], ge=1, description="training epochs")
     batch_size: int = Field(DEMO_DEFAULTS["batch_size"], ge=1, description="batch size per device")
-    lr: float = Field(DEMO_DEFAULTS["lr"], gt=0, description="(peak) learning rate")
-    weight_decay: float = Field(1e-4, ge=0)
-    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(DEMO_DEFAULTS["lr"], gt=0, description="peak learning rate")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW/SGD weight decay")
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="optimiser")
     schedule: Schedule = Field("cosine", description="learning-rate schedule")
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up (cosine schedule)")
     loss: LossName = Field("ce_dice", description="mask loss")
-    focal_gamma: float = Field(2.0, ge=0)
+    focal_gamma: float = Field(2.0, ge=0, description="focal loss gamma")
     class_weights: Literal["none", "auto"] = Field("none", description="auto: median-frequency weights from the store's class counts")
     deep_weight: float = Field(0.4, ge=0, description="weight of each deep-supervision head")
     aux_weight: float = Field(0.4, ge=0, description="weight of PSPNet's aux mask head")
@@ -89,12 +108,12 @@ class TrainConfig(StrictModel):
     validate_every: int = Field(1, ge=1, description="validate every N epochs")
     save_every: int | None = Field(None, ge=1, description="also write epoch_N/ every N epochs")
     monitor: Literal["val_miou", "val_loss"] = Field("val_miou", description="metric selecting best/ and early stopping")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="random seed")
     # --- hardware
-    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field("auto", description="device type")
     devices: int | str = Field("auto", description="devices per node (int, 'auto' or a list like '0,1')")
-    num_nodes: int = Field(1, ge=1)
-    strategy: Strategy = "auto"
+    num_nodes: int = Field(1, ge=1, description="nodes (SLURM: srun starts one task per device)")
+    strategy: Strategy = Field("auto", description="distributed strategy")
     precision: Precision = Field("auto", description="auto: bf16/16-mixed on CUDA, 32 on CPU")
     channels_last: Literal["auto", "yes", "no"] = Field("auto", description="auto: on CUDA")
     compile: bool = Field(False, description="torch.compile the model")
@@ -104,7 +123,7 @@ class TrainConfig(StrictModel):
     resume: bool | Literal["auto"] | Path = Field(
         False, description="True: continue from MODEL_DIR/checkpoints/last.ckpt; 'auto': if it exists; or a .ckpt path")
     overwrite: bool = Field(False, description="replace the outputs of an earlier run in MODEL_DIR")
-    progress: bool = True
+    progress: bool = Field(True, description="show a progress bar (plain log lines when not a terminal)")
     max_time: str | None = Field(None, description="stop after DD:HH:MM:SS (the checkpoint allows --resume)")
     limit_batches: int | None = Field(None, ge=1, description="debug: batches per epoch (train and val)")
     profiler: Literal["simple", "advanced"] | None = Field(
@@ -122,10 +141,24 @@ class TrainConfig(StrictModel):
     def _precision(cls, value: str) -> str:
         return "32-true" if value == "32" else value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        """The preset's values under the ones given (an unknown preset is refused by the field)."""
+        if isinstance(data, dict) and isinstance(data.get("preset"), str) and data["preset"] in PRESETS:
+            return {**PRESETS[data["preset"]], **data}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
+        if self.cubes is not None and self.data_root is not None:
+            raise ConfigError("give either CUBES (a CubeStore) or --data-root (a folder of chips), not both")
         if self.cat_channels is not None and self.model != "unet3plus":
             raise ValueError(f"cat_channels is a unet3plus option, but model is {self.model!r}")
+        if self.model_options.get("classifier_activation") not in (None, "none", "identity"):
+            raise ConfigError("model option classifier_activation turns the logits into probabilities, but "
+                              "geoseg trains on logits (and the predictor applies softmax itself)",
+                              hint="leave it unset for geoseg train; set it on the model you export or call")
         return self
 
     def model_kwargs(self) -> dict[str, Any]:
@@ -144,6 +177,10 @@ class TrainConfig(StrictModel):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+TrainOptions = TrainConfig
+"""The training stage's options model (the name matches ``TileOptions``, ``PredictOptions``...)."""
+
+
 def load_train_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Read a YAML config (optional) and apply ``overrides`` (None values are skipped).
 
@@ -157,7 +194,7 @@ def load_train_config(path: str | Path | None = None, **overrides: Any) -> Train
     if path is not None:
         base = load_yaml(path, TrainConfig).model_dump(exclude_unset=True)
         root = Path(path).resolve().parent  # relative paths in the YAML are relative to the YAML
-        for key in ("cubes", "out", "pretrained", "resume"):
+        for key in ("cubes", "data_root", "out", "pretrained", "resume"):
             if isinstance(base.get(key), Path) and not base[key].is_absolute():
                 base[key] = root / base[key]
     base.update({k: v for k, v in overrides.items() if v is not None})

@@ -16,7 +16,6 @@ Losses are computed in float32 whatever the autocast precision.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import torch
@@ -25,12 +24,12 @@ from torch import Tensor, nn
 
 from geoseg.models.outputs import ModelOutput
 from geoseg.models.pointrend import point_sample
+from geoseg.train.config import LossName
 from geoseg.train.metrics import IGNORE_INDEX
 
 __all__ = ["LossName", "SegmentationLoss", "dice_loss", "focal_loss", "weighted_ce", "class_weights_from_counts",
            "class_presence"]
 
-LossName = Literal["ce_dice", "ce", "dice", "focal", "focal_dice"]
 
 
 def _valid(target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:

@@ -133,7 +133,7 @@ def _check_out(cfg: TrainConfig, out: Path, resume: Path | None) -> list[str]:
     """
     previous = claim_folder(out, TRAIN_KIND, flag="--out", legacy=_LEGACY)
     pretrained = cfg.pretrained if isinstance(cfg.pretrained, Path) else None
-    check_not_input({"--out": out}, [cfg.cubes, pretrained])
+    check_not_input({"--out": out}, [cfg.cubes, cfg.data_root, pretrained])
     if resume is not None:
         old_cfg = out / "config.yaml"
         if old_cfg.is_file():
@@ -192,6 +192,22 @@ def _no_interrupt_notice(record: logging.LogRecord) -> bool:
     return "Detected KeyboardInterrupt" not in record.getMessage()
 
 
+def _training_domain(dm: Any, split: str) -> dict[str, Any]:
+    """The bundle's ``domain`` (:mod:`geoseg.bundle.domain`): levels, offset rules and scales of the
+    store's scenes, channel statistics and valid fractions of the ``split`` cubes (a sample of
+    at most 32 cubes for the percentiles: about a second, whatever the store's size)."""
+    from geoseg.bundle.domain import build_domain, cube_percentiles
+
+    store = dm.store
+    ids = dm.split_ids(split)
+    percentiles, pixels = cube_percentiles(store.read_cube, ids, dm.mask_channels)
+    index = store.index
+    fractions = index.loc[index["cube_id"].isin(ids), "valid_fraction"].tolist()
+    domain = build_domain(store.manifest, store.stats, split=split, percentiles=percentiles, sample_pixels=pixels,
+                          valid_fractions=fractions)
+    return domain.model_dump(mode="json")
+
+
 def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Train a model on a CubeStore and write MODEL_DIR (see the module docstring).
 
@@ -222,15 +238,21 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
     from geoseg.train.profiling import make_profiler
 
     keep_freed_memory()  # 10-30 % faster CPU steps: activations reuse the heap (geoseg.utils.memory)
-    if config.cubes is None or config.out is None:
-        raise ConfigError("training needs `cubes` (a CubeStore) and `out` (MODEL_DIR)",
+    if (config.cubes is None and config.data_root is None) or config.out is None:
+        raise ConfigError("training needs `cubes` (a CubeStore, or `data_root`: a folder of chips) and `out` (MODEL_DIR)",
                           hint="geoseg train CUBES --out MODEL_DIR, or set both in the --config YAML")
     out = Path(config.out)
     resume = _resume_path(config, out)
     previous = _check_out(config, out, resume)  # on every rank: all fail alike, before any process group
     pl.seed_everything(config.seed, workers=True, verbose=False)
+    if config.data_root is not None:  # seed 001's form: chips read as a CubeStore (geoseg.data.chips)
+        from geoseg.data.chips import ChipStore
+
+        source: Any = ChipStore.open_root(config.data_root)
+    else:
+        source = config.cubes
     dm = CubeDataModule(
-        config.cubes, batch_size=config.batch_size, num_workers=config.num_workers, target_size=config.target_size,
+        source, batch_size=config.batch_size, num_workers=config.num_workers, target_size=config.target_size,
         target_mode=config.target_mode, augment=config.augment, train_split=config.train_split,
         val_split=config.val_split, downsample=config.downsample_size if config.downsample else None,
         seed=config.seed, in_memory=config.in_memory,
@@ -250,7 +272,8 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
         "classes": [c.model_dump() for c in dm.classes], "normalization": dm.normalization.model_dump(),
         "window": dm.window, "mask_channels": dm.mask_channels,
         "target_size": config.target_size, "target_mode": config.target_mode,
-        "extra": {"cubes": str(Path(config.cubes).resolve()), "cube_size": dm.store.cube_size,
+        "domain": _training_domain(dm, config.train_split),  # what predict compares a scene with
+        "extra": {"cubes": str(Path(dm.store.path).resolve()), "cube_size": dm.store.cube_size,
                   "class_weights": weights, "train": config.model_dump(mode="json")},
     }
     # every output of the run (config.yaml, bundles, history, plots) is written by global rank 0

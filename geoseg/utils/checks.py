@@ -11,10 +11,13 @@ import math
 import re
 from collections.abc import Iterable
 from numbers import Integral, Real
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from geoseg.errors import ConfigError
 
-__all__ = ["check_number", "check_scene_options", "check_device_name", "DEVICE_HINT"]
+__all__ = ["check_number", "check_scene_options", "check_device_name", "DEVICE_HINT", "DeviceName"]
 
 _DEVICE_NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DEVICE_HINT = "use auto, cpu, cuda, cuda:N or mps"
@@ -33,6 +36,10 @@ def check_device_name(name: str) -> str:
     if not _DEVICE_NAME.match(text):
         raise ValueError(f"unknown device {name!r}; {DEVICE_HINT}")
     return text
+
+
+DeviceName = Annotated[str, AfterValidator(check_device_name)]
+"""A validated device name for options models (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
 
 
 def check_number(name: str, value: object, *, min: float | None = None, max: float | None = None,

@@ -159,7 +159,7 @@ def _point_model(name: str = "pspnet", **kw):
                         point_train_points=96, point_subdivision_points=50, point_fc_dim=32, **kw)
 
 
-@pytest.mark.parametrize("name", ["pspnet", "deeplabv3plus"])
+@pytest.mark.parametrize("name", ["pspnet", "deeplabv3plus", "unet", "unet3plus", "rsprunetpp"])
 def test_pointrend_training_outputs(name: str) -> None:
     model = _point_model(name, **({"use_unet": False} if name == "pspnet" else {}))
     out = model.forward_train(torch.randn(2, 4, 60, 52))  # padded internally to 64x64
@@ -226,6 +226,68 @@ def test_pointrend_inference_subdivides_up_to_the_input_size(monkeypatch: pytest
     assert steps[-1][3] == (60, 64)  # padding rows are never refined
 
 
+def test_pointrend_is_supported_by_every_architecture() -> None:
+    from geoseg.models import list_models
+
+    info = describe_models()
+    assert all(info[name]["capabilities"]["pointrend"] for name in list_models())
+    assert all(any(o["name"] == "pointrend" for o in info[name]["options"]) for name in list_models())
+
+
 def test_pointrend_is_refused_where_unsupported() -> None:
-    with pytest.raises(ModelError, match="unknown option 'pointrend'"):
-        create_model("unet", encoder="test_resnet", pointrend=True)
+    from geoseg.models.unet import UNet, UNetOptions
+
+    class NoPoints(UNet):
+        supports_pointrend = False
+
+    with pytest.raises(ModelError, match="does not support pointrend"):
+        NoPoints(4, 3, "test_resnet", UNetOptions(pointrend=True))
+
+
+@pytest.mark.parametrize(("name", "encoder", "steps"), [
+    ("unet", "test_resnet", [(64, 64)]),                    # full-resolution logits: one pass
+    ("unet3plus", "test_convnext", [(32, 32), (64, 64)]),   # D_0 at stride 4
+    ("unet3plus", "test_resnet", [(64, 64)]),               # D_0 at stride 2
+    ("rsprunetpp", "test_resnet", [(64, 64)]),              # the X(0, j) grid at stride 2
+])
+def test_pointrend_on_the_unet_family_refines_the_decoder_logits(name, encoder, steps, monkeypatch) -> None:
+    model = create_model(name, in_channels=4, num_classes=3, encoder=encoder, pointrend=True,
+                         point_subdivision_points=50, point_fc_dim=16).eval()
+    seen = []
+    original = model.point_head.subdivision_step
+
+    def spy(logits, coarse, fine, size, valid=None):
+        refined, idx = original(logits, coarse, fine, size, valid)
+        up = torch.nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        seen.append((tuple(size), (refined != up).any(dim=1).sum().item(), valid))
+        return refined, idx
+
+    monkeypatch.setattr(model.point_head, "subdivision_step", spy)
+    with torch.no_grad():
+        out = model(torch.randn(1, 4, 60, 64))
+    assert out.shape == (1, 3, 60, 64)
+    assert [s[0] for s in seen] == steps
+    assert all(0 < changed <= 50 for _, changed, _ in seen)
+    assert seen[-1][2] == (60, 64)  # padding rows are never refined
+
+
+def test_inference_at_full_resolution_refines_the_most_uncertain_cells_once() -> None:
+    head = PointHead(8, 3, PointRendOptions(point_subdivision_points=20, point_fc_dim=16))
+    coarse, fine = torch.randn(2, 3, 16, 16), torch.randn(2, 8, 4, 4)
+    with torch.no_grad():
+        refined = head.inference(coarse, fine, (16, 16))
+    changed = (refined != coarse).any(dim=1).reshape(2, -1)
+    unc = calculate_uncertainty(coarse).reshape(2, -1)
+    assert torch.equal(changed.nonzero()[:, 1].reshape(2, -1).sort(1).values,
+                       unc.topk(20, dim=1).indices.sort(1).values)
+
+
+def test_rsprunetpp_pointrend_keeps_the_fused_mask() -> None:
+    """With PointRend the heads are fused on their own grid: the same mask as fusing upsampled heads."""
+    kw = dict(in_channels=4, num_classes=3, encoder="test_resnet", decoder_channels=[16, 16, 8, 8])
+    plain = create_model("rsprunetpp", **kw)
+    points = create_model("rsprunetpp", pointrend=True, point_fc_dim=16, **kw)
+    missing, unexpected = points.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and all(k.startswith("point_head.") for k in missing)
+    x = torch.randn(2, 4, 64, 64)
+    torch.testing.assert_close(points.forward_train(x).mask, plain.forward_train(x).mask, atol=1e-5, rtol=1e-4)

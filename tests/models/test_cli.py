@@ -28,7 +28,9 @@ def test_models_rich_table_and_json() -> None:
     data = json.loads(CliRunner().invoke(models_cmd, ["--json"]).output)
     assert list(data) == list_models()
     assert data["unet3plus"]["default_encoder"] == "convnext_tiny"
-    assert {"name": "cat_channels", "type": "int", "default": 64}.items() <= data["unet3plus"]["options"][2].items()
+    options = {o["name"]: o for o in data["unet3plus"]["options"]}
+    assert {"name": "cat_channels", "type": "int", "default": 64}.items() <= options["cat_channels"].items()
+    assert all(data[name]["capabilities"]["pointrend"] for name in list_models())
 
 
 def test_unknown_model_is_a_one_line_error(capsys) -> None:

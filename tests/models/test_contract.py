@@ -160,3 +160,39 @@ def test_whole_checkpoint_as_pretrained(name: str, variant: str, tmp_path) -> No
         assert isinstance(y_got, tuple) and torch.equal(y_got[1], y_want[1])
         y_want, y_got = y_want[0], y_got[0]
     assert torch.equal(y_got, y_want)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_pointrend_contract(name: str, tmp_path) -> None:
+    """PointRend on every architecture: training points and their loss, refined eval output, round trip."""
+    model = create_model(name, in_channels=24, num_classes=K, encoder=SMALL_ENCODER[name], channel_names=S2_24,
+                         aux_params={"classes": 3}, pointrend=True, point_train_points=48,
+                         point_subdivision_points=64, point_fc_dim=16, **SMALL_OPTIONS[name])
+    assert model.supports_pointrend and model.point_head is not None
+    x = make_input(2, 24, 38, 38, invalid_fraction=0.25)  # not a multiple of the encoder stride
+    target = torch.randint(0, K, (2, 38, 38))
+    out = model.train().forward_train(x)
+    assert out.mask.shape == (2, K, 38, 38)
+    assert out.point_logits.shape == (2, K, 48) and out.point_coords.shape == (2, 48, 2)
+    assert out.point_coords.min() >= 0 and out.point_coords.max() <= 1
+    grid = 2.0 * out.point_coords.unsqueeze(2) - 1.0  # the ground truth at the points (outputs.py recipe)
+    pt = torch.nn.functional.grid_sample(target[:, None].float(), grid, mode="nearest",
+                                         align_corners=False).squeeze(1).squeeze(-1).long()
+    loss = (torch.nn.functional.cross_entropy(out.mask, target)
+            + torch.nn.functional.cross_entropy(out.point_logits, pt)
+            + sum(d.square().mean() for d in out.deep) + out.label.square().mean())
+    if out.aux_mask is not None:
+        loss = loss + out.aux_mask.square().mean()
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert model.point_head.predictor.weight.grad.abs().sum() > 0
+
+    model.eval()
+    with torch.no_grad():
+        (y1, label), (y2, _) = model(x), model(x)
+    assert y1.shape == (2, K, 38, 38) and label.shape == (2, 3) and torch.isfinite(y1).all()
+    assert torch.equal(y1, y2)
+    rebuilt = load_model(save_weights(model, tmp_path / "m.safetensors")).eval()
+    assert rebuilt.spec == model.spec and rebuilt.spec["options"]["pointrend"] is True
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x)[0], y1)

@@ -133,11 +133,14 @@ class NoDilationEncoder(TinySmpEncoder):
         super().__init__(in_channels, depth)
 
 
-def test_custom_encoder_dilation() -> None:
+def test_custom_encoder_dilation(caplog: pytest.LogCaptureFixture) -> None:
     register_encoder("tiny_nodil", NoDilationEncoder)
     try:
-        with pytest.raises(ModelError, match="output_stride"):
-            create_model("deeplabv3plus", in_channels=3, encoder="tiny_nodil")
+        with pytest.raises(ModelError, match="coarser than output_stride=16"):  # asked for explicitly
+            create_model("deeplabv3plus", in_channels=3, encoder="tiny_nodil", output_stride=16)
+        with caplog.at_level("WARNING", logger="geoseg.models.encoders"):  # only the default: a note
+            model = create_model("deeplabv3plus", in_channels=3, encoder="tiny_nodil")
+        assert model.encoder.reductions[-1] == 32 and "cannot be dilated to output_stride=16" in caplog.text
         model = create_model("deeplabv3plus", in_channels=3, encoder="tiny_nodil", output_stride=32)
         assert model(torch.randn(2, 3, 64, 64)).shape == (2, 3, 64, 64)
     finally:

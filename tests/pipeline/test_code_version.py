@@ -64,7 +64,7 @@ def test_each_step_hashes_its_own_stage() -> None:
     assert {"geoseg/tiling/tiler.py", "geoseg/features/kernel.py", "geoseg/io/reader.py",
             "geoseg/features/recipes.yaml"} <= files["tile"]
     assert not any(f.startswith(("geoseg/train/", "geoseg/models/", "geoseg/predict/")) for f in files["tile"])
-    assert {"geoseg/train/runner.py", "geoseg/train/evaluate.py", "geoseg/models/unet.py",
+    assert {"geoseg/train/runner.py", "geoseg/train/evaluation.py", "geoseg/models/unet.py",
             "geoseg/data/datamodule.py"} <= files["train"] == files["evaluate"]
     assert not any(f.startswith(("geoseg/predict/", "geoseg/stitch/", "geoseg/export/")) for f in files["train"])
     assert {"geoseg/predict/__init__.py", "geoseg/stitch/__init__.py"} <= files["predict"]

@@ -154,7 +154,7 @@ def test_output_folder_not_writable(model_dir, two_scenes, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("option", "value", "needle"), [
-    ("--window", "0", "window"), ("--overlap", "64", "overlap"), ("--batch-size", "0", "batch size"),
+    ("--window", "0", "window"), ("--overlap", "64", "overlap"), ("--batch-size", "0", "--batch-size"),
     pytest.param("--device", "cuda", "CUDA", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU"))])
 def test_bad_options(model_dir, two_scenes, tmp_path, capsys, option, value, needle):
     code, _, err = run_cli(["predict", "-m", model_dir, "-s", two_scenes[0], "-o", tmp_path / "lc.tif",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from geoseg.errors import ConfigError
-from geoseg.predict import axis_starts, taper_1d, window_layout, window_weights
+from geoseg.predict.windows import axis_starts, taper_1d, window_layout, window_weights
 
 
 @pytest.mark.parametrize(("size", "window", "stride", "expected"), [

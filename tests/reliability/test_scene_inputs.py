@@ -344,9 +344,25 @@ def test_date_selects_one_acquisition(demo_copy: Path, tmp_path: Path) -> None:
     result = run_cli("inspect", scene, "--date", "2023-06-12")
     assert result.returncode == 0, result.stderr
     assert "acquired 20230612T101559" in result.stdout and "B04@10m" in result.stdout
+    iso = run_cli("inspect", scene, "--datetime", "2023-06-12T10:15:59Z")
+    assert iso.returncode == 0, iso.stderr
+    assert "acquired 20230612T101559" in iso.stdout
     refused = run_cli("inspect", scene, "--date", "20200101")
     assert "no band files of acquisition '20200101'" in assert_refused(refused, scene.name)
     assert_unchanged(before, demo_copy)
+
+
+def test_datetime_in_iso_8601_and_as_a_catalog_key(demo_copy: Path, tmp_path: Path) -> None:
+    """STAC and most tools write ISO 8601 (``2023-06-12T10:15:59.024Z``): it selects the same acquisition."""
+    from geoseg.config import dataset_scenes, load_catalog
+    from geoseg.io import open_scene
+
+    scene, _ = mix_acquisitions(demo_copy, keep_original=True)
+    assert open_scene(scene, date="2023-06-12T10:15:59.024Z").datetime == "20230612T101559"
+    catalog = write_catalog(tmp_path / "catalog.yaml", scene)
+    catalog.write_text(catalog.read_text().replace("id: s", "id: s\n      datetime: 2023-06-12T10:15:59Z"))
+    opened = dataset_scenes(load_catalog(catalog), "d")[0].scene
+    assert opened.datetime == "20230612T101559" and "20230612T101559" in opened.bands["B04"].path
 
 
 # --------------------------------------------------------------------------- 6. a stack where a band file should be

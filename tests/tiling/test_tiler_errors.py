@@ -77,7 +77,7 @@ def test_empty_selection_leaves_no_store(demo480, client, tmp_path) -> None:
 
 
 def test_bad_options(demo_catalog, tmp_path, capsys) -> None:
-    with pytest.raises(ConfigError, match="overlap 64 must be >= 0 and smaller than the cube size 64"):
+    with pytest.raises(ConfigError, match="--overlap: 64 must be >= 0 and smaller than --cube-size 64"):
         tile_dataset(demo_catalog, "demo480", tmp_path / "out", cube_size=64, overlap=64, progress=False)
     with pytest.raises(ConfigError, match="must be three non-negative numbers summing to 1"):
         tile_dataset(demo_catalog, "demo480", tmp_path / "out", split=(0.8, 0.3, 0.1), progress=False)

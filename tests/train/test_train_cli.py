@@ -91,3 +91,13 @@ def test_config_model_rejects_bad_values_and_resolves_aliases(tmp_path):
     cfg.write_text("schedule: cosinus\n")
     with pytest.raises(ConfigError, match="schedule"):
         load_train_config(cfg)
+
+
+def test_an_activated_classifier_is_refused_for_training():
+    """geoseg trains on logits: seed 003's classifier_activation would train on probabilities."""
+    from geoseg.errors import ConfigError
+    from geoseg.train import load_train_config
+
+    with pytest.raises(ConfigError, match="classifier_activation"):
+        load_train_config(model="deeplabv3plus", model_options={"classifier_activation": "softmax"})
+    assert load_train_config(model="deeplabv3plus", model_options={"classifier_activation": None}).model_options

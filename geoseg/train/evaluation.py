@@ -22,17 +22,22 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from geoseg.bundle import ModelRunner, load_bundle, resolve_bundle_dir, resolve_device
+from geoseg.config.schema import with_overrides
 from geoseg.errors import ConfigError, LabelError
+from geoseg.train.evaluate_options import EvaluateOptions
 from geoseg.train.metrics import IGNORE_INDEX, Scores, confusion_scores
 from geoseg.utils.memory import keep_freed_memory
 from geoseg.utils.outputs import atomic_folder, check_not_input, claim_folder, legacy_entries
+
+if TYPE_CHECKING:
+    from geoseg.data.chips import ChipList
 
 __all__ = ["EvalResult", "evaluate", "format_report"]
 
@@ -67,32 +72,23 @@ def _check_compatible(bundle, store) -> None:
 
 def evaluate(
     bundle_dir: str | Path,
-    cubes: str | Path,
+    cubes: str | Path | ChipList,
     out: str | Path,
-    *,
-    split: str = "test",
-    batch_size: int = 16,
-    save_examples: int = 0,
-    fp16: bool = False,
-    device: str = "auto",
-    num_workers: int | None = None,
-    compile: bool = False,
+    options: EvaluateOptions | None = None,
+    **overrides: Any,
 ) -> EvalResult:
-    """Evaluate the model bundle ``bundle_dir`` (e.g. MODEL_DIR/best) on ``split`` of ``cubes``.
+    """Evaluate the model bundle ``bundle_dir`` (e.g. MODEL_DIR/best) on a split of ``cubes``.
 
     Args:
         bundle_dir: A model bundle written by ``geoseg train`` (config.json + weights: MODEL_DIR/best,
             final or epoch_N), or the training run's MODEL_DIR: its ``best`` bundle is used
             (``final`` when no validation ran), as by ``geoseg predict``.
-        cubes: CubeStore directory.
+        cubes: CubeStore directory, or a :class:`~geoseg.data.chips.ChipList` (chips listed in a
+            CSV, seed 001's form: all of them are scored, as the split ``split``).
         out: EVAL_DIR (replaced atomically).
-        split: ``train``, ``val`` or ``test``.
-        batch_size: Cubes per forward pass.
-        save_examples: Write this many example figures (the first cubes of the split).
-        fp16: Reduced-precision inference (float16 on CUDA, bfloat16 on CPU).
-        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
-        num_workers: DataLoader workers (None: automatic).
-        compile: ``torch.compile`` the model.
+        options: split, batch size, example figures, precision, device, DataLoader workers,
+            compile (:class:`~geoseg.train.EvaluateOptions`; default ``EvaluateOptions()``).
+        **overrides: single options on top of ``options``, e.g. ``evaluate(m, c, o, split="val")``.
 
     Returns:
         The :class:`EvalResult`.
@@ -101,25 +97,31 @@ def evaluate(
         CheckpointError: Not a model directory, or it does not exist.
         MissingFileError: No CubeStore at ``cubes``.
         ConfigError / LabelError: Channels or class map of cubes and model differ; the
-            device is not available.
+            device is not available; an option is invalid.
         EmptyAreaError: The split has no cubes.
     """
+    opts = with_overrides(options or EvaluateOptions(), overrides)
+    split, batch_size, save_examples = opts.split, opts.batch_size, opts.save_examples
+    from geoseg.data.chips import ChipList
     from geoseg.data.datamodule import CubeDataModule
     from geoseg.train.plots import plot_confusion, plot_example, rgb_composite
 
     claim_folder(out, EVAL_KIND, legacy=_LEGACY)  # before any work
     keep_freed_memory()
     start = time.perf_counter()
-    dev = resolve_device(device)
+    dev = resolve_device(opts.device)
     bundle_path = resolve_bundle_dir(bundle_dir, flag="")  # a training run: its best (or final) bundle
     bundle = load_bundle(bundle_path, device=dev)
-    check_not_input({"--out": out}, [bundle_dir, cubes])
+    check_not_input({"--out": out}, [bundle_dir, *(cubes.inputs() if isinstance(cubes, ChipList) else [cubes])])
     cfg = bundle.config
-    dm = CubeDataModule(cubes, batch_size=batch_size, num_workers=num_workers, target_size=cfg.eval_resize,
+    source = (cubes.open(split, recipe=cfg.recipe_obj(), classes=cfg.classes) if isinstance(cubes, ChipList)
+              else cubes)
+    dm = CubeDataModule(source, batch_size=batch_size, num_workers=opts.num_workers,
+                        target_size=opts.target_size or cfg.eval_resize,
                         target_mode="resize", augment=False, normalization=cfg.normalization)
     _check_compatible(bundle, dm.store)
     dm.mask_channels = cfg.mask_channels
-    runner = ModelRunner(bundle, dev, fp16=fp16, cpu_precision="bfloat16", compile=compile)
+    runner = ModelRunner(bundle, dev, fp16=opts.fp16, cpu_precision="bfloat16", compile=opts.compile)
     k = len(cfg.classes)
     confusion = MulticlassConfusionMatrix(k, ignore_index=IGNORE_INDEX, validate_args=False).to(dev)
     examples: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -140,7 +142,7 @@ def evaluate(
     names = [c.name for c in cfg.classes]
     metrics = {
         **scores.to_dict(names),
-        "split": split, "num_cubes": int(len(ids)), "cubes": str(Path(cubes).resolve()),
+        "split": split, "num_cubes": int(len(ids)), "cubes": str(Path(dm.store.path).resolve()),
         "model_dir": str(bundle_path.resolve()), "model": cfg.model.get("name"),
         "encoder": cfg.model.get("encoder"), "classes": [c.model_dump() for c in cfg.classes],
         "miou_definition": "mean IoU over classes present in the ground truth or the prediction",

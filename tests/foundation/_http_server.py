@@ -1,0 +1,138 @@
+"""A local HTTP file server for remote-read tests: 127.0.0.1 only, HTTP Range requests, fault modes.
+
+:func:`serve_folder` serves a folder from a thread of this process and always stops it (also
+when the test fails). ``mode`` chooses how it answers:
+
+* ``"range"``: a well-behaved static server: ``206 Partial Content`` for ``Range: bytes=a-b``
+  (what GDAL's ``/vsicurl/`` asks for), ``200`` for a plain GET, ``404`` for a missing file;
+* ``"drop"``: sends the status line and headers of a valid answer, then closes the socket
+  without a byte of the body (a connection dropped mid-response);
+* ``"drop-data"``: answers requests starting in the first ``keep`` bytes (a GeoTIFF's header)
+  normally and drops those starting later like ``"drop"`` (the file opens, reading pixels fails);
+* ``"stall"``: sends the headers, then nothing until the server stops (a hung connection: the
+  client's timeout must end it);
+* ``"no-range"``: ignores ``Range`` and answers ``200`` with the whole file (a server without
+  range support).
+
+Every request is recorded in ``server.requests`` as ``(method, path, Range header or None, status)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as GDAL (libcurl) expects from a file server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+        pass  # quiet: pytest shows the requests through server.requests when needed
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
+        self._answer(body=False)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._answer(body=True)
+
+    def _answer(self, body: bool) -> None:
+        server: Any = self.server
+        rel = self.path.split("?", 1)[0].lstrip("/")
+        path = (server.root / rel).resolve()
+        wanted = self.headers.get("Range")
+        if not path.is_file() or server.root not in path.parents:
+            server.requests.append((self.command, self.path, wanted, 404))
+            self._headers(404, 0, extra={"Content-Type": "text/plain"})
+            if body:
+                self.wfile.write(b"")
+            return
+        size = path.stat().st_size
+        start, end, status = 0, size - 1, 200
+        match = _RANGE.match(wanted or "")
+        if match and server.mode != "no-range":
+            first, last = match.groups()
+            if first:
+                start, end = int(first), min(int(last) if last else size - 1, size - 1)
+            else:  # bytes=-N: the last N bytes
+                start, end = max(0, size - int(last)), size - 1
+            if start >= size:
+                server.requests.append((self.command, self.path, wanted, 416))
+                self._headers(416, 0, extra={"Content-Range": f"bytes */{size}"})
+                return
+            status = 206
+        server.requests.append((self.command, self.path, wanted, status))
+        extra = {"Content-Type": "image/tiff"}
+        if server.mode != "no-range":  # a server without range support says nothing about it
+            extra["Accept-Ranges"] = "bytes"
+        if status == 206:
+            extra["Content-Range"] = f"bytes {start}-{end}/{size}"
+        self._headers(status, end - start + 1, extra)
+        if server.mode == "drop" or (server.mode == "drop-data" and start >= server.keep):
+            self._drop()
+            return
+        if server.mode == "stall":
+            server.stopping.wait(60)
+            self._drop()
+            return
+        if body:
+            with path.open("rb") as f:
+                f.seek(start)
+                self.wfile.write(f.read(end - start + 1))
+
+    def _headers(self, status: int, length: int, extra: dict[str, str]) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(length))
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.flush()
+
+    def _drop(self) -> None:
+        """Close the connection after the headers, mid-response."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+        self.connection.close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a stuck handler thread never keeps the test process alive
+    allow_reuse_address = True
+
+
+@contextlib.contextmanager
+def serve_folder(root: str | os.PathLike[str], mode: str = "range", keep: int = 16384) -> Iterator[_Server]:
+    """Serve ``root`` on ``http://127.0.0.1:<server.server_port>/`` in a thread until the block ends.
+
+    The server is shut down and its socket closed in a ``finally``, whatever the test does.
+    """
+    if mode not in ("range", "drop", "drop-data", "stall", "no-range"):
+        raise ValueError(f"unknown mode {mode!r}")
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.root, server.mode, server.keep = Path(root).resolve(), mode, keep  # type: ignore[attr-defined]
+    server.requests = []  # type: ignore[attr-defined]
+    server.stopping = threading.Event()  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name=f"http-{mode}", daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stopping.set()  # type: ignore[attr-defined]  # releases stalled handlers
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def url(server: Any, name: str) -> str:
+    """``http://127.0.0.1:PORT/name`` of a file served by ``server``."""
+    return f"http://127.0.0.1:{server.server_port}/{name}"
