@@ -92,6 +92,7 @@ def _quickstart_demo_args() -> list[str]:
     return command[1:]
 
 
+@pytest.mark.slow  # ~70 s of training: .ci/run runs it after the default suite
 def test_demo_pipeline_reaches_the_demo_quality(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """The README's first command (`geoseg run pipelines/demo.yaml`) as written, in a copy of the repository
