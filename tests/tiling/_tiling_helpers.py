@@ -59,3 +59,24 @@ def assert_same_store(a: Path, b: Path) -> None:
     assert files_a == files_b
     for rel in files_a:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+
+
+def crash_while_compacting(catalog, out: Path, client, monkeypatch, after: int = 20) -> None:
+    """Run the demo480 tiling into ``out`` with the disk 'going away' after ``after`` chunk moves."""
+    import pytest
+
+    import geoseg.tiling.finalize as finalize
+    from geoseg.tiling import tile_dataset
+
+    real_move, moved = finalize._move, []
+
+    def flaky_move(src, dst):
+        if len(moved) == after:
+            raise OSError("disk went away")
+        moved.append(dst)
+        real_move(src, dst)
+
+    monkeypatch.setattr(finalize, "_move", flaky_move)
+    with pytest.raises(OSError, match="disk went away"):
+        tile_dataset(catalog, "demo480", out, client=client, progress=False, **DEMO_PARAMS)
+    monkeypatch.setattr(finalize, "_move", real_move)

@@ -15,7 +15,12 @@ import pytest
 from geoseg.errors import ConfigError
 from geoseg.tiling import CubeStore, IncompleteStoreError, tile_dataset
 from tests.conftest import REPO
-from tests.tiling._tiling_helpers import DEMO_PARAMS, assert_same_store, write_catalog
+from tests.tiling._tiling_helpers import (
+    DEMO_PARAMS,
+    assert_same_store,
+    crash_while_compacting,
+    write_catalog,
+)
 
 
 def test_one_and_two_worker_processes_give_identical_stores(demo_catalog, demo_store, tmp_path) -> None:
@@ -59,23 +64,9 @@ def test_killed_run_resumes_to_the_same_store(demo_catalog, demo_store, client, 
 
 
 def test_crash_while_compacting_then_rerun(demo_catalog, demo_store, client, tmp_path, monkeypatch) -> None:
-    import geoseg.tiling.finalize as finalize
-
-    moved = []
-    real_move = finalize._move
-
-    def flaky_move(src, dst):
-        if len(moved) == 20:
-            raise OSError("disk went away")
-        moved.append(dst)
-        real_move(src, dst)
-
-    monkeypatch.setattr(finalize, "_move", flaky_move)
     out = tmp_path / "crash"
-    with pytest.raises(OSError, match="disk went away"):
-        tile_dataset(demo_catalog, "demo480", out, client=client, progress=False, **DEMO_PARAMS)
+    crash_while_compacting(demo_catalog, out, client, monkeypatch)
     assert json.loads((out / "manifest.json").read_text())["complete"] is False
-    monkeypatch.setattr(finalize, "_move", real_move)
     summary = tile_dataset(demo_catalog, "demo480", out, client=client, progress=False, **DEMO_PARAMS)
     assert summary.resumed == 81 and summary.computed == 0
     assert_same_store(out, demo_store)

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-
 from geoseg.tiling import tile_dataset
 from geoseg.tiling.plan import SOURCE_INFO_KEYS, content_key, describe_difference
-from tests.tiling._tiling_helpers import DEMO_PARAMS, assert_same_store
+from tests.tiling._tiling_helpers import DEMO_PARAMS, assert_same_store, crash_while_compacting
 
 
 def _as_written_before(store) -> None:
@@ -46,21 +44,8 @@ def test_a_complete_older_store_is_kept(demo_catalog, demo_store, client, tmp_pa
 
 
 def test_an_interrupted_older_run_resumes(demo_catalog, demo_store, client, tmp_path, monkeypatch) -> None:
-    import geoseg.tiling.finalize as finalize
-
-    real_move, moved = finalize._move, []
-
-    def flaky_move(src, dst):
-        if len(moved) == 20:
-            raise OSError("disk went away")
-        moved.append(dst)
-        real_move(src, dst)
-
-    monkeypatch.setattr(finalize, "_move", flaky_move)
     out = tmp_path / "crash"
-    with pytest.raises(OSError, match="disk went away"):
-        tile_dataset(demo_catalog, "demo480", out, client=client, progress=False, **DEMO_PARAMS)
-    monkeypatch.setattr(finalize, "_move", real_move)
+    crash_while_compacting(demo_catalog, out, client, monkeypatch)
     _as_written_before(out)  # the interrupted run was started by a geoseg before the keys existed
     summary = tile_dataset(demo_catalog, "demo480", out, client=client, progress=False, **DEMO_PARAMS)
     assert summary.resumed == 81 and summary.computed == 0
