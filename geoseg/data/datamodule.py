@@ -4,6 +4,8 @@ Loading and batching happen in the DataLoader; everything that changes pixel val
 geometry happens on the batch after it reached the device (``on_after_batch_transfer``,
 torchgeo style), in this order:
 
+0. a compact store's DN become the recipe's channels (:func:`~geoseg.data.dataset.dn_batch_features`,
+   equal to the default store's cubes bit for bit);
 1. valid-pixel normalisation with the store's statistics (:func:`geoseg.bundle.normalize`
    — masked pixels stay exactly 0, so masked BatchNorm and the zero-sum rule still hold);
 2. ``target_size``: a random crop per training sample (``crop``; validation keeps whole
@@ -29,7 +31,7 @@ from geoseg.bundle import Normalization, normalize
 from geoseg.config.catalog import ClassDef
 from geoseg.data.arrays import ArrayStore, is_array_file
 from geoseg.data.augment import random_crop, random_dihedral, resize_nearest
-from geoseg.data.dataset import CubeDataset, InMemoryCubes
+from geoseg.data.dataset import CubeDataset, InMemoryCubes, dn_batch_features
 from geoseg.data.sampler import ShardSampler
 from geoseg.errors import ConfigError, EmptyAreaError
 from geoseg.tiling.store import CubeStore
@@ -109,7 +111,8 @@ class CubeDataModule(pl.LightningDataModule):
         self.splits = {"fit": train_split, "validate": val_split, "test": test_split}
         self.in_memory_mode = in_memory
         self.normalization = normalization or store_normalization(self.store, train_split)
-        self.mask_channels = self.store.recipe.num_mask_channels
+        self.recipe = self.store.recipe
+        self.mask_channels = self.recipe.num_mask_channels
         self._num_workers = num_workers
         self.datasets: dict[str, CubeDataset] = {}
         # draws of the training augmentation (CPU; reseeded every epoch by the trainer)
@@ -214,7 +217,7 @@ class CubeDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ on-device transforms
     def prepare_batch(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         """Normalise, resize/crop and (training) augment a batch that is on its device."""
-        x = normalize(batch["image"].float(), self.normalization, self.mask_channels)
+        x = normalize(dn_batch_features(batch, self.recipe).float(), self.normalization, self.mask_channels)
         y = batch["mask"]
         if self.target_size is not None:
             if self.target_mode == "resize":

@@ -3,6 +3,11 @@
 A sample is ``{"image": float32 (C, H, W), "mask": uint8 (H, W)}`` — the raw cube (not
 normalised) and its labels (training indices, 255 = ignore). Normalisation and
 augmentation run later, on the batch on the device (:class:`~geoseg.data.CubeDataModule`).
+
+A compact store (:mod:`geoseg.tiling.compact`) read lazily gives its DN instead:
+``{"image": float32 (B, H, W) DN, NaN = invalid, "mask": ..., "radiometry": float64 (offset,
+scale)}``, and the batch transform computes the recipe's channels on the device
+(:func:`dn_batch_features`), equal to the default store's cubes bit for bit.
 """
 
 from __future__ import annotations
@@ -13,9 +18,25 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from geoseg.features.recipes import Recipe
 from geoseg.tiling.store import IGNORE_INDEX, CubeStore
 
-__all__ = ["CubeDataset", "InMemoryCubes"]
+__all__ = ["CubeDataset", "InMemoryCubes", "dn_batch_features"]
+
+RADIOMETRY_KEY = "radiometry"
+
+
+def dn_batch_features(batch: dict[str, torch.Tensor], recipe: Recipe) -> torch.Tensor:
+    """The batch's ``image`` as the recipe's float32 channels, on its device.
+
+    Batches of compact cubes (they carry ``radiometry``) are DN: the channels are computed here
+    (:func:`geoseg.features.torch_features.features_from_dn_torch`); other batches pass unchanged.
+    """
+    if RADIOMETRY_KEY not in batch:
+        return batch["image"]
+    from geoseg.features.torch_features import features_from_dn_torch
+
+    return features_from_dn_torch(batch["image"], batch[RADIOMETRY_KEY], recipe)
 
 
 class InMemoryCubes:
@@ -69,12 +90,17 @@ class CubeDataset(Dataset):
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
         i = int(self.ids[k])
         src = self.source
+        compact = False
         if isinstance(src, InMemoryCubes):
             cube = src.cubes[i]
             label = src.labels[i] if src.labels is not None else None
         else:
-            cube = src.read_cube(i)
+            compact = getattr(src, "form", "features") == "compact"  # ArrayStore, ChipList: features
+            cube = src.read_dn(i) if compact else src.read_cube(i)
             label = src.read_label(i) if src.has_labels else None
         if label is None:
             label = np.full(cube.shape[1:], IGNORE_INDEX, np.uint8)
-        return {"image": torch.from_numpy(np.asarray(cube)), "mask": torch.from_numpy(np.asarray(label))}
+        sample = {"image": torch.from_numpy(np.asarray(cube)), "mask": torch.from_numpy(np.asarray(label))}
+        if compact and isinstance(src, CubeStore):  # DN: the channels are computed on the device
+            sample[RADIOMETRY_KEY] = torch.from_numpy(src.radiometry(i).copy())
+        return sample

@@ -50,6 +50,7 @@ def store_info(store: str | Path | CubeStore) -> list[str]:
         f"CubeStore {cubes.path}",
         f"  dataset {m['dataset']!r}, recipe {m['recipe']['name']} ({cubes.num_channels} channels), "
         f"geoseg {m['geoseg_version']}",
+        _form_line(cubes),
         f"  {len(cubes)} cubes of {m['cube_size']} px, overlap {m['overlap']}, min-valid {m['min_valid']}; "
         f"skipped: " + (", ".join(f"{n} {why}" for why, n in m.get("skipped", {}).items() if n) or "none"),
         "  splits: " + ", ".join(f"{s} {n}" for s, n in m.get("splits", {}).items())
@@ -69,3 +70,12 @@ def store_info(store: str | Path | CubeStore) -> list[str]:
         lines.append("  no labels")
     lines.append(f"  valid pixels: {cubes.stats['count']}; mean valid fraction {index['valid_fraction'].mean():.3f}")
     return lines
+
+
+def _form_line(cubes: CubeStore) -> str:
+    """What a cube holds and its bytes per pixel on disk (:mod:`geoseg.tiling.compact`)."""
+    if cubes.form == "compact":
+        bands = cubes.dn_bands
+        return (f"  store form: compact ({len(bands)} float32 DN bands, NaN = invalid, {4 * len(bands)} bytes/pixel; "
+                f"the {cubes.num_channels} channels are computed on the training device)")
+    return f"  store form: features ({cubes.num_channels} float32 channels, {4 * cubes.num_channels} bytes/pixel)"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from geoseg.tiling.compact import array_channels, cube_array_name, radiometry
 from geoseg.tiling.plan import TilePlan
 from geoseg.tiling.split import assign_splits
 from geoseg.tiling.stats import Moments
@@ -72,9 +73,10 @@ def _compact(plan: TilePlan, kept_ids: np.ndarray) -> None:
     final = plan.out / ARRAYS_NAME
     marker = plan.staging / "compaction.json"
     if not marker.exists():
-        create_arrays(final, len(kept_ids), plan.recipe.num_channels, plan.params.cube_size, plan.has_labels)
+        create_arrays(final, len(kept_ids), array_channels(plan.manifest), plan.params.cube_size, plan.has_labels,
+                      form=plan.params.store)
         write_json_atomic(marker, {"num_cubes": int(len(kept_ids))}, fsync=True)
-    names = [("cubes", 4)] + ([("labels", 3)] if plan.has_labels else [])
+    names = [(cube_array_name(plan.params.store), 4)] + ([("labels", 3)] if plan.has_labels else [])
     for dense, candidate in enumerate(kept_ids):
         for name, ndim in names:
             src = chunk_path(plan.staging_arrays, name, int(candidate), ndim)
@@ -109,6 +111,8 @@ def _index(plan: TilePlan, outcome: Outcome, kept_ids: np.ndarray, splits: list[
             "split": splits[dense],
             "geometry": box(*grid.window_bounds(win.window)),
         }
+        if plan.params.store == "compact":  # reflectance = (DN + offset) / scale of the cube's scene
+            row["dn_offset"], row["dn_scale"] = radiometry(plan.scenes[win.scene].scene)
         if plan.has_labels:
             counts = outcome.class_counts.get(int(candidate), [0] * len(plan.dataset.classes))
             for cls, count in zip(plan.dataset.classes, counts, strict=True):

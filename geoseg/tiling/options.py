@@ -6,7 +6,7 @@ One declaration serves the Python API (``tile_dataset(..., options)``), the pipe
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -34,6 +34,10 @@ class TilingParams(OptionsModel):
     split_block: int = Field(4, ge=1, description="cubes per side of a split block (blocks never overlap)")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the block split")
     group: int = Field(4, ge=1, description="cubes of one row read together per task (speed only, same store)")
+    store: Literal["features", "compact"] = Field(
+        "features", description="what each cube holds: the recipe's float32 channels (features), or the DN of "
+        "its bands + the valid mask, the channels computed on the training device (compact: 44 instead of 96 "
+        "bytes per pixel for s2_24; same values, docs/tiling.md)")
 
     @field_validator("min_valid", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ from geoseg.features.recipes import Recipe, get_recipe
 from geoseg.io.fingerprint import file_fingerprint
 from geoseg.io.labels import LabelMap, SceneLabels, prepare_labels
 from geoseg.io.sensors import REFLECTANCE_SCALE
+from geoseg.tiling.compact import form_manifest, store_form
 from geoseg.tiling.layout import CubeWindow, cube_windows
 from geoseg.tiling.options import TilingParams
 from geoseg.tiling.store import STAGING_NAME, STORE_FORMAT
@@ -95,7 +96,7 @@ class TilePlan:
                 task_id=task_id, scene=self.scenes[run[0][1].scene].scene, labels=labels_of[task_id],
                 has_labels=self.has_labels, recipe=recipe_json, num_classes=len(self.dataset.classes),
                 cubes=tuple(run), cube_size=self.params.cube_size, min_valid=self.params.min_valid,
-                staging=str(self.staging_arrays), records=str(self.records),
+                staging=str(self.staging_arrays), records=str(self.records), form=self.params.store,
             ))
         return tasks
 
@@ -183,6 +184,7 @@ def make_plan(catalog: str | Path | Catalog, dataset: str, out: str | Path, para
                   "seed": params.seed, "block": params.split_block},
         "sources": [_scene_sources(cs) for cs in scenes],
         "num_candidates": len(windows),
+        **form_manifest(params.store, recipe),
         "complete": False,
     }
     return plan
@@ -193,6 +195,7 @@ def content_key(manifest: dict) -> dict:
     keys = ("format", "dataset", "recipe", "classes", "ignore_codes", "cube_size", "overlap", "min_valid",
             "split", "sources", "num_candidates")
     key = {k: manifest.get(k) for k in keys}
+    key["form"] = store_form(manifest)  # stores written before the option hold features
     if isinstance(key["sources"], list):  # a store written before a source recorded them resumes alike
         key["sources"] = [{k: v for k, v in s.items() if k not in SOURCE_INFO_KEYS} if isinstance(s, dict) else s
                           for s in key["sources"]]

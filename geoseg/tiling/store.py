@@ -3,7 +3,8 @@
 Layout (docs/tiling.md has the full description)::
 
     STORE/
-      cubes.zarr/       zarr v3 group: ``cubes`` (N, C, H, W) float32, one chunk per cube;
+      cubes.zarr/       zarr v3 group: ``cubes`` (N, C, H, W) float32, one chunk per cube
+                        (compact form: ``dn`` (N, B, H, W), see :mod:`geoseg.tiling.compact`);
                         ``labels`` (N, H, W) uint8, one chunk per cube, 255 = ignore
       index.parquet     GeoParquet, one row per cube (cube_id = position in the arrays)
       index.gpkg        the same footprints as a GeoPackage layer ``cubes`` (for QGIS)
@@ -31,6 +32,14 @@ import numpy as np
 from geoseg.config.catalog import ClassDef
 from geoseg.errors import CorruptStoreError, GeosegError, MissingFileError
 from geoseg.features.recipes import Recipe
+from geoseg.tiling.compact import (
+    DN_FILL,
+    StoreForm,
+    array_channels,
+    cube_array_name,
+    features_of_dn,
+    store_form,
+)
 from geoseg.utils.outputs import legacy_entries
 
 if TYPE_CHECKING:
@@ -101,14 +110,14 @@ _KEYS: ChunkKeyEncodingParams = {"name": "default", "separator": "."}
 def _codecs(name: str) -> dict[str, Any]:
     from zarr.codecs import BloscCodec
 
-    if name == "cubes":
+    if name in ("cubes", "dn"):
         return {"compressors": None}
     return {"compressors": [BloscCodec(**_LABEL_BLOSC, shuffle="shuffle")]}
 
 
-def encode_chunk(name: Literal["cubes", "labels"], block: np.ndarray) -> bytes | memoryview:
+def encode_chunk(name: Literal["cubes", "dn", "labels"], block: np.ndarray) -> bytes | memoryview:
     """The bytes zarr stores for one chunk of ``name`` (identical to zarr's own encoding)."""
-    if name == "cubes":
+    if name in ("cubes", "dn"):
         return np.ascontiguousarray(block, dtype="<f4").data.cast("B")
     import numcodecs
 
@@ -116,7 +125,7 @@ def encode_chunk(name: Literal["cubes", "labels"], block: np.ndarray) -> bytes |
     return numcodecs.Blosc(**_LABEL_BLOSC, shuffle=numcodecs.Blosc.SHUFFLE).encode(data)
 
 
-def write_chunk(root: str | Path, name: Literal["cubes", "labels"], i: int, block: np.ndarray) -> None:
+def write_chunk(root: str | Path, name: Literal["cubes", "dn", "labels"], i: int, block: np.ndarray) -> None:
     """Write cube/label ``i`` straight to its chunk file (no zarr event loop; disjoint files).
 
     Used by the tiler's workers: each chunk is written by exactly one task, so no lock is
@@ -128,8 +137,11 @@ def write_chunk(root: str | Path, name: Literal["cubes", "labels"], i: int, bloc
         fh.write(data)
 
 
-def create_arrays(root: str | Path, n: int, channels: int, size: int, labels: bool):
+def create_arrays(root: str | Path, n: int, channels: int, size: int, labels: bool, *,
+                  form: StoreForm = "features"):
     """Create (overwriting) the zarr v3 group ``root`` with ``cubes`` and optional ``labels``.
+
+    The compact ``form`` has the array ``dn`` instead of ``cubes`` (``channels`` = DN bands).
 
     Returns:
         ``(cubes, labels)`` zarr arrays (``labels`` is None without labels).
@@ -137,10 +149,13 @@ def create_arrays(root: str | Path, n: int, channels: int, size: int, labels: bo
     import zarr
 
     group = zarr.open_group(str(root), mode="w", zarr_format=3)
+    name = cube_array_name(form)
     cubes = group.create_array(
-        "cubes", shape=(n, channels, size, size), chunks=(1, channels, size, size),
+        name, shape=(n, channels, size, size), chunks=(1, channels, size, size),
         # NaN: a chunk that is missing reads as NaN, never as plausible (all-zero) features
-        dtype="float32", fill_value=float("nan"), chunk_key_encoding=_KEYS, **_codecs("cubes"),
+        # (compact DN: -inf, as NaN marks invalid pixels there)
+        dtype="float32", fill_value=float("nan") if name == "cubes" else DN_FILL, chunk_key_encoding=_KEYS,
+        **_codecs(name),
     )
     lab = None
     if labels:
@@ -157,7 +172,7 @@ def open_arrays(root: str | Path, mode: Literal["r", "r+"] = "r"):
 
     group = zarr.open_group(str(root), mode=mode, zarr_format=3)
     labels = group.get("labels")
-    return group["cubes"], labels
+    return group["cubes" if "cubes" in group else "dn"], labels
 
 
 def chunk_path(root: str | Path, name: str, i: int, ndim: int) -> Path:
@@ -258,15 +273,16 @@ def chunk_damage(store: str | Path, manifest: dict) -> list[tuple[int, Path, str
     """Missing or wrongly sized chunk files of a complete store: ``(cube id, file, what)``.
 
     Costs one directory listing and a stat per chunk (no chunk is read): a cube chunk must
-    have exactly ``4·C·H·W`` bytes; a label chunk must exist, non-empty, with the size the
+    have exactly ``4·C·H·W`` bytes (compact form: ``C`` DN bands); a label chunk must exist, non-empty, with the size the
     manifest's ``chunks`` inventory recorded (stores written before it: any size).
     """
     root = Path(store, ARRAYS_NAME)
     n, size = int(manifest["num_cubes"]), int(manifest["cube_size"])
-    expected = 4 * len(manifest["channel_names"]) * size * size
+    expected = 4 * array_channels(manifest) * size * size
     inventory = manifest.get("chunks") or {}
     damage: list[tuple[int, Path, str]] = []
-    arrays = [("cubes", 4)] + ([("labels", 3)] if manifest.get("has_labels") else [])
+    cubes = cube_array_name(store_form(manifest))
+    arrays = [(cubes, 4)] + ([("labels", 3)] if manifest.get("has_labels") else [])
     for name, ndim in arrays:
         files = _chunk_files(root / name)
         recorded = inventory.get("label_bytes") if name == "labels" else None
@@ -275,7 +291,7 @@ def chunk_damage(store: str | Path, manifest: dict) -> list[tuple[int, Path, str
         for i in range(n):
             path = chunk_path(root, name, i, ndim)
             got = files.get(path.name)
-            want = expected if name == "cubes" else (recorded[i] if recorded is not None else None)
+            want = expected if name == cubes else (recorded[i] if recorded is not None else None)
             if got is None:
                 damage.append((i, path, "is missing"))
             elif (want is not None and got != want) or got == 0:
@@ -366,6 +382,22 @@ class CubeStore:
         return int(self.manifest["cube_size"])
 
     @property
+    def form(self) -> StoreForm:
+        """``features`` (the recipe's channels) or ``compact`` (DN + valid mask, :mod:`geoseg.tiling.compact`)."""
+        return store_form(self.manifest)
+
+    @property
+    def dn_bands(self) -> list[str]:
+        """Bands of a compact store's ``dn`` array (the recipe's required bands)."""
+        self._require_compact()
+        return list(self.manifest["dn_bands"])
+
+    def _require_compact(self) -> None:
+        if self.form != "compact":
+            raise GeosegError("this CubeStore holds the recipe's channels, not DN", path=self.path,
+                              hint="read its cubes with read_cube (DN are kept by `geoseg tile --store compact`)")
+
+    @property
     def recipe(self) -> Recipe:
         return Recipe.from_dict(self.manifest["recipe"])
 
@@ -432,17 +464,36 @@ class CubeStore:
             raise IndexError(f"cube id {i} out of range (store has {len(self)} cubes)")
         return i
 
+    @cached_property
+    def _radiometry(self) -> np.ndarray:
+        index = self.index
+        if "dn_offset" not in index or "dn_scale" not in index:
+            raise CorruptStoreError("damaged CubeStore file: a compact store's index lacks dn_offset, dn_scale",
+                                    path=self.path / INDEX_NAME, hint=_REBUILD)
+        return np.stack([index["dn_offset"].to_numpy(np.float64), index["dn_scale"].to_numpy(np.float64)], axis=1)
+
+    def radiometry(self, i: int) -> np.ndarray:
+        """``(offset, scale)`` float64 of compact cube ``i``: reflectance = (DN + offset) / scale."""
+        self._require_compact()
+        return self._radiometry[self._check(i)]
+
     def _damaged(self, name: str, i: int, what: str) -> CorruptStoreError:
-        ndim = 4 if name == "cubes" else 3
+        ndim = 3 if name == "labels" else 4
         return damage_message(self.path, [(i, chunk_path(self.path / ARRAYS_NAME, name, i, ndim), what)])
 
     def read_cube(self, i: int) -> np.ndarray:
         """Cube ``i`` as float32 ``(C, H, W)``; invalid pixels are 0 in every channel.
 
+        A compact store's channels are computed from its DN (on the CPU, with the recipe's
+        kernel; equal to the default form's cube bit for bit).
+
         Raises:
             CorruptStoreError: the chunk file is truncated, or missing (it reads as the NaN
                 fill value, which real features never hold).
         """
+        if self.form == "compact":
+            offset, scale = self.radiometry(i)
+            return features_of_dn(self.read_dn(i), float(offset), float(scale), self.recipe)
         i = self._check(i)
         try:
             cube = np.asarray(self._open()[0][i])
@@ -451,6 +502,22 @@ class CubeStore:
         if cube.size and cube.flat[0] != cube.flat[0]:  # NaN: no chunk file (one compare per cube)
             raise self._damaged("cubes", i, "is missing")
         return cube
+
+    def read_dn(self, i: int) -> np.ndarray:
+        """DN of compact cube ``i`` as float32 ``(B, H, W)`` (:attr:`dn_bands`); NaN at invalid pixels.
+
+        Raises:
+            CorruptStoreError: the chunk file is truncated or missing.
+        """
+        self._require_compact()
+        i = self._check(i)
+        try:
+            dn = np.asarray(self._open()[0][i])
+        except ValueError as err:  # zarr: "cannot reshape array of size ..." for a truncated chunk
+            raise self._damaged("dn", i, f"cannot be read ({str(err).splitlines()[0][:120]})") from None
+        if dn.size and dn.flat[0] == DN_FILL:  # no chunk file (one compare per cube)
+            raise self._damaged("dn", i, "is missing")
+        return dn
 
     def read_label(self, i: int) -> np.ndarray:
         """Labels of cube ``i`` as uint8 ``(H, W)`` training indices; 255 = ignore."""

@@ -20,6 +20,7 @@ from typing import Any
 from geoseg.config.catalog import Catalog
 from geoseg.config.schema import with_overrides
 from geoseg.errors import ConfigError, CorruptStoreError, EmptyAreaError, GeosegError
+from geoseg.tiling.compact import array_channels
 from geoseg.tiling.finalize import finalize, read_manifest
 from geoseg.tiling.options import TileOptions
 from geoseg.tiling.plan import (
@@ -224,8 +225,8 @@ def _prepare_store(plan: TilePlan, overwrite: bool) -> dict | None:
         out.mkdir(parents=True, exist_ok=True)
         mark_folder(out, STORE_KIND, STORE_ENTRIES)  # before the first byte of the store
         plan.records.mkdir(parents=True)
-        create_arrays(plan.staging_arrays, len(plan.windows), plan.recipe.num_channels, plan.params.cube_size,
-                      plan.has_labels)
+        create_arrays(plan.staging_arrays, len(plan.windows), array_channels(plan.manifest), plan.params.cube_size,
+                      plan.has_labels, form=plan.params.store)
     write_json_atomic(out / MANIFEST_NAME, plan.manifest, fsync=True)  # complete: false
     return None
 

@@ -25,6 +25,7 @@ from geoseg.features.recipes import Recipe
 from geoseg.io.labels import IGNORE_INDEX, SceneLabels
 from geoseg.io.raster import GDAL_ENV
 from geoseg.io.scene import Scene
+from geoseg.tiling.compact import cube_array_name, dn_cube, read_features_and_dn
 from geoseg.tiling.layout import CubeWindow
 from geoseg.tiling.stats import ColumnMoments
 from geoseg.tiling.store import write_chunk
@@ -48,6 +49,7 @@ class TileTask:
     min_valid: float
     staging: str  # zarr group of the staging arrays
     records: str  # folder of task records
+    form: str = "features"  # what a chunk holds: the recipe's channels, or its DN (geoseg.tiling.compact)
 
     @property
     def union(self) -> Window:
@@ -112,8 +114,12 @@ def _run_task(task: TileTask) -> dict:
 
     recipe = _recipe(task.recipe)
     union = task.union
+    compact = task.form == "compact"
     with rasterio.Env(**GDAL_WORKER_ENV):
-        features, valid = read_features(task.scene, union, recipe)
+        if compact:  # the channels (for the statistics) and the DN they come from (written)
+            features, valid, dn = read_features_and_dn(task.scene, union, recipe)
+        else:
+            features, valid = read_features(task.scene, union, recipe)
         labels = None
         if task.has_labels:
             if task.labels is None:  # a scene without labels in a labelled dataset: all ignore
@@ -131,13 +137,17 @@ def _run_task(task: TileTask) -> dict:
         fraction = float(cube_valid.sum()) / area
         entry: dict = {"candidate": candidate, "valid_fraction": fraction,
                        "kept": fraction >= task.min_valid and fraction > 0}
-        if entry["kept"]:
+        if entry["kept"] and compact:
+            write_chunk(task.staging, cube_array_name("compact"), candidate,
+                        dn_cube(dn, cols, win.height, win.width, size))
+        elif entry["kept"]:
             if win.padded:
                 cube = np.zeros((features.shape[0], size, size), dtype=np.float32)
                 cube[:, : win.height, : win.width] = features[:, :, cols]
             else:
                 cube = np.ascontiguousarray(features[:, :, cols])
             write_chunk(task.staging, "cubes", candidate, cube)
+        if entry["kept"]:
             entry["moments"] = columns.moments(cols).to_json()
             if labels is not None:
                 lab = np.full((size, size), IGNORE_INDEX, dtype=np.uint8)

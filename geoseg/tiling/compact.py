@@ -1,0 +1,128 @@
+"""The compact CubeStore form: the recipe's DN bands and the valid mask instead of its channels.
+
+``geoseg tile --store compact`` writes, instead of the ``cubes`` array of float32 recipe channels
+(24 for ``s2_24``), an array ``dn`` ``(N, B, H, W)`` float32 holding the DN of the recipe's
+``required_bands`` (11 for ``s2_24``) on the 10 m grid, exactly as the feature computation
+receives them (:func:`geoseg.io.reader.read_raw`: native DN, resampled bands as the float32
+bilinear interpolants), with NaN in every band at invalid pixels (that is the valid mask: a
+valid pixel's DN are always finite). The scene's radiometry (``reflectance = (DN + offset) /
+scale``) goes into the index (``dn_offset``, ``dn_scale``: cubes of one store may come from
+processing baselines with different offsets). The channels are then computed where they are
+used: on the batch, on the training device, by
+:func:`geoseg.features.torch_features.features_from_dn_torch`; on the CPU by
+:meth:`CubeStore.read_cube <geoseg.tiling.store.CubeStore.read_cube>` with the recipe's own
+kernel. Both equal the default store's cubes bit for bit, and ``stats.json`` is the same (the
+tiler computes the channels in both forms and takes their statistics).
+
+Why float32 DN and not uint16: bands on the 10 m grid are integer DN, but the 20 m and 60 m
+bands are bilinear interpolants (20 m: multiples of 1/16 up to 65535, i.e. 20 significant bits;
+60 m: arbitrary float32), and the indices are computed in float64 from exactly these values.
+uint16 cannot hold them, float16 neither; float32 is the smallest lossless form of what the
+kernel reads (docs/benchmarks_loader.md has the measurements: 44 bytes per pixel instead of 96).
+
+Layout differences from the default form (docs/tiling.md)::
+
+    manifest.json   "form": "compact", "dn_bands": [...], "dn_invalid": "nan"
+    cubes.zarr/dn   (N, B, H, W) float32, uncompressed, one chunk per cube, fill value -inf
+                    (a missing chunk reads as -inf, a value no cube holds)
+    index.parquet   + dn_offset, dn_scale (float64) per cube
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from rasterio.windows import Window
+
+from geoseg.features.recipes import Recipe
+
+if TYPE_CHECKING:
+    from geoseg.io.scene import Scene
+
+__all__ = [
+    "StoreForm",
+    "STORE_FORMS",
+    "DN_ARRAY",
+    "DN_FILL",
+    "store_form",
+    "cube_array_name",
+    "array_channels",
+    "form_manifest",
+    "read_features_and_dn",
+    "dn_cube",
+    "radiometry",
+    "features_of_dn",
+]
+
+StoreForm = Literal["features", "compact"]
+STORE_FORMS: tuple[StoreForm, ...] = ("features", "compact")
+DN_ARRAY = "dn"
+DN_FILL = float("-inf")  # fill value of the dn array: a missing chunk reads as -inf (never stored)
+
+
+def store_form(manifest: dict) -> StoreForm:
+    """The form of the store a manifest describes (stores written before the option: features)."""
+    return "compact" if manifest.get("form") == "compact" else "features"
+
+
+def cube_array_name(form: StoreForm) -> Literal["cubes", "dn"]:
+    """The zarr array holding the cubes of ``form``."""
+    return "dn" if form == "compact" else "cubes"
+
+
+def array_channels(manifest: dict) -> int:
+    """Channels of one chunk of the cube array: the recipe's channels, or its DN bands."""
+    if store_form(manifest) == "compact":
+        return len(manifest["dn_bands"])
+    return len(manifest["channel_names"])
+
+
+def form_manifest(form: StoreForm, recipe: Recipe) -> dict:
+    """The manifest entries of ``form``."""
+    if form == "compact":
+        return {"form": form, "dn_bands": list(recipe.required_bands), "dn_invalid": "nan"}
+    return {"form": form}
+
+
+def read_features_and_dn(scene: Scene, window: Window, recipe: Recipe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`~geoseg.features.stack.read_features` and the DN it computed them from.
+
+    Returns:
+        ``(features, valid, dn)``: as ``read_features`` returns them, and float32 DN
+        ``(len(recipe.required_bands), h, w)`` with NaN at invalid pixels.
+    """
+    from geoseg.features.stack import features_from_dn
+    from geoseg.io.reader import read_raw, read_valid
+
+    bands = recipe.required_bands
+    scene.require_bands(bands, f"recipe {recipe.name}")
+    raw, invalid = read_raw(scene, window, bands)
+    valid = read_valid(scene, window, invalid)
+    offset, scale = radiometry(scene)
+    features = features_from_dn(raw, valid, offset, scale, recipe)
+    dn = np.asarray(raw, dtype=np.float32)
+    dn[:, ~valid] = np.nan
+    return features, valid, dn
+
+
+def dn_cube(dn: np.ndarray, cols: slice, height: int, width: int, size: int) -> np.ndarray:
+    """The ``(B, size, size)`` DN chunk of a cube: columns ``cols`` of ``dn``, NaN (invalid) padding."""
+    if height == size and width == size:
+        return np.ascontiguousarray(dn[:, :, cols])
+    cube = np.full((dn.shape[0], size, size), np.nan, dtype=np.float32)
+    cube[:, :height, :width] = dn[:, :, cols]
+    return cube
+
+
+def radiometry(scene: Scene) -> tuple[float, float]:
+    """``(offset, scale)`` of a scene: reflectance = (DN + offset) / scale."""
+    return float(scene.offset.offset), float(scene.scale)
+
+
+def features_of_dn(dn: np.ndarray, offset: float, scale: float, recipe: Recipe) -> np.ndarray:
+    """The recipe's channels ``(C, H, W)`` float32 of one compact cube, on the CPU (the recipe's kernel)."""
+    from geoseg.features.stack import features_from_dn
+
+    valid = ~np.isnan(dn[0])
+    return features_from_dn(np.where(valid[None], dn, 0.0).astype(np.float32), valid, offset, scale, recipe)

@@ -1,0 +1,123 @@
+"""The compact CubeStore form (``--store compact``): DN + valid mask, channels computed on the device.
+
+Every test compares with the default (24-channel) store of the same scene, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from geoseg.errors import ConfigError
+from tests.tiling._tiling_helpers import DEMO_PARAMS
+
+
+@pytest.fixture(scope="module")
+def compact_store(demo_catalog, client, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from geoseg.tiling import tile_dataset
+
+    out = tmp_path_factory.mktemp("stores") / "compact_store"
+    tile_dataset(demo_catalog, "demo480", out, client=client, progress=False, store="compact", **DEMO_PARAMS)
+    return out
+
+
+def _bits(a: np.ndarray | torch.Tensor) -> np.ndarray:
+    arr = a.numpy() if isinstance(a, torch.Tensor) else a
+    return np.ascontiguousarray(arr, dtype=np.float32).view(np.uint32)
+
+
+def test_compact_store_equals_the_features_store(demo_store, compact_store) -> None:
+    from geoseg.features.torch_features import features_from_dn_torch
+    from geoseg.tiling import CubeStore, store_info
+
+    full, compact = CubeStore.open(demo_store), CubeStore.open(compact_store)
+    assert (full.form, compact.form) == ("features", "compact")
+    assert compact.dn_bands == list(full.recipe.required_bands) and len(compact.dn_bands) == 11
+    assert compact.stats == full.stats  # normalisation statistics: the same file content
+    assert compact.channel_names == full.channel_names and compact.num_channels == 24
+    extra = {"form", "dn_bands", "dn_invalid"}
+    assert {k: v for k, v in compact.manifest.items() if k not in extra | {"chunks"}} == \
+        {k: v for k, v in full.manifest.items() if k not in extra | {"chunks"}}
+    assert compact.manifest["chunks"] == full.manifest["chunks"]  # the same label chunks
+    assert compact.index.drop(columns=["dn_offset", "dn_scale"]).equals(full.index)
+    assert (compact.index["dn_scale"] == 10000.0).all()
+    # 44 bytes per pixel on disk instead of 96
+    chunk = next((compact_store / "cubes.zarr" / "dn").glob("c.*"))
+    assert chunk.stat().st_size == 44 * 64 * 64
+    assert not (compact_store / "cubes.zarr" / "cubes").exists()
+
+    ids = np.arange(len(full))
+    for i in ids:  # the CPU path (recipe kernel) and the labels
+        assert np.array_equal(_bits(compact.read_cube(i)), _bits(full.read_cube(i)))
+        assert np.array_equal(compact.read_label(i), full.read_label(i))
+    # the device path (torch, float64 then float32 once), here on the CPU, bit for bit
+    dn = torch.from_numpy(np.stack([compact.read_dn(i) for i in ids]))
+    assert torch.isnan(dn).any()  # the demo has clouds: invalid pixels are NaN in every band
+    assert torch.equal(torch.isnan(dn).all(1), torch.isnan(dn).any(1))
+    radiometry = torch.from_numpy(np.stack([compact.radiometry(i) for i in ids]))
+    got = features_from_dn_torch(dn, radiometry, compact.recipe)
+    assert np.array_equal(_bits(got), _bits(full.read_cubes(ids)))
+    assert any("store form: compact (11 float32 DN bands" in line for line in store_info(compact_store))
+    assert any("store form: features (24 float32 channels" in line for line in store_info(demo_store))
+    with pytest.raises(Exception, match="holds the recipe's channels, not DN"):
+        full.read_dn(0)
+
+
+def test_batches_of_both_forms_are_identical(demo_store, compact_store) -> None:
+    """The trainer's and evaluator's batch transform: lazy compact DN → the same normalised batch."""
+    from geoseg.data import CubeDataModule
+
+    def batches(path: Path) -> list[dict[str, torch.Tensor]]:
+        dm = CubeDataModule(path, batch_size=5, num_workers=0, in_memory="no", augment=False)
+        dm.setup("validate")
+        return [dm.prepare_batch(b, train=False) for b in dm.loader("val")]
+
+    full, compact = batches(demo_store), batches(compact_store)
+    assert len(full) == len(compact) > 0
+    for a, b in zip(full, compact, strict=True):
+        assert b["image"].shape[1] == 24
+        assert np.array_equal(_bits(a["image"]), _bits(b["image"]))
+        assert torch.equal(a["mask"], b["mask"])
+    # a lazily read compact sample is DN + radiometry; in memory, the store's channels
+    dm = CubeDataModule(compact_store, batch_size=2, num_workers=0, in_memory="no")
+    sample = dm._dataset("train")[0]
+    assert sample["image"].shape == (11, 64, 64) and sample["radiometry"].dtype == torch.float64
+    dm = CubeDataModule(compact_store, batch_size=2, num_workers=0, in_memory="yes")
+    assert dm._dataset("train")[0]["image"].shape == (24, 64, 64)
+
+
+def test_dn_to_channels_in_torch_matches_the_kernel_with_offsets_and_zero_denominators() -> None:
+    from geoseg.features.recipes import get_recipe
+    from geoseg.features.stack import features_from_dn
+    from geoseg.features.torch_features import features_from_dn_torch
+
+    recipe = get_recipe("s2_24")
+    rng = np.random.default_rng(3)
+    b = len(recipe.required_bands)
+    raw = (rng.random((2, b, 40, 50)) * 12000).astype(np.float32)
+    raw[:, :, :5] = np.round(raw[:, :, :5])
+    raw[:, :, 5:10] = 1000.0  # reflectance 0 with the -1000 offset: every division by zero
+    raw[:, 3, 10:15] = 0.0  # B04 = 0 (a zero denominator of RDI-like ratios with offset 0)
+    valid = rng.random((2, 40, 50)) > 0.2
+    radiometry = np.array([[-1000.0, 10000.0], [0.0, 10000.0]])
+    dn = np.where(valid[:, None], raw, np.nan).astype(np.float32)
+    got = features_from_dn_torch(torch.from_numpy(dn), torch.from_numpy(radiometry), recipe)
+    for k in range(2):
+        want = features_from_dn(raw[k], valid[k], radiometry[k, 0], radiometry[k, 1], recipe)
+        assert np.array_equal(_bits(got[k]), _bits(want))
+    assert (got[:, :, ~valid[0]][0] == 0).all()
+
+
+def test_form_is_part_of_the_content(demo_catalog, demo_store, client) -> None:
+    """A features store is not silently resumed or reused as a compact one."""
+    from geoseg.tiling import tile_dataset
+
+    with pytest.raises(ConfigError, match="form 'features' -> 'compact'"):
+        tile_dataset(demo_catalog, "demo480", demo_store, client=client, progress=False, store="compact",
+                     **DEMO_PARAMS)
+    manifest = json.loads((demo_store / "manifest.json").read_text())
+    assert manifest["form"] == "features"
