@@ -112,6 +112,7 @@ class CubeDataModule(pl.LightningDataModule):
         self.in_memory_mode = in_memory
         self.normalization = normalization or store_normalization(self.store, train_split)
         self.recipe = self.store.recipe
+        self.layout = getattr(self.store, "native_layout", None)  # byte records of a compact store
         self.mask_channels = self.recipe.num_mask_channels
         self._num_workers = num_workers
         self.datasets: dict[str, CubeDataset] = {}
@@ -217,7 +218,8 @@ class CubeDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ on-device transforms
     def prepare_batch(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         """Normalise, resize/crop and (training) augment a batch that is on its device."""
-        x = normalize(dn_batch_features(batch, self.recipe).float(), self.normalization, self.mask_channels)
+        x = normalize(dn_batch_features(batch, self.recipe, self.layout).float(), self.normalization,
+                      self.mask_channels)
         y = batch["mask"]
         if self.target_size is not None:
             if self.target_mode == "resize":

@@ -26,17 +26,25 @@ __all__ = ["CubeDataset", "InMemoryCubes", "dn_batch_features"]
 RADIOMETRY_KEY = "radiometry"
 
 
-def dn_batch_features(batch: dict[str, torch.Tensor], recipe: Recipe) -> torch.Tensor:
+def dn_batch_features(batch: dict[str, torch.Tensor], recipe: Recipe, layout: dict | None = None) -> torch.Tensor:
     """The batch's ``image`` as the recipe's float32 channels, on its device.
 
-    Batches of compact cubes (they carry ``radiometry``) are DN: the channels are computed here
-    (:func:`geoseg.features.torch_features.features_from_dn_torch`); other batches pass unchanged.
+    Batches of compact cubes (they carry ``radiometry``) are DN, or byte records of the native
+    ``layout`` (:mod:`geoseg.tiling.compact_native`, decoded first): the channels are computed
+    here (:func:`geoseg.features.torch_features.features_from_dn_torch`); other batches pass unchanged.
     """
     if RADIOMETRY_KEY not in batch:
         return batch["image"]
     from geoseg.features.torch_features import features_from_dn_torch
 
-    return features_from_dn_torch(batch["image"], batch[RADIOMETRY_KEY], recipe)
+    dn = batch["image"]
+    if dn.ndim == 2:  # (N, record bytes)
+        from geoseg.tiling.compact_native import decode_records
+
+        if layout is None:
+            raise ValueError("byte records need the store's native layout (manifest dn_layout)")
+        dn = decode_records(dn, layout, recipe.required_bands)
+    return features_from_dn_torch(dn, batch[RADIOMETRY_KEY], recipe)
 
 
 class InMemoryCubes:
@@ -96,10 +104,12 @@ class CubeDataset(Dataset):
             label = src.labels[i] if src.labels is not None else None
         else:
             compact = getattr(src, "form", "features") == "compact"  # ArrayStore, ChipList: features
-            cube = src.read_dn(i) if compact else src.read_cube(i)
+            native = compact and isinstance(src, CubeStore) and src.native_layout is not None
+            cube = src.read_record(i) if native else src.read_dn(i) if compact else src.read_cube(i)
             label = src.read_label(i) if src.has_labels else None
-        if label is None:
-            label = np.full(cube.shape[1:], IGNORE_INDEX, np.uint8)
+        if label is None:  # (a byte record has no image shape: the store's cube size)
+            shape = cube.shape[1:] if cube.ndim == 3 else (src.cube_size, src.cube_size)  # type: ignore[union-attr]
+            label = np.full(shape, IGNORE_INDEX, np.uint8)
         sample = {"image": torch.from_numpy(np.asarray(cube)), "mask": torch.from_numpy(np.asarray(label))}
         if compact and isinstance(src, CubeStore):  # DN: the channels are computed on the device
             sample[RADIOMETRY_KEY] = torch.from_numpy(src.radiometry(i).copy())

@@ -46,7 +46,10 @@ __all__ = [
     "DN_ARRAY",
     "DN_FILL",
     "store_form",
+    "native_layout",
     "cube_array_name",
+    "cube_array_ndim",
+    "chunk_bytes",
     "array_channels",
     "form_manifest",
     "read_features_and_dn",
@@ -66,9 +69,30 @@ def store_form(manifest: dict) -> StoreForm:
     return "compact" if manifest.get("form") == "compact" else "features"
 
 
-def cube_array_name(form: StoreForm) -> Literal["cubes", "dn"]:
-    """The zarr array holding the cubes of ``form``."""
-    return "dn" if form == "compact" else "cubes"
+def native_layout(manifest: dict) -> dict | None:
+    """The native layout of a compact store (:mod:`geoseg.tiling.compact_native`), or None."""
+    layout = manifest.get("dn_layout") if store_form(manifest) == "compact" else None
+    return layout if isinstance(layout, dict) and layout.get("kind") == "native" else None
+
+
+def cube_array_name(manifest: dict) -> Literal["cubes", "dn", "record"]:
+    """The zarr array holding the cubes a manifest describes."""
+    if store_form(manifest) != "compact":
+        return "cubes"
+    return "record" if native_layout(manifest) else "dn"
+
+
+def cube_array_ndim(manifest: dict) -> int:
+    """Dimensions of the cube array (records are ``(N, bytes)``)."""
+    return 2 if native_layout(manifest) else 4
+
+
+def chunk_bytes(manifest: dict) -> int:
+    """Bytes of one (uncompressed) chunk of the cube array."""
+    layout = native_layout(manifest)
+    if layout is not None:
+        return int(layout["record_bytes"])
+    return 4 * array_channels(manifest) * int(manifest["cube_size"]) ** 2
 
 
 def array_channels(manifest: dict) -> int:
@@ -78,10 +102,11 @@ def array_channels(manifest: dict) -> int:
     return len(manifest["channel_names"])
 
 
-def form_manifest(form: StoreForm, recipe: Recipe) -> dict:
-    """The manifest entries of ``form``."""
+def form_manifest(form: StoreForm, recipe: Recipe, layout: dict | None = None) -> dict:
+    """The manifest entries of ``form`` (``layout``: the native layout, when it applies)."""
     if form == "compact":
-        return {"form": form, "dn_bands": list(recipe.required_bands), "dn_invalid": "nan"}
+        return {"form": form, "dn_bands": list(recipe.required_bands), "dn_invalid": "nan",
+                "dn_layout": layout or {"kind": "grid"}}
     return {"form": form}
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from geoseg.tiling.compact import array_channels, cube_array_name, radiometry
+from geoseg.tiling.compact import array_channels, cube_array_name, cube_array_ndim, radiometry
 from geoseg.tiling.plan import TilePlan
 from geoseg.tiling.split import assign_splits
 from geoseg.tiling.stats import Moments
@@ -74,9 +74,10 @@ def _compact(plan: TilePlan, kept_ids: np.ndarray) -> None:
     marker = plan.staging / "compaction.json"
     if not marker.exists():
         create_arrays(final, len(kept_ids), array_channels(plan.manifest), plan.params.cube_size, plan.has_labels,
-                      form=plan.params.store)
+                      manifest=plan.manifest)
         write_json_atomic(marker, {"num_cubes": int(len(kept_ids))}, fsync=True)
-    names = [(cube_array_name(plan.params.store), 4)] + ([("labels", 3)] if plan.has_labels else [])
+    names = [(cube_array_name(plan.manifest), cube_array_ndim(plan.manifest))] + (
+        [("labels", 3)] if plan.has_labels else [])
     for dense, candidate in enumerate(kept_ids):
         for name, ndim in names:
             src = chunk_path(plan.staging_arrays, name, int(candidate), ndim)

@@ -22,7 +22,8 @@ from geoseg.features.recipes import Recipe, get_recipe
 from geoseg.io.fingerprint import file_fingerprint
 from geoseg.io.labels import LabelMap, SceneLabels, prepare_labels
 from geoseg.io.sensors import REFLECTANCE_SCALE
-from geoseg.tiling.compact import form_manifest, store_form
+from geoseg.tiling.compact import form_manifest, native_layout, store_form
+from geoseg.tiling.compact_native import plan_native_layout
 from geoseg.tiling.layout import CubeWindow, cube_windows
 from geoseg.tiling.options import TilingParams
 from geoseg.tiling.store import STAGING_NAME, STORE_FORMAT
@@ -97,6 +98,7 @@ class TilePlan:
                 has_labels=self.has_labels, recipe=recipe_json, num_classes=len(self.dataset.classes),
                 cubes=tuple(run), cube_size=self.params.cube_size, min_valid=self.params.min_valid,
                 staging=str(self.staging_arrays), records=str(self.records), form=self.params.store,
+                layout=native_layout(self.manifest),
             ))
         return tasks
 
@@ -184,7 +186,8 @@ def make_plan(catalog: str | Path | Catalog, dataset: str, out: str | Path, para
                   "seed": params.seed, "block": params.split_block},
         "sources": [_scene_sources(cs) for cs in scenes],
         "num_candidates": len(windows),
-        **form_manifest(params.store, recipe),
+        **form_manifest(params.store, recipe, plan_native_layout([cs.scene for cs in scenes], recipe, params.cube_size)
+                        if params.store == "compact" else None),
         "complete": False,
     }
     return plan

@@ -35,9 +35,11 @@ from geoseg.features.recipes import Recipe
 from geoseg.tiling.compact import (
     DN_FILL,
     StoreForm,
-    array_channels,
+    chunk_bytes,
     cube_array_name,
+    cube_array_ndim,
     features_of_dn,
+    native_layout,
     store_form,
 )
 from geoseg.utils.outputs import legacy_entries
@@ -110,13 +112,15 @@ _KEYS: ChunkKeyEncodingParams = {"name": "default", "separator": "."}
 def _codecs(name: str) -> dict[str, Any]:
     from zarr.codecs import BloscCodec
 
-    if name in ("cubes", "dn"):
+    if name in ("cubes", "dn", "record"):
         return {"compressors": None}
     return {"compressors": [BloscCodec(**_LABEL_BLOSC, shuffle="shuffle")]}
 
 
-def encode_chunk(name: Literal["cubes", "dn", "labels"], block: np.ndarray) -> bytes | memoryview:
+def encode_chunk(name: Literal["cubes", "dn", "record", "labels"], block: np.ndarray) -> bytes | memoryview:
     """The bytes zarr stores for one chunk of ``name`` (identical to zarr's own encoding)."""
+    if name == "record":
+        return np.ascontiguousarray(block, dtype=np.uint8).data.cast("B")
     if name in ("cubes", "dn"):
         return np.ascontiguousarray(block, dtype="<f4").data.cast("B")
     import numcodecs
@@ -125,7 +129,7 @@ def encode_chunk(name: Literal["cubes", "dn", "labels"], block: np.ndarray) -> b
     return numcodecs.Blosc(**_LABEL_BLOSC, shuffle=numcodecs.Blosc.SHUFFLE).encode(data)
 
 
-def write_chunk(root: str | Path, name: Literal["cubes", "dn", "labels"], i: int, block: np.ndarray) -> None:
+def write_chunk(root: str | Path, name: Literal["cubes", "dn", "record", "labels"], i: int, block: np.ndarray) -> None:
     """Write cube/label ``i`` straight to its chunk file (no zarr event loop; disjoint files).
 
     Used by the tiler's workers: each chunk is written by exactly one task, so no lock is
@@ -138,10 +142,11 @@ def write_chunk(root: str | Path, name: Literal["cubes", "dn", "labels"], i: int
 
 
 def create_arrays(root: str | Path, n: int, channels: int, size: int, labels: bool, *,
-                  form: StoreForm = "features"):
+                  manifest: dict | None = None):
     """Create (overwriting) the zarr v3 group ``root`` with ``cubes`` and optional ``labels``.
 
-    The compact ``form`` has the array ``dn`` instead of ``cubes`` (``channels`` = DN bands).
+    A compact store's ``manifest`` gives the array ``dn`` (``channels`` = DN bands) or
+    ``record`` (byte records) instead of ``cubes`` (:mod:`geoseg.tiling.compact`).
 
     Returns:
         ``(cubes, labels)`` zarr arrays (``labels`` is None without labels).
@@ -149,14 +154,19 @@ def create_arrays(root: str | Path, n: int, channels: int, size: int, labels: bo
     import zarr
 
     group = zarr.open_group(str(root), mode="w", zarr_format=3)
-    name = cube_array_name(form)
-    cubes = group.create_array(
-        name, shape=(n, channels, size, size), chunks=(1, channels, size, size),
-        # NaN: a chunk that is missing reads as NaN, never as plausible (all-zero) features
-        # (compact DN: -inf, as NaN marks invalid pixels there)
-        dtype="float32", fill_value=float("nan") if name == "cubes" else DN_FILL, chunk_key_encoding=_KEYS,
-        **_codecs(name),
-    )
+    name = cube_array_name(manifest or {})
+    if name == "record":  # a missing record reads as zeros: no valid pixel, which a kept cube never has
+        record = chunk_bytes(manifest or {})
+        cubes = group.create_array(name, shape=(n, record), chunks=(1, record), dtype="uint8", fill_value=0,
+                                   chunk_key_encoding=_KEYS, **_codecs(name))
+    else:
+        cubes = group.create_array(
+            name, shape=(n, channels, size, size), chunks=(1, channels, size, size),
+            # NaN: a chunk that is missing reads as NaN, never as plausible (all-zero) features
+            # (compact DN: -inf, as NaN marks invalid pixels there)
+            dtype="float32", fill_value=float("nan") if name == "cubes" else DN_FILL, chunk_key_encoding=_KEYS,
+            **_codecs(name),
+        )
     lab = None
     if labels:
         lab = group.create_array(
@@ -172,7 +182,7 @@ def open_arrays(root: str | Path, mode: Literal["r", "r+"] = "r"):
 
     group = zarr.open_group(str(root), mode=mode, zarr_format=3)
     labels = group.get("labels")
-    return group["cubes" if "cubes" in group else "dn"], labels
+    return group[next((a for a in ("cubes", "dn", "record") if a in group), "cubes")], labels
 
 
 def chunk_path(root: str | Path, name: str, i: int, ndim: int) -> Path:
@@ -277,12 +287,12 @@ def chunk_damage(store: str | Path, manifest: dict) -> list[tuple[int, Path, str
     manifest's ``chunks`` inventory recorded (stores written before it: any size).
     """
     root = Path(store, ARRAYS_NAME)
-    n, size = int(manifest["num_cubes"]), int(manifest["cube_size"])
-    expected = 4 * array_channels(manifest) * size * size
+    n = int(manifest["num_cubes"])
+    expected = chunk_bytes(manifest)
     inventory = manifest.get("chunks") or {}
     damage: list[tuple[int, Path, str]] = []
-    cubes = cube_array_name(store_form(manifest))
-    arrays = [(cubes, 4)] + ([("labels", 3)] if manifest.get("has_labels") else [])
+    cubes = cube_array_name(manifest)
+    arrays = [(cubes, cube_array_ndim(manifest))] + ([("labels", 3)] if manifest.get("has_labels") else [])
     for name, ndim in arrays:
         files = _chunk_files(root / name)
         recorded = inventory.get("label_bytes") if name == "labels" else None
@@ -392,6 +402,11 @@ class CubeStore:
         self._require_compact()
         return list(self.manifest["dn_bands"])
 
+    @property
+    def native_layout(self) -> dict | None:
+        """The native layout of a compact store's byte records (:mod:`geoseg.tiling.compact_native`), or None."""
+        return native_layout(self.manifest)
+
     def _require_compact(self) -> None:
         if self.form != "compact":
             raise GeosegError("this CubeStore holds the recipe's channels, not DN", path=self.path,
@@ -478,7 +493,7 @@ class CubeStore:
         return self._radiometry[self._check(i)]
 
     def _damaged(self, name: str, i: int, what: str) -> CorruptStoreError:
-        ndim = 3 if name == "labels" else 4
+        ndim = 3 if name == "labels" else 2 if name == "record" else 4
         return damage_message(self.path, [(i, chunk_path(self.path / ARRAYS_NAME, name, i, ndim), what)])
 
     def read_cube(self, i: int) -> np.ndarray:
@@ -510,6 +525,14 @@ class CubeStore:
             CorruptStoreError: the chunk file is truncated or missing.
         """
         self._require_compact()
+        layout = native_layout(self.manifest)
+        if layout is not None:  # decoded as the batch transform does (torch, on the CPU)
+            import torch
+
+            from geoseg.tiling.compact_native import decode_records
+
+            record = torch.from_numpy(self.read_record(i)[None])
+            return decode_records(record, layout, self.dn_bands)[0].numpy()
         i = self._check(i)
         try:
             dn = np.asarray(self._open()[0][i])
@@ -518,6 +541,24 @@ class CubeStore:
         if dn.size and dn.flat[0] == DN_FILL:  # no chunk file (one compare per cube)
             raise self._damaged("dn", i, "is missing")
         return dn
+
+    def read_record(self, i: int) -> np.ndarray:
+        """The byte record ``(R,)`` uint8 of cube ``i`` of a compact store in the native layout.
+
+        Raises:
+            CorruptStoreError: the chunk file is truncated or missing (it reads as zeros: no valid pixel).
+        """
+        layout = native_layout(self.manifest)
+        if layout is None:
+            raise GeosegError("this CubeStore holds no byte records", path=self.path, hint="read it with read_cube")
+        i = self._check(i)
+        try:
+            record = np.asarray(self._open()[0][i])
+        except ValueError as err:  # zarr: "cannot reshape array of size ..." for a truncated chunk
+            raise self._damaged("record", i, f"cannot be read ({str(err).splitlines()[0][:120]})") from None
+        if not record[int(layout["valid_offset"]):].any():  # the fill value: no chunk file
+            raise self._damaged("record", i, "is missing")
+        return record
 
     def read_label(self, i: int) -> np.ndarray:
         """Labels of cube ``i`` as uint8 ``(H, W)`` training indices; 255 = ignore."""

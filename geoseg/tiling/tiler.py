@@ -226,7 +226,7 @@ def _prepare_store(plan: TilePlan, overwrite: bool) -> dict | None:
         mark_folder(out, STORE_KIND, STORE_ENTRIES)  # before the first byte of the store
         plan.records.mkdir(parents=True)
         create_arrays(plan.staging_arrays, len(plan.windows), array_channels(plan.manifest), plan.params.cube_size,
-                      plan.has_labels, form=plan.params.store)
+                      plan.has_labels, manifest=plan.manifest)
     write_json_atomic(out / MANIFEST_NAME, plan.manifest, fsync=True)  # complete: false
     return None
 

@@ -23,9 +23,10 @@ from rasterio.windows import Window
 from geoseg.errors import GeosegError
 from geoseg.features.recipes import Recipe
 from geoseg.io.labels import IGNORE_INDEX, SceneLabels
-from geoseg.io.raster import GDAL_ENV
+from geoseg.io.raster import GDAL_ENV, reading
 from geoseg.io.scene import Scene
-from geoseg.tiling.compact import cube_array_name, dn_cube, read_features_and_dn
+from geoseg.tiling.compact import dn_cube, read_features_and_dn
+from geoseg.tiling.compact_native import RECORD_ARRAY, native_records
 from geoseg.tiling.layout import CubeWindow
 from geoseg.tiling.stats import ColumnMoments
 from geoseg.tiling.store import write_chunk
@@ -50,6 +51,7 @@ class TileTask:
     staging: str  # zarr group of the staging arrays
     records: str  # folder of task records
     form: str = "features"  # what a chunk holds: the recipe's channels, or its DN (geoseg.tiling.compact)
+    layout: dict | None = None  # a compact store's native layout (geoseg.tiling.compact_native)
 
     @property
     def union(self) -> Window:
@@ -116,8 +118,14 @@ def _run_task(task: TileTask) -> dict:
     union = task.union
     compact = task.form == "compact"
     with rasterio.Env(**GDAL_WORKER_ENV):
+        records = None
         if compact:  # the channels (for the statistics) and the DN they come from (written)
             features, valid, dn = read_features_and_dn(task.scene, union, recipe)
+            if task.layout is not None:
+                cubes = [(slice(w.col_off - int(union.col_off), w.col_off - int(union.col_off) + w.width),
+                          w.height, w.width) for _, w in task.cubes]
+                with reading(task.scene.path, f"the source blocks of window {union}"):
+                    records = native_records(task.scene, union, cubes, valid, dn, recipe, task.layout)
         else:
             features, valid = read_features(task.scene, union, recipe)
         labels = None
@@ -129,7 +137,7 @@ def _run_task(task: TileTask) -> dict:
     size, area = task.cube_size, task.cube_size * task.cube_size
     columns = ColumnMoments.of(features, valid)  # per-column moments, merged per cube below
     entries = []
-    for candidate, win in task.cubes:
+    for k, (candidate, win) in enumerate(task.cubes):
         c0 = win.col_off - int(union.col_off)
         cols = slice(c0, c0 + win.width)
         cube_valid = np.zeros((size, size), dtype=bool)
@@ -137,9 +145,10 @@ def _run_task(task: TileTask) -> dict:
         fraction = float(cube_valid.sum()) / area
         entry: dict = {"candidate": candidate, "valid_fraction": fraction,
                        "kept": fraction >= task.min_valid and fraction > 0}
-        if entry["kept"] and compact:
-            write_chunk(task.staging, cube_array_name("compact"), candidate,
-                        dn_cube(dn, cols, win.height, win.width, size))
+        if entry["kept"] and records is not None:
+            write_chunk(task.staging, RECORD_ARRAY, candidate, records[k])
+        elif entry["kept"] and compact:
+            write_chunk(task.staging, "dn", candidate, dn_cube(dn, cols, win.height, win.width, size))
         elif entry["kept"]:
             if win.padded:
                 cube = np.zeros((features.shape[0], size, size), dtype=np.float32)

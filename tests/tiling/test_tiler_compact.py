@@ -18,10 +18,24 @@ from tests.tiling._tiling_helpers import DEMO_PARAMS
 
 @pytest.fixture(scope="module")
 def compact_store(demo_catalog, client, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo scene tiled ``--store compact``: native layout (uint16 band files at 10/20/60 m)."""
     from geoseg.tiling import tile_dataset
 
     out = tmp_path_factory.mktemp("stores") / "compact_store"
     tile_dataset(demo_catalog, "demo480", out, client=client, progress=False, store="compact", **DEMO_PARAMS)
+    return out
+
+
+@pytest.fixture(scope="module")
+def grid_store(demo_catalog, client, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same, in the fallback layout (float32 DN on the 10 m grid) that non-16-bit sources get."""
+    import geoseg.tiling.plan as plan
+    from geoseg.tiling import tile_dataset
+
+    out = tmp_path_factory.mktemp("stores") / "grid_store"
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(plan, "plan_native_layout", lambda *a: None)
+        tile_dataset(demo_catalog, "demo480", out, client=client, progress=False, store="compact", **DEMO_PARAMS)
     return out
 
 
@@ -30,24 +44,31 @@ def _bits(a: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32).view(np.uint32)
 
 
-def test_compact_store_equals_the_features_store(demo_store, compact_store) -> None:
+@pytest.mark.parametrize("layout", ["native", "grid"])
+def test_compact_store_equals_the_features_store(layout: str, demo_store, request) -> None:
     from geoseg.features.torch_features import features_from_dn_torch
     from geoseg.tiling import CubeStore, store_info
+    from geoseg.tiling.compact_native import decode_records
 
+    compact_store = request.getfixturevalue("compact_store" if layout == "native" else "grid_store")
     full, compact = CubeStore.open(demo_store), CubeStore.open(compact_store)
+    assert compact.manifest["dn_layout"]["kind"] == layout
     assert (full.form, compact.form) == ("features", "compact")
     assert compact.dn_bands == list(full.recipe.required_bands) and len(compact.dn_bands) == 11
     assert compact.stats == full.stats  # normalisation statistics: the same file content
     assert compact.channel_names == full.channel_names and compact.num_channels == 24
-    extra = {"form", "dn_bands", "dn_invalid"}
+    extra = {"form", "dn_bands", "dn_invalid", "dn_layout"}
     assert {k: v for k, v in compact.manifest.items() if k not in extra | {"chunks"}} == \
         {k: v for k, v in full.manifest.items() if k not in extra | {"chunks"}}
     assert compact.manifest["chunks"] == full.manifest["chunks"]  # the same label chunks
     assert compact.index.drop(columns=["dn_offset", "dn_scale"]).equals(full.index)
     assert (compact.index["dn_scale"] == 10000.0).all()
-    # 44 bytes per pixel on disk instead of 96
-    chunk = next((compact_store / "cubes.zarr" / "dn").glob("c.*"))
-    assert chunk.stat().st_size == 44 * 64 * 64
+    # bytes per pixel on disk: 96 for the features; 44 for float32 DN; ~13 for the native records
+    # (64 px cubes: 4 uint16 bands at 10 m, 6 bands of 35² px at 20 m, B01 13² px, tables, mask)
+    array = "record" if layout == "native" else "dn"
+    chunk = next((compact_store / "cubes.zarr" / array).glob("c.*"))
+    per_pixel = chunk.stat().st_size / 64**2
+    assert per_pixel == 44 if layout == "grid" else 12 < per_pixel < 16
     assert not (compact_store / "cubes.zarr" / "cubes").exists()
 
     ids = np.arange(len(full))
@@ -55,19 +76,24 @@ def test_compact_store_equals_the_features_store(demo_store, compact_store) -> N
         assert np.array_equal(_bits(compact.read_cube(i)), _bits(full.read_cube(i)))
         assert np.array_equal(compact.read_label(i), full.read_label(i))
     # the device path (torch, float64 then float32 once), here on the CPU, bit for bit
-    dn = torch.from_numpy(np.stack([compact.read_dn(i) for i in ids]))
+    if layout == "native":  # the batch transform decodes byte records
+        dn = decode_records(torch.from_numpy(np.stack([compact.read_record(i) for i in ids])),
+                            compact.native_layout, compact.dn_bands)
+        assert torch.equal(dn.isnan(), torch.from_numpy(np.stack([compact.read_dn(i) for i in ids])).isnan())
+    else:
+        dn = torch.from_numpy(np.stack([compact.read_dn(i) for i in ids]))
     assert torch.isnan(dn).any()  # the demo has clouds: invalid pixels are NaN in every band
     assert torch.equal(torch.isnan(dn).all(1), torch.isnan(dn).any(1))
     radiometry = torch.from_numpy(np.stack([compact.radiometry(i) for i in ids]))
     got = features_from_dn_torch(dn, radiometry, compact.recipe)
     assert np.array_equal(_bits(got), _bits(full.read_cubes(ids)))
-    assert any("store form: compact (11 float32 DN bands" in line for line in store_info(compact_store))
+    assert any("store form: compact" in line for line in store_info(compact_store))
     assert any("store form: features (24 float32 channels" in line for line in store_info(demo_store))
     with pytest.raises(Exception, match="holds the recipe's channels, not DN"):
         full.read_dn(0)
 
 
-def test_batches_of_both_forms_are_identical(demo_store, compact_store) -> None:
+def test_batches_of_both_forms_are_identical(demo_store, compact_store, grid_store) -> None:
     """The trainer's and evaluator's batch transform: lazy compact DN → the same normalised batch."""
     from geoseg.data import CubeDataModule
 
@@ -76,16 +102,21 @@ def test_batches_of_both_forms_are_identical(demo_store, compact_store) -> None:
         dm.setup("validate")
         return [dm.prepare_batch(b, train=False) for b in dm.loader("val")]
 
-    full, compact = batches(demo_store), batches(compact_store)
-    assert len(full) == len(compact) > 0
-    for a, b in zip(full, compact, strict=True):
-        assert b["image"].shape[1] == 24
-        assert np.array_equal(_bits(a["image"]), _bits(b["image"]))
-        assert torch.equal(a["mask"], b["mask"])
-    # a lazily read compact sample is DN + radiometry; in memory, the store's channels
+    full = batches(demo_store)
+    for store in (compact_store, grid_store):
+        compact = batches(store)
+        assert len(full) == len(compact) > 0
+        for a, b in zip(full, compact, strict=True):
+            assert b["image"].shape[1] == 24
+            assert np.array_equal(_bits(a["image"]), _bits(b["image"]))
+            assert torch.equal(a["mask"], b["mask"])
+    # a lazily read compact sample is a byte record (or DN) + radiometry; in memory, the store's channels
     dm = CubeDataModule(compact_store, batch_size=2, num_workers=0, in_memory="no")
     sample = dm._dataset("train")[0]
-    assert sample["image"].shape == (11, 64, 64) and sample["radiometry"].dtype == torch.float64
+    assert sample["image"].dtype == torch.uint8 and sample["image"].ndim == 1
+    assert sample["radiometry"].dtype == torch.float64
+    sample = CubeDataModule(grid_store, batch_size=2, num_workers=0, in_memory="no")._dataset("train")[0]
+    assert sample["image"].shape == (11, 64, 64)
     dm = CubeDataModule(compact_store, batch_size=2, num_workers=0, in_memory="yes")
     assert dm._dataset("train")[0]["image"].shape == (24, 64, 64)
 
