@@ -75,7 +75,11 @@ def store_info(store: str | Path | CubeStore) -> list[str]:
 def _form_line(cubes: CubeStore) -> str:
     """What a cube holds and its bytes per pixel on disk (:mod:`geoseg.tiling.compact`)."""
     if cubes.form == "compact":
-        bands = cubes.dn_bands
-        return (f"  store form: compact ({len(bands)} float32 DN bands, NaN = invalid, {4 * len(bands)} bytes/pixel; "
-                f"the {cubes.num_channels} channels are computed on the training device)")
+        bands, layout, area = cubes.dn_bands, cubes.native_layout, cubes.cube_size**2
+        if layout is not None:
+            what = (f"byte records: {len(bands)} uint16 DN bands at their own resolution + bilinear tables + mask, "
+                    f"{int(layout['record_bytes']) / area:.1f} bytes/pixel")
+        else:
+            what = f"{len(bands)} float32 DN bands on the 10 m grid, NaN = invalid, {4 * len(bands)} bytes/pixel"
+        return f"  store form: compact ({what}; the {cubes.num_channels} channels are computed on the training device)"
     return f"  store form: features ({cubes.num_channels} float32 channels, {4 * cubes.num_channels} bytes/pixel)"
