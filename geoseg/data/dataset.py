@@ -44,7 +44,17 @@ def dn_batch_features(batch: dict[str, torch.Tensor], recipe: Recipe, layout: di
         if layout is None:
             raise ValueError("byte records need the store's native layout (manifest dn_layout)")
         dn = decode_records(dn, layout, recipe.required_bands)
+    if dn.device.type == "cpu":  # the recipe's compiled kernel: the same bits, ~15x faster than torch on a CPU
+        return _features_on_cpu(dn, batch[RADIOMETRY_KEY], recipe)
     return features_from_dn_torch(dn, batch[RADIOMETRY_KEY], recipe)
+
+
+def _features_on_cpu(dn: torch.Tensor, radiometry: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    from geoseg.features.stack import features_from_dn
+
+    arrays, rad = dn.numpy(), radiometry.numpy()
+    out = [features_from_dn(a, a[0] == a[0], float(r[0]), float(r[1]), recipe) for a, r in zip(arrays, rad, strict=True)]
+    return torch.from_numpy(np.stack(out))
 
 
 class InMemoryCubes:

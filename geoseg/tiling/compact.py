@@ -1,31 +1,32 @@
-"""The compact CubeStore form: the recipe's DN bands and the valid mask instead of its channels.
+"""The compact CubeStore form: what the recipe's channels are computed from, instead of the channels.
 
 ``geoseg tile --store compact`` writes, instead of the ``cubes`` array of float32 recipe channels
-(24 for ``s2_24``), an array ``dn`` ``(N, B, H, W)`` float32 holding the DN of the recipe's
-``required_bands`` (11 for ``s2_24``) on the 10 m grid, exactly as the feature computation
-receives them (:func:`geoseg.io.reader.read_raw`: native DN, resampled bands as the float32
-bilinear interpolants), with NaN in every band at invalid pixels (that is the valid mask: a
-valid pixel's DN are always finite). The scene's radiometry (``reflectance = (DN + offset) /
-scale``) goes into the index (``dn_offset``, ``dn_scale``: cubes of one store may come from
-processing baselines with different offsets). The channels are then computed where they are
-used: on the batch, on the training device, by
-:func:`geoseg.features.torch_features.features_from_dn_torch`; on the CPU by
-:meth:`CubeStore.read_cube <geoseg.tiling.store.CubeStore.read_cube>` with the recipe's own
-kernel. Both equal the default store's cubes bit for bit, and ``stats.json`` is the same (the
-tiler computes the channels in both forms and takes their statistics).
+(24 for ``s2_24``: 96 bytes per pixel), the DN of the recipe's ``required_bands`` and the valid
+mask, and the channels are computed where they are used: on the batch, on the training device
+(:func:`geoseg.data.dataset.dn_batch_features` → :func:`geoseg.features.torch_features.features_from_dn_torch`),
+or on the CPU by :meth:`CubeStore.read_cube <geoseg.tiling.store.CubeStore.read_cube>`. Both equal
+the default store's cubes bit for bit, and ``stats.json`` is the same file (the tiler computes the
+channels in both forms and takes their statistics from them). The scene's radiometry
+(``reflectance = (DN + offset) / scale``) goes into the index (``dn_offset``, ``dn_scale``: cubes
+of one store may come from processing baselines with different offsets).
 
-Why float32 DN and not uint16: bands on the 10 m grid are integer DN, but the 20 m and 60 m
-bands are bilinear interpolants (20 m: multiples of 1/16 up to 65535, i.e. 20 significant bits;
-60 m: arbitrary float32), and the indices are computed in float64 from exactly these values.
-uint16 cannot hold them, float16 neither; float32 is the smallest lossless form of what the
-kernel reads (docs/benchmarks_loader.md has the measurements: 44 bytes per pixel instead of 96).
+The DN the feature kernel reads (:func:`geoseg.io.reader.read_raw`) are integers for the bands on
+the 10 m grid but float32 bilinear interpolants for the 20 m and 60 m bands (20 m: multiples of
+1/16, up to 20 significant bits; 60 m: arbitrary float32), and the indices are computed in float64
+from exactly these values, so uint16 DN on the 10 m grid cannot be exact. Two layouts are exact:
 
-Layout differences from the default form (docs/tiling.md)::
+- ``native`` (``dn_layout.kind``; used whenever it applies): one byte record per cube (array
+  ``record`` ``(N, R)`` uint8) with the uint16 DN of every band at its own resolution, the cube's
+  bilinear tables and the mask; the batch transform redoes the interpolation with the same float32
+  operations (:mod:`geoseg.tiling.compact_native`). ~12 bytes per pixel for ``s2_24`` from
+  Sentinel-2 band files (7.8× fewer than the features).
+- ``grid`` (the fallback: sources that are not 8/16-bit unsigned DN, or scenes whose bands relate
+  differently to their grids): array ``dn`` ``(N, B, H, W)`` float32 with the DN on the 10 m grid
+  as the kernel reads them and NaN in every band at invalid pixels (a valid pixel's DN are always
+  finite): 44 bytes per pixel for ``s2_24``; fill value -inf (a missing chunk, never stored).
 
-    manifest.json   "form": "compact", "dn_bands": [...], "dn_invalid": "nan"
-    cubes.zarr/dn   (N, B, H, W) float32, uncompressed, one chunk per cube, fill value -inf
-                    (a missing chunk reads as -inf, a value no cube holds)
-    index.parquet   + dn_offset, dn_scale (float64) per cube
+docs/tiling.md ("The compact form") and docs/benchmarks_loader.md have the layout and the
+measurements.
 """
 
 from __future__ import annotations

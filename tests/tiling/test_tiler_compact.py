@@ -64,7 +64,7 @@ def test_compact_store_equals_the_features_store(layout: str, demo_store, reques
     assert compact.index.drop(columns=["dn_offset", "dn_scale"]).equals(full.index)
     assert (compact.index["dn_scale"] == 10000.0).all()
     # bytes per pixel on disk: 96 for the features; 44 for float32 DN; ~13 for the native records
-    # (64 px cubes: 4 uint16 bands at 10 m, 6 bands of 35² px at 20 m, B01 13² px, tables, mask)
+    # (64 px cubes: 4 uint16 bands at 10 m, 6 bands of 34² px at 20 m, B01 13² px, tables, mask)
     array = "record" if layout == "native" else "dn"
     chunk = next((compact_store / "cubes.zarr" / array).glob("c.*"))
     per_pixel = chunk.stat().st_size / 64**2
