@@ -43,6 +43,19 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from _machine import machine  # noqa: E402
 
+NOTES = [
+    "What the columns mean: *loader* is what a GPU trainer's data pipeline costs the CPU (read the chunk "
+    "and the label chunk in a worker, collate, pass the batch to the main process, one copy there); the "
+    "compact store moves a uint16 byte record (native layout) or float32 DN instead of 24 float32 "
+    "channels, and the per-cube costs that do not depend on the bytes (two zarr chunk reads, collate, "
+    "inter-process hand-over) remain in both. *+ CPU batch transform* adds `prepare_batch` run on the "
+    "CPU, as CPU-only training does: normalisation for both, and for the compact store the decoding "
+    "of the records and the 24 channels (the recipe's compiled kernel on a CPU device; torch on a GPU, "
+    "where this is a few arithmetic operations per pixel). Bytes per cube pixel count the cube array "
+    "only; bytes per scene pixel count the whole store (labels, index, statistics) over the scene's "
+    "pixels, with the overlap of neighbouring cubes.",
+    "",
+]
 FORMS = ("features", "compact", "compact-grid")  # compact-grid: the fallback layout (float32 DN on the 10 m grid)
 
 
@@ -234,6 +247,7 @@ def main() -> None:
         lines.append("Tiling in this run (2 workers, cluster start included; wall, for information): " + ", ".join(
             f"{f} {tiling[f]:.1f} s" for f in FORMS) + ".")
         lines.append("")
+    lines += NOTES
     lines.append("Every run (cubes/s, cubes/CPU-s):")
     lines.append("")
     for (form, transform), ms in runs.items():

@@ -39,11 +39,14 @@ def dn_batch_features(batch: dict[str, torch.Tensor], recipe: Recipe, layout: di
 
     dn = batch["image"]
     if dn.ndim == 2:  # (N, record bytes)
-        from geoseg.tiling.compact_native import decode_records
+        from geoseg.tiling.compact_native import decode_records, decode_records_numpy
 
         if layout is None:
             raise ValueError("byte records need the store's native layout (manifest dn_layout)")
-        dn = decode_records(dn, layout, recipe.required_bands)
+        if dn.device.type == "cpu":  # the resampler's compiled kernel
+            dn = torch.from_numpy(decode_records_numpy(dn.numpy(), layout, recipe.required_bands))
+        else:
+            dn = decode_records(dn, layout, recipe.required_bands)
     if dn.device.type == "cpu":  # the recipe's compiled kernel: the same bits, ~15x faster than torch on a CPU
         return _features_on_cpu(dn, batch[RADIOMETRY_KEY], recipe)
     return features_from_dn_torch(dn, batch[RADIOMETRY_KEY], recipe)

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from geoseg.io.scene import Scene
 
-__all__ = ["plan_native_layout", "native_records", "decode_records", "RECORD_ARRAY"]
+__all__ = ["plan_native_layout", "native_records", "decode_records", "decode_records_numpy", "RECORD_ARRAY"]
 
 RECORD_ARRAY: Literal["record"] = "record"
 _TABLE_ROWS = 6  # r0, r1, wr, c0, c1, wc
@@ -197,3 +197,34 @@ def decode_records(records: torch.Tensor, layout: dict, bands: Sequence[str]) ->
     voff = int(layout["valid_offset"])
     valid = records[:, voff: voff + size * size].reshape(n, size, size) != 0
     return dn.masked_fill_(~valid[:, None], float("nan"))
+
+
+def decode_records_numpy(records: np.ndarray, layout: dict, bands: Sequence[str]) -> np.ndarray:
+    """:func:`decode_records` on the CPU with the resampler's own kernel (the same bits, several times faster)."""
+    from geoseg.io.resample import _bilinear
+
+    n, size = records.shape[0], int(layout["size"])
+    dn = np.empty((n, len(bands), size, size), dtype=np.float32)
+    order = [{b: i for i, b in enumerate(bands)}[b] for level in layout["levels"] for b in level["bands"]]
+    n_tables = sum(1 for level in layout["levels"] if level["resampled"])
+    voff = int(layout["valid_offset"])
+    for k in range(n):
+        rec = records[k]
+        tables = rec[: _TABLE_ROWS * size * 4 * n_tables].view("<f4").reshape(n_tables, _TABLE_ROWS, size)
+        table, j = 0, 0
+        for level in layout["levels"]:
+            nb, rows, cols = len(level["bands"]), int(level["rows"]), int(level["cols"])
+            src = rec[level["offset"]: level["offset"] + 2 * nb * rows * cols].view("<u2").reshape(nb, rows, cols)
+            if level["resampled"]:
+                t = tables[table]
+                index = t[[0, 1, 3, 4]].astype(np.int64)
+                values = _bilinear(src, index[0], index[1], t[2], index[2], index[3], t[5])
+                table += 1
+            else:
+                values = src
+            for v in values:
+                dn[k, order[j]] = v
+                j += 1
+        valid = rec[voff: voff + size * size].reshape(size, size) != 0
+        dn[k][:, ~valid] = np.nan
+    return dn

@@ -36,8 +36,8 @@ class TilingParams(OptionsModel):
     group: int = Field(4, ge=1, description="cubes of one row read together per task (speed only, same store)")
     store: Literal["features", "compact"] = Field(
         "features", description="what each cube holds: the recipe's float32 channels (features), or the DN of "
-        "its bands + the valid mask, the channels computed on the training device (compact: 44 instead of 96 "
-        "bytes per pixel for s2_24; same values, docs/tiling.md)")
+        "its bands + the valid mask, the channels computed on the training device (compact: ~12 instead of 96 "
+        "bytes per pixel for s2_24 from 16-bit band files; the same values bit for bit, docs/tiling.md)")
 
     @field_validator("min_valid", mode="before")
     @classmethod

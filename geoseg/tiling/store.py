@@ -526,13 +526,10 @@ class CubeStore:
         """
         self._require_compact()
         layout = native_layout(self.manifest)
-        if layout is not None:  # decoded as the batch transform does (torch, on the CPU)
-            import torch
+        if layout is not None:  # decoded as the batch transform does on a CPU
+            from geoseg.tiling.compact_native import decode_records_numpy
 
-            from geoseg.tiling.compact_native import decode_records
-
-            record = torch.from_numpy(self.read_record(i)[None])
-            return decode_records(record, layout, self.dn_bands)[0].numpy()
+            return decode_records_numpy(self.read_record(i)[None], layout, self.dn_bands)[0]
         i = self._check(i)
         try:
             dn = np.asarray(self._open()[0][i])
