@@ -187,3 +187,23 @@ def test_compact_dn_give_the_features_bit_for_bit_on_real_data(case: str) -> Non
     assert np.array_equal(_bits(features_of_dn(dn, offset, scale, recipe)), _bits(want))
     if case == "per-band-jp2":  # resampled bands hold fractional DN (why the DN are float32)
         assert (dn[recipe.required_bands.index("B01")] % 1 != 0).any()
+
+
+def test_padded_cubes_of_a_scene_smaller_than_a_cube(client, tmp_path) -> None:
+    """A 120 px scene in 128 px cubes: the record's tables and blocks cover only the data window."""
+    from geoseg.demo import generate_demo_scene
+    from geoseg.tiling import CubeStore, tile_dataset
+    from tests.tiling._tiling_helpers import write_catalog
+
+    demo = generate_demo_scene(tmp_path / "demo120", size=120, seed=2, progress=False)
+    catalog = write_catalog(tmp_path / "catalog.yaml", demo.scene, {"raster": str(demo.labels)})
+    params = {"cube_size": 128, "overlap": 0, "min_valid": 0.0, "split": (1.0, 0.0, 0.0)}
+    stores = {}
+    for form in ("features", "compact"):
+        tile_dataset(catalog, "demo480", tmp_path / form, client=client, progress=False, store=form, **params)
+        stores[form] = CubeStore.open(tmp_path / form)
+    full, compact = stores["features"], stores["compact"]
+    assert compact.native_layout is not None and len(full) == len(compact) == 1
+    assert bool(full.index["padded"].iloc[0])
+    assert np.array_equal(_bits(compact.read_cube(0)), _bits(full.read_cube(0)))
+    assert np.isnan(compact.read_dn(0)[:, 120:, :]).all()  # padding is invalid
