@@ -20,7 +20,8 @@ operation), so the DN — and the features computed from them — equal the defa
 bit; the tiler also checks every cube it writes against the DN it computed the features from.
 For ``s2_24`` from Sentinel-2 band files this is ~12 bytes per pixel instead of 96.
 
-The layout applies when every band of every scene holds 8- or 16-bit unsigned DN and each
+The layout applies when every band of every scene holds 8- or 16-bit integer DN (a level's
+bands all signed, int16, or all unsigned, uint16) and each
 band's grid relation to its scene (resolution ratio, origin) is the same in every scene;
 otherwise the compact store falls back to float32 DN on the 10 m grid
 (:mod:`geoseg.tiling.compact`).
@@ -48,9 +49,12 @@ RECORD_ARRAY: Literal["record"] = "record"
 _TABLE_ROWS = 6  # r0, r1, wr, c0, c1, wc
 
 
+_SIGNED = {np.dtype(np.int8): True, np.dtype(np.int16): True, np.dtype(np.uint8): False, np.dtype(np.uint16): False}
+
+
 def _relation(scene: Scene, band: str) -> tuple | None:
     bf = scene.bands[band]
-    if np.dtype(bf.dtype) not in (np.dtype(np.uint8), np.dtype(np.uint16)):
+    if np.dtype(bf.dtype) not in _SIGNED:
         return None
     if bf.grid.same_as(scene.grid):
         return (False,)
@@ -78,15 +82,27 @@ def plan_native_layout(scenes: Sequence[Scene], recipe: Recipe, size: int) -> di
     groups: dict[tuple, list[str]] = {}
     for b in recipe.required_bands:
         groups.setdefault(relations[b], []).append(b)
+    dtypes = {}
+    for key, bands in groups.items():  # 8/16-bit DN of one level: all signed (int16) or all unsigned (uint16)
+        signed = {_SIGNED[np.dtype(scene.bands[b].dtype)] for scene in scenes for b in bands}
+        if len(signed) != 1:
+            return None
+        dtypes[key] = "int16" if signed.pop() else "uint16"
     levels, offset = [], _TABLE_ROWS * size * 4 * sum(1 for k in groups if k[0])
     for key, bands in groups.items():
         if key[0]:
             rows, cols = math.floor((size - 1) * abs(key[2])) + 3, math.floor((size - 1) * abs(key[1])) + 3
         else:
             rows = cols = size
-        levels.append({"bands": bands, "resampled": bool(key[0]), "rows": rows, "cols": cols, "offset": offset})
+        levels.append({"bands": bands, "resampled": bool(key[0]), "rows": rows, "cols": cols, "offset": offset,
+                       "dtype": dtypes[key]})
         offset += 2 * len(bands) * rows * cols
     return {"kind": "native", "size": size, "levels": levels, "valid_offset": offset, "record_bytes": offset + size * size}
+
+
+def _dtype(level: dict) -> str:
+    """The little-endian numpy dtype of a level's DN (layouts before signed DN: uint16)."""
+    return "<i2" if level.get("dtype") == "int16" else "<u2"
 
 
 def _tables(scene: Scene, band: str, window: Window):
@@ -132,11 +148,11 @@ def native_records(scene: Scene, union: Window, cubes: Sequence[tuple[slice, int
         for b in bands:
             bf = scene.bands[b]
             blocks[b] = _dataset(bf.path).read(bf.index, window=read_window)
-        src = np.stack([blocks[b] for b in bands]).astype(np.uint16)
+        src = np.stack([blocks[b] for b in bands]).astype(_dtype(level))
         for k, (cols, h, w) in enumerate(cubes):
             rec = records[k]
             out = rec[level["offset"]: level["offset"] + 2 * src.shape[0] * level["rows"] * level["cols"]]
-            out = out.view("<u2").reshape(src.shape[0], level["rows"], level["cols"])
+            out = out.view(_dtype(level)).reshape(src.shape[0], level["rows"], level["cols"])
             want = dn[[order[b] for b in bands]][:, :, cols]
             if not level["resampled"]:
                 out[:, :h, :w] = src[:, :, cols]
@@ -180,7 +196,10 @@ def decode_records(records: torch.Tensor, layout: dict, bands: Sequence[str]) ->
     for level in layout["levels"]:
         nb, rows, cols = len(level["bands"]), int(level["rows"]), int(level["cols"])
         raw = records[:, level["offset"]: level["offset"] + 2 * nb * rows * cols].contiguous().view(torch.int16)
-        src = (raw.to(torch.int32) & 0xFFFF).to(torch.float32).reshape(n, nb, rows, cols)
+        if _dtype(level) == "<i2":
+            src = raw.to(torch.float32).reshape(n, nb, rows, cols)
+        else:  # uint16 through int32 (torch's uint16 has few operations)
+            src = (raw.to(torch.int32) & 0xFFFF).to(torch.float32).reshape(n, nb, rows, cols)
         if level["resampled"]:
             t = tables[:, table]
             r0, r1 = (t[:, 0].long()[:, None, :, None].expand(n, nb, size, cols),
@@ -214,7 +233,7 @@ def decode_records_numpy(records: np.ndarray, layout: dict, bands: Sequence[str]
         table, j = 0, 0
         for level in layout["levels"]:
             nb, rows, cols = len(level["bands"]), int(level["rows"]), int(level["cols"])
-            src = rec[level["offset"]: level["offset"] + 2 * nb * rows * cols].view("<u2").reshape(nb, rows, cols)
+            src = rec[level["offset"]: level["offset"] + 2 * nb * rows * cols].view(_dtype(level)).reshape(nb, rows, cols)
             if level["resampled"]:
                 t = tables[table]
                 index = t[[0, 1, 3, 4]].astype(np.int64)

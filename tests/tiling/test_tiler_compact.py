@@ -187,6 +187,27 @@ def test_compact_dn_give_the_features_bit_for_bit_on_real_data(case: str) -> Non
     assert np.array_equal(_bits(features_of_dn(dn, offset, scale, recipe)), _bits(want))
     if case == "per-band-jp2":  # resampled bands hold fractional DN (why the DN are float32)
         assert (dn[recipe.required_bands.index("B01")] % 1 != 0).any()
+    # the native layout's byte record of this window decodes to these DN, in torch and on the CPU
+    from geoseg.tiling.compact_native import (
+        decode_records,
+        decode_records_numpy,
+        native_records,
+        plan_native_layout,
+    )
+
+    size = max(int(window.height), int(window.width))
+    layout = plan_native_layout([scene], recipe, size)
+    assert layout is not None
+    assert [(lv["resampled"], lv["dtype"]) for lv in layout["levels"]] == (
+        [(False, "int16")] if case == "l2a-offset" else [(True, "uint16"), (False, "uint16"), (True, "uint16")])
+    cube = [(slice(0, int(window.width)), int(window.height), int(window.width))]
+    record = native_records(scene, window, cube, valid, dn, recipe, layout)[0]
+    h, w = dn.shape[1:]
+    for decoded in (decode_records(torch.from_numpy(record[None]), layout, recipe.required_bands)[0].numpy(),
+                    decode_records_numpy(record[None], layout, recipe.required_bands)[0]):
+        assert np.array_equal(_bits(decoded[:, :h, :w][:, valid]), _bits(dn[:, valid]))
+        assert np.isnan(decoded[:, :h, :w][:, ~valid]).all()
+        assert np.isnan(decoded[:, h:, :]).all() and np.isnan(decoded[:, :, w:]).all()
 
 
 def test_padded_cubes_of_a_scene_smaller_than_a_cube(client, tmp_path) -> None:
