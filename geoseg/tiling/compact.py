@@ -16,11 +16,11 @@ the 10 m grid but float32 bilinear interpolants for the 20 m and 60 m bands (20 
 from exactly these values, so uint16 DN on the 10 m grid cannot be exact. Two layouts are exact:
 
 - ``native`` (``dn_layout.kind``; used whenever it applies): one byte record per cube (array
-  ``record`` ``(N, R)`` uint8) with the uint16 DN of every band at its own resolution, the cube's
+  ``record`` ``(N, R)`` uint8) with the 16-bit DN of every band at its own resolution, the cube's
   bilinear tables and the mask; the batch transform redoes the interpolation with the same float32
   operations (:mod:`geoseg.tiling.compact_native`). ~12 bytes per pixel for ``s2_24`` from
   Sentinel-2 band files (7.8× fewer than the features).
-- ``grid`` (the fallback: sources that are not 8/16-bit unsigned DN, or scenes whose bands relate
+- ``grid`` (the fallback: sources that are not 8/16-bit integer DN, or scenes whose bands relate
   differently to their grids): array ``dn`` ``(N, B, H, W)`` float32 with the DN on the 10 m grid
   as the kernel reads them and NaN in every band at invalid pixels (a valid pixel's DN are always
   finite): 44 bytes per pixel for ``s2_24``; fill value -inf (a missing chunk, never stored).
