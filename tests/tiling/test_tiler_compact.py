@@ -92,6 +92,12 @@ def test_compact_store_equals_the_features_store(layout: str, demo_store, reques
     assert any("store form: features (24 float32 channels" in line for line in store_info(demo_store))
     with pytest.raises(Exception, match="holds the recipe's channels, not DN"):
         full.read_dn(0)
+    # the array form (geoseg cubes export) of both stores is the same array
+    from geoseg.tiling import export_npy
+
+    a = np.load(export_npy(full, request.getfixturevalue("tmp_path") / "a.npy", with_labels=True, split="val"))
+    b = np.load(export_npy(compact, request.getfixturevalue("tmp_path") / "b.npy", with_labels=True, split="val"))
+    assert a.shape[1] == 25 and np.array_equal(_bits(a), _bits(b))
 
 
 def test_batches_of_both_forms_are_identical(demo_store, compact_store, grid_store) -> None:
