@@ -31,17 +31,21 @@ measurements.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from rasterio.windows import Window
 
+from geoseg.errors import CorruptStoreError, GeosegError
 from geoseg.features.recipes import Recipe
 
 if TYPE_CHECKING:
     from geoseg.io.scene import Scene
 
 __all__ = [
+    "CompactReads",
     "StoreForm",
     "STORE_FORMS",
     "DN_ARRAY",
@@ -152,3 +156,92 @@ def features_of_dn(dn: np.ndarray, offset: float, scale: float, recipe: Recipe) 
 
     valid = ~np.isnan(dn[0])
     return features_from_dn(np.where(valid[None], dn, 0.0).astype(np.float32), valid, offset, scale, recipe)
+
+
+_REBUILD = "rebuild the store with `geoseg tile ... --store compact --overwrite`"
+
+
+class CompactReads:
+    """The reads of a compact store, mixed into :class:`~geoseg.tiling.store.CubeStore`."""
+
+    path: Path
+    manifest: dict
+    index: Any
+
+    if TYPE_CHECKING:  # provided by CubeStore
+        def _open(self) -> tuple[Any, Any]: ...
+        def _check(self, i: int) -> int: ...
+        def _damaged(self, name: str, i: int, what: str) -> CorruptStoreError: ...
+
+    @property
+    def form(self) -> StoreForm:
+        """``features`` (the recipe's channels) or ``compact`` (DN + valid mask, :mod:`geoseg.tiling.compact`)."""
+        return store_form(self.manifest)
+
+    @property
+    def dn_bands(self) -> list[str]:
+        """Bands of a compact store's DN (the recipe's required bands, in this order)."""
+        self._require_compact()
+        return list(self.manifest["dn_bands"])
+
+    @property
+    def native_layout(self) -> dict | None:
+        """The native layout of a compact store's byte records (:mod:`geoseg.tiling.compact_native`), or None."""
+        return native_layout(self.manifest)
+
+    def _require_compact(self) -> None:
+        if self.form != "compact":
+            raise GeosegError("this CubeStore holds the recipe's channels, not DN", path=self.path,
+                              hint="read its cubes with read_cube (DN are kept by `geoseg tile --store compact`)")
+
+    @cached_property
+    def _radiometry(self) -> np.ndarray:
+        index = self.index
+        if "dn_offset" not in index or "dn_scale" not in index:
+            raise CorruptStoreError("damaged CubeStore file: a compact store's index lacks dn_offset, dn_scale",
+                                    path=self.path / "index.parquet", hint=_REBUILD)
+        return np.stack([index["dn_offset"].to_numpy(np.float64), index["dn_scale"].to_numpy(np.float64)], axis=1)
+
+    def radiometry(self, i: int) -> np.ndarray:
+        """``(offset, scale)`` float64 of compact cube ``i``: reflectance = (DN + offset) / scale."""
+        self._require_compact()
+        return self._radiometry[self._check(i)]
+
+    def read_dn(self, i: int) -> np.ndarray:
+        """DN of compact cube ``i`` as float32 ``(B, H, W)`` (:attr:`dn_bands`); NaN at invalid pixels.
+
+        Raises:
+            CorruptStoreError: the chunk file is truncated or missing.
+        """
+        self._require_compact()
+        layout = self.native_layout
+        if layout is not None:  # decoded as the batch transform does on a CPU
+            from geoseg.tiling.compact_native import decode_records_numpy
+
+            return decode_records_numpy(self.read_record(i)[None], layout, self.dn_bands)[0]
+        i = self._check(i)
+        try:
+            dn = np.asarray(self._open()[0][i])
+        except ValueError as err:  # zarr: "cannot reshape array of size ..." for a truncated chunk
+            raise self._damaged("dn", i, f"cannot be read ({str(err).splitlines()[0][:120]})") from None
+        if dn.size and dn.flat[0] == DN_FILL:  # no chunk file (one compare per cube)
+            raise self._damaged("dn", i, "is missing")
+        return dn
+
+    def read_record(self, i: int) -> np.ndarray:
+        """The byte record ``(R,)`` uint8 of cube ``i`` of a compact store in the native layout.
+
+        Raises:
+            CorruptStoreError: the chunk file is truncated or missing (it reads as zeros: no valid pixel).
+        """
+        layout = self.native_layout
+        if layout is None:
+            raise GeosegError("this CubeStore holds no byte records", path=self.path, hint="read it with read_cube")
+        i = self._check(i)
+        try:
+            record = np.asarray(self._open()[0][i])
+        except ValueError as err:  # zarr: "cannot reshape array of size ..." for a truncated chunk
+            raise self._damaged("record", i, f"cannot be read ({str(err).splitlines()[0][:120]})") from None
+        if not record[int(layout["valid_offset"]):].any():  # the fill value: no chunk file
+            raise self._damaged("record", i, "is missing")
+        return record

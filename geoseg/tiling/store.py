@@ -34,13 +34,11 @@ from geoseg.errors import CorruptStoreError, GeosegError, MissingFileError
 from geoseg.features.recipes import Recipe
 from geoseg.tiling.compact import (
     DN_FILL,
-    StoreForm,
+    CompactReads,
     chunk_bytes,
     cube_array_name,
     cube_array_ndim,
     features_of_dn,
-    native_layout,
-    store_form,
 )
 from geoseg.utils.outputs import legacy_entries
 
@@ -324,8 +322,10 @@ def damage_message(store: str | Path, damage: list[tuple[int, Path, str]]) -> Co
                              path=store, hint=_REBUILD)
 
 
-class CubeStore:
+class CubeStore(CompactReads):
     """Read access to a finished CubeStore (cheap to pickle: arrays reopen lazily).
+
+    A compact store's DN, records and radiometry are read with :class:`~geoseg.tiling.compact.CompactReads`.
 
     Example:
         >>> store = CubeStore.open("cubes")
@@ -390,27 +390,6 @@ class CubeStore:
     @property
     def cube_size(self) -> int:
         return int(self.manifest["cube_size"])
-
-    @property
-    def form(self) -> StoreForm:
-        """``features`` (the recipe's channels) or ``compact`` (DN + valid mask, :mod:`geoseg.tiling.compact`)."""
-        return store_form(self.manifest)
-
-    @property
-    def dn_bands(self) -> list[str]:
-        """Bands of a compact store's ``dn`` array (the recipe's required bands)."""
-        self._require_compact()
-        return list(self.manifest["dn_bands"])
-
-    @property
-    def native_layout(self) -> dict | None:
-        """The native layout of a compact store's byte records (:mod:`geoseg.tiling.compact_native`), or None."""
-        return native_layout(self.manifest)
-
-    def _require_compact(self) -> None:
-        if self.form != "compact":
-            raise GeosegError("this CubeStore holds the recipe's channels, not DN", path=self.path,
-                              hint="read its cubes with read_cube (DN are kept by `geoseg tile --store compact`)")
 
     @property
     def recipe(self) -> Recipe:
@@ -479,19 +458,6 @@ class CubeStore:
             raise IndexError(f"cube id {i} out of range (store has {len(self)} cubes)")
         return i
 
-    @cached_property
-    def _radiometry(self) -> np.ndarray:
-        index = self.index
-        if "dn_offset" not in index or "dn_scale" not in index:
-            raise CorruptStoreError("damaged CubeStore file: a compact store's index lacks dn_offset, dn_scale",
-                                    path=self.path / INDEX_NAME, hint=_REBUILD)
-        return np.stack([index["dn_offset"].to_numpy(np.float64), index["dn_scale"].to_numpy(np.float64)], axis=1)
-
-    def radiometry(self, i: int) -> np.ndarray:
-        """``(offset, scale)`` float64 of compact cube ``i``: reflectance = (DN + offset) / scale."""
-        self._require_compact()
-        return self._radiometry[self._check(i)]
-
     def _damaged(self, name: str, i: int, what: str) -> CorruptStoreError:
         ndim = 3 if name == "labels" else 2 if name == "record" else 4
         return damage_message(self.path, [(i, chunk_path(self.path / ARRAYS_NAME, name, i, ndim), what)])
@@ -517,45 +483,6 @@ class CubeStore:
         if cube.size and cube.flat[0] != cube.flat[0]:  # NaN: no chunk file (one compare per cube)
             raise self._damaged("cubes", i, "is missing")
         return cube
-
-    def read_dn(self, i: int) -> np.ndarray:
-        """DN of compact cube ``i`` as float32 ``(B, H, W)`` (:attr:`dn_bands`); NaN at invalid pixels.
-
-        Raises:
-            CorruptStoreError: the chunk file is truncated or missing.
-        """
-        self._require_compact()
-        layout = native_layout(self.manifest)
-        if layout is not None:  # decoded as the batch transform does on a CPU
-            from geoseg.tiling.compact_native import decode_records_numpy
-
-            return decode_records_numpy(self.read_record(i)[None], layout, self.dn_bands)[0]
-        i = self._check(i)
-        try:
-            dn = np.asarray(self._open()[0][i])
-        except ValueError as err:  # zarr: "cannot reshape array of size ..." for a truncated chunk
-            raise self._damaged("dn", i, f"cannot be read ({str(err).splitlines()[0][:120]})") from None
-        if dn.size and dn.flat[0] == DN_FILL:  # no chunk file (one compare per cube)
-            raise self._damaged("dn", i, "is missing")
-        return dn
-
-    def read_record(self, i: int) -> np.ndarray:
-        """The byte record ``(R,)`` uint8 of cube ``i`` of a compact store in the native layout.
-
-        Raises:
-            CorruptStoreError: the chunk file is truncated or missing (it reads as zeros: no valid pixel).
-        """
-        layout = native_layout(self.manifest)
-        if layout is None:
-            raise GeosegError("this CubeStore holds no byte records", path=self.path, hint="read it with read_cube")
-        i = self._check(i)
-        try:
-            record = np.asarray(self._open()[0][i])
-        except ValueError as err:  # zarr: "cannot reshape array of size ..." for a truncated chunk
-            raise self._damaged("record", i, f"cannot be read ({str(err).splitlines()[0][:120]})") from None
-        if not record[int(layout["valid_offset"]):].any():  # the fill value: no chunk file
-            raise self._damaged("record", i, "is missing")
-        return record
 
     def read_label(self, i: int) -> np.ndarray:
         """Labels of cube ``i`` as uint8 ``(H, W)`` training indices; 255 = ignore."""
