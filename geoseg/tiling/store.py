@@ -4,7 +4,8 @@ Layout (docs/tiling.md has the full description)::
 
     STORE/
       cubes.zarr/       zarr v3 group: ``cubes`` (N, C, H, W) float32, one chunk per cube;
-                        ``labels`` (N, H, W) uint8, one chunk per cube, 255 = ignore
+                        ``labels`` (N, H, W) uint8, one chunk per cube, 255 = ignore; named
+                        dimensions, coordinates and attributes for xarray (store_metadata.py)
       index.parquet     GeoParquet, one row per cube (cube_id = position in the arrays)
       index.gpkg        the same footprints as a GeoPackage layer ``cubes`` (for QGIS)
       stats.json        per-channel mean / std / count over valid pixels, class pixel counts
@@ -50,6 +51,8 @@ __all__ = [
     "STAGING_NAME",
     "STORE_KIND",
     "STORE_ENTRIES",
+    "CUBE_DIMS",
+    "LABEL_DIMS",
     "LEGACY_STORE",
     "create_arrays",
     "open_arrays",
@@ -78,6 +81,9 @@ STAGING_NAME = "_staging"
 STORE_KIND = "cubestore"
 STORE_ENTRIES = (ARRAYS_NAME, INDEX_NAME, GPKG_NAME, STATS_NAME, MANIFEST_NAME, STAGING_NAME)
 STORE_FORMAT = 1
+# zarr v3 ``dimension_names`` of the arrays (what xarray names the axes)
+CUBE_DIMS = ("cube", "channel", "y", "x")
+LABEL_DIMS = ("cube", "y", "x")
 LEGACY_STORE = legacy_entries(MANIFEST_NAME, optional=STORE_ENTRIES[:-2] + (STAGING_NAME,),  # stores before markers
                               contains={MANIFEST_NAME: '"geoseg_version"'})
 
@@ -140,13 +146,14 @@ def create_arrays(root: str | Path, n: int, channels: int, size: int, labels: bo
     cubes = group.create_array(
         "cubes", shape=(n, channels, size, size), chunks=(1, channels, size, size),
         # NaN: a chunk that is missing reads as NaN, never as plausible (all-zero) features
-        dtype="float32", fill_value=float("nan"), chunk_key_encoding=_KEYS, **_codecs("cubes"),
+        dtype="float32", fill_value=float("nan"), chunk_key_encoding=_KEYS, dimension_names=CUBE_DIMS,
+        **_codecs("cubes"),
     )
     lab = None
     if labels:
         lab = group.create_array(
             "labels", shape=(n, size, size), chunks=(1, size, size), dtype="uint8",
-            fill_value=IGNORE_INDEX, chunk_key_encoding=_KEYS, **_codecs("labels"),
+            fill_value=IGNORE_INDEX, chunk_key_encoding=_KEYS, dimension_names=LABEL_DIMS, **_codecs("labels"),
         )
     return cubes, lab
 
@@ -300,6 +307,9 @@ def damage_message(store: str | Path, damage: list[tuple[int, Path, str]]) -> Co
 
 class CubeStore:
     """Read access to a finished CubeStore (cheap to pickle: arrays reopen lazily).
+
+    Its arrays are also a self-describing xarray dataset (channel names, classes, per-cube
+    georeferencing): ``xr.open_zarr(store.path / "cubes.zarr")`` (docs/tiling.md).
 
     Example:
         >>> store = CubeStore.open("cubes")
