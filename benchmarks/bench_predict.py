@@ -79,20 +79,20 @@ def _bare(scene_path: str, bundle_dir: str, batch: int, count: int | None) -> di
     return {"seconds": clock.wall, "cpu": clock.cpu, "windows": count, "peak_mb": peak_rss_mb()}
 
 
-def _geoseg(scene_path: str, bundle_dir: str, batch: int, out: str) -> dict:
+def _geoseg(scene_path: str, bundle_dir: str, batch: int, out: str, engine: str = "auto") -> dict:
     from geoseg.predict import predict_scene
 
     with _Clock() as clock:
-        s = predict_scene(scene_path, bundle_dir, out, batch_size=batch, device="cpu", progress=False)
+        s = predict_scene(scene_path, bundle_dir, out, batch_size=batch, device="cpu", progress=False, engine=engine)
     return {"seconds": clock.wall, "cpu": clock.cpu, "windows": s.windows_run, "model_seconds": s.model_seconds,
-            "peak_mb": peak_rss_mb(), "accumulator_mb": s.extra["accumulator_bytes"] / 2**20}
+            "peak_mb": peak_rss_mb(), "accumulator_mb": s.extra["accumulator_bytes"] / 2**20, "engine": s.engine}
 
 
-def _paired(scene_path: str, bundle_dir: str, batch: int, out: str, repeat: int) -> dict:
+def _paired(scene_path: str, bundle_dir: str, batch: int, out: str, repeat: int, engine: str) -> dict:
     """(b) then (a), ``repeat`` times in one process: both see the same machine load."""
     runs: dict[str, list[dict]] = {"geoseg": [], "bare": []}
     for i in range(repeat):
-        runs["geoseg"].append(_geoseg(scene_path, bundle_dir, batch, out))
+        runs["geoseg"].append(_geoseg(scene_path, bundle_dir, batch, out, engine))
         if i == 0:
             runs["geoseg"][0]["peak_mb"] = peak_rss_mb()  # before (a) ran in this process
         runs["bare"].append(_bare(scene_path, bundle_dir, batch, runs["geoseg"][-1]["windows"]))
@@ -147,9 +147,9 @@ def _worker(args: argparse.Namespace) -> None:
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     if args.worker == "paired":
-        result = _paired(args.scene, args.bundle, args.batch_size, args.result, args.repeat)
+        result = _paired(args.scene, args.bundle, args.batch_size, args.result, args.repeat, args.engine)
     elif args.worker == "geoseg":
-        result = _geoseg(args.scene, args.bundle, args.batch_size, args.result)
+        result = _geoseg(args.scene, args.bundle, args.batch_size, args.result, args.engine)
     else:
         result = _naive(args.scene, args.bundle, args.batch_size, args.result)
     print(json.dumps(result))
@@ -159,7 +159,7 @@ def _worker(args: argparse.Namespace) -> None:
 def _run(mode: str, scene: Path, bundle: Path, work: Path, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--worker", mode, "--scene", str(scene), "--bundle", str(bundle),
            "--batch-size", str(args.batch_size), "--result", str(work / f"{mode}_{scene.parent.name}.tif"),
-           "--repeat", str(max(1, args.repeat))]
+           "--repeat", str(max(1, args.repeat)), "--engine", args.engine, "--arch", args.arch]
     if args.torch_threads:
         cmd += ["--torch-threads", str(args.torch_threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -173,7 +173,7 @@ def _run(mode: str, scene: Path, bundle: Path, work: Path, args: argparse.Namesp
     return result
 
 
-def _bundle(work: Path, encoder: str) -> Path:
+def _bundle(work: Path, arch: str, encoder: str) -> Path:
     from geoseg.bundle import BundleConfig, Normalization, save_bundle
     from geoseg.config.catalog import ClassDef
     from geoseg.demo.classes import DEMO_CLASSES
@@ -181,7 +181,7 @@ def _bundle(work: Path, encoder: str) -> Path:
     from geoseg.models import create_model
 
     recipe = get_recipe("s2_24")
-    model = create_model("unet", in_channels=24, num_classes=CLASSES, encoder=encoder,
+    model = create_model(arch, in_channels=24, num_classes=CLASSES, encoder=encoder,
                          channel_names=list(recipe.channel_names))
     config = BundleConfig(
         model=model.spec, recipe=recipe.to_dict(), channel_names=list(recipe.channel_names),
@@ -195,7 +195,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=4098, help="scene side in pixels (multiple of 6)")
     parser.add_argument("--no-half", dest="half", action="store_false", help="skip the half-size runs")
+    parser.add_argument("--arch", default="unet", help="architecture (e.g. rsprunetpp with --encoder resnest14d)")
     parser.add_argument("--encoder", default="resnet18")
+    parser.add_argument("--engine", default="auto", choices=["auto", "torch", "onnxruntime"],
+                        help="(b)'s inference engine; (a) is always torch eager")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--torch-threads", type=int, default=0, help="torch threads in every run (0: torch default)")
     parser.add_argument("--skip-naive", action="store_true", help="skip (c) (it needs ~100 B/px of RAM)")
@@ -230,10 +233,10 @@ def main() -> None:
             print(f"generating a {size} x {size} demo scene ...", flush=True)
             generate_demo_scene(root, size=size, seed=0, progress=False)
         scenes[size] = next(p for p in sorted(root.iterdir()) if p.is_dir())
-    bundle = _bundle(work, args.encoder)
+    bundle = _bundle(work, args.arch, args.encoder)
     results: dict[tuple[str, int], list[dict]] = {}
     skipped: dict[int, int] = {}  # size -> bytes (c) would need
-    print(f"model: unet/{args.encoder}, window {WINDOW}, overlap {WINDOW // 4}, batch {args.batch_size}")
+    print(f"model: {args.arch}/{args.encoder}, engine {args.engine}, window {WINDOW}, overlap {WINDOW // 4}, batch {args.batch_size}")
     paired = _run("paired", scenes[args.size], bundle, work, args)
     results[("bare", args.size)], results[("geoseg", args.size)] = paired["bare"], paired["geoseg"]
     for size in sizes:
@@ -286,7 +289,8 @@ def _table(results: dict, args: argparse.Namespace, sizes: list[int], load: tupl
     lines = [
         "## Streaming prediction",
         "",
-        f"Demo scene(s) (per-band 10/20/60 m files), model UNet/{args.encoder} (random weights), window "
+        f"Demo scene(s) (per-band 10/20/60 m files), model {args.arch}/{args.encoder} (random weights), "
+        f"(b) with `--engine {args.engine}` (ran: {results[('geoseg', size)][0].get('engine', 'torch')}), window "
         f"{WINDOW}, overlap {WINDOW // 4}, batch {args.batch_size}, CPU, torch threads: {threads}. "
         f"(b) and (a) alternate {max(1, args.repeat)}× in one process on the {size}² scene, so both see the same "
         "machine load (mean shown, every run listed); (a) runs as many windows as (b) sent through the model. "

@@ -53,6 +53,9 @@ class BundleConfig(StrictModel):
     classes: list[ClassDef] = Field(description="class of training index i is classes[i]")
     normalization: Normalization
     window: int = Field(description="cube/window size the model was trained on (pixels)")
+    predict_window: int = Field(description="default prediction window (pixels): the size whose forward pass "
+                                            "was fastest per pixel when training started (geoseg.bundle."
+                                            "window_choice); the training window in bundles written before")
     mask_channels: int = Field(description="leading channels that are all 0 at invalid pixels "
                                            "(the recipe's num_mask_channels)")
     target_size: int | None = Field(None, description="training input size (None: the cube size)")
@@ -74,6 +77,8 @@ class BundleConfig(StrictModel):
         for key in ("target_size", "target_mode"):  # schema 1: only in extra
             if key not in data and extra.get(key) is not None:
                 data[key] = extra[key]
+        if data.get("predict_window") is None and isinstance(data.get("window"), int):  # bundles before it
+            data["predict_window"] = data["window"]
         if "mask_channels" not in data and isinstance(data.get("recipe"), dict):
             with contextlib.suppress(Exception):  # a broken recipe fails later, on recipe_obj()
                 data["mask_channels"] = Recipe.from_dict(data["recipe"]).num_mask_channels

@@ -11,15 +11,24 @@ Normalisation is the bundle's own :func:`~geoseg.bundle.normalize`.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 import torch
 
 from geoseg.bundle.device import Precision, autocast, resolve_device, resolve_precision
+from geoseg.bundle.engines import (
+    PROBE_AGREEMENT,
+    PROBE_ATOL,
+    EngineChoice,
+    EngineName,
+    choose_engine,
+)
 from geoseg.bundle.files import ModelBundle
 from geoseg.bundle.normalization import normalize
-from geoseg.errors import CheckpointError
+from geoseg.errors import CheckpointError, ModelError
 
 __all__ = ["ModelRunner", "dihedral_transforms"]
 
@@ -55,15 +64,18 @@ class ModelRunner:
         cpu_precision: what ``fp16`` means off CUDA: ``float32`` (ignored; the predictor) or
             ``bfloat16`` (the evaluator).
         compile: ``torch.compile`` the model (static shapes).
+        engine: ``torch``, ``onnxruntime`` (CPU) or ``auto`` (:func:`~geoseg.bundle.engines.choose_engine`);
+            the engine actually used is :attr:`engine` once the first batch ran.
+        work_pixels: the run's total window pixels, which ``auto`` weighs against the export's cost.
 
     Raises:
-        ConfigError: the device is not available.
+        ConfigError: the device is not available, or the engine cannot run here.
         CheckpointError: the bundle's channels, normalisation and model disagree.
     """
 
     def __init__(self, bundle: ModelBundle, device: str | torch.device = "auto", fp16: bool = True,
                  tta: bool = False, *, cpu_precision: Literal["float32", "bfloat16"] = "float32",
-                 compile: bool = False):
+                 compile: bool = False, engine: EngineName = "torch", work_pixels: int | None = None):
         cfg = bundle.config
         self.device = resolve_device(device)
         self.cuda = self.device.type == "cuda"
@@ -94,7 +106,60 @@ class ModelRunner:
         if self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
         # static: a graph per batch shape, as in training (geoseg/train/module.py)
-        self.forward = torch.compile(self.model, dynamic=False) if compile else self.model
+        self.torch_forward = torch.compile(self.model, dynamic=False) if compile else self.model
+        self.bundle = bundle
+        self.requested_engine: EngineName = engine
+        self.work_pixels = work_pixels
+        self.choice: EngineChoice | None = None
+        choose_engine(engine, self.device)  # an impossible explicit engine fails before any work
+        self._forwards: dict[tuple[int, int], Callable[[torch.Tensor], torch.Tensor]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def engine(self) -> str:
+        """The engine the batches ran on (``torch`` or ``onnxruntime``; the request before the first batch)."""
+        return self.choice.name if self.choice is not None else self.requested_engine
+
+    def _forward_for(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The forward pass for batches of ``x``'s window size (the engine is chosen on the first)."""
+        shape = (int(x.shape[-2]), int(x.shape[-1]))
+        forward = self._forwards.get(shape)
+        if forward is not None:
+            return forward
+        with self._lock:
+            if shape not in self._forwards:
+                self._forwards[shape] = self._build_forward(shape)
+            return self._forwards[shape]
+
+    def _build_forward(self, shape: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor]:
+        choice = self.choice or choose_engine(self.requested_engine, self.device, self.work_pixels,
+                                              bundle=self.bundle, window=shape)
+        if choice.name == "torch" or self.precision != "float32":
+            self.choice = choice if choice.name == "torch" else EngineChoice("torch", "reduced precision runs on torch")
+            return self.torch_forward
+        from geoseg.bundle.engines import OnnxForward, probe_agreement
+
+        explicit = self.requested_engine == "onnxruntime"
+        try:
+            forward = OnnxForward(self.bundle, *shape)
+            agree, diff = probe_agreement(self.bundle, forward, *shape)
+        except Exception as err:  # an architecture the exporter cannot trace
+            if explicit:
+                raise ModelError(f"the model does not export to ONNX: {str(err).splitlines()[0][:160]}",
+                                 hint="use --engine torch") from None
+            self.choice = EngineChoice("torch", f"auto: the model does not export to ONNX ({type(err).__name__})")
+            log.info("%s", self.choice.reason)
+            return self.torch_forward
+        if agree < PROBE_AGREEMENT or diff > PROBE_ATOL:
+            reason = f"ONNX output differs from torch (argmax agreement {agree:.4f}, logit difference {diff:.1e})"
+            if explicit:
+                raise ModelError(reason, hint="use --engine torch")
+            self.choice = EngineChoice("torch", f"auto: {reason}")
+            log.warning("%s; running torch", reason)
+            return self.torch_forward
+        self.choice = choice
+        log.info("engine: onnxruntime (%s; probe agreement %.4f, logit difference %.1e)", choice.reason, agree, diff)
+        return forward
 
     @property
     def fp16(self) -> bool:
@@ -105,8 +170,9 @@ class ModelRunner:
         """Float32 logits ``(N, K, H, W)`` of a normalised batch already on :attr:`device`."""
         if self.cuda:
             x = x.contiguous(memory_format=torch.channels_last)
+        forward = self._forward_for(x)
         with autocast(self.device, self.precision):
-            out = self.forward(x)
+            out = forward(x)
         if isinstance(out, (tuple, list)):  # (mask, label) with an aux classification head
             out = out[0]
         if out.ndim != 4 or out.shape[1] != self.num_classes or out.shape[-2:] != x.shape[-2:]:

@@ -58,7 +58,7 @@ def predict_cmd(model: Path, scenes: tuple[str, ...], scale: float | None, date:
 
     \b
     Examples:
-      geoseg predict --model runs/demo/model/best --scene S2_SCENE.SAFE --out landcover.tif
+      geoseg predict --model runs/demo/train/model/best --scene S2_SCENE.SAFE --out landcover.tif
       geoseg predict -m MODEL -s a.tif -s b.tif --out predictions/ --confidence conf.tif
       geoseg predict -m MODEL --dataset demo --out predictions/
       geoseg predict -m MODEL --data-path chips/ --out masks/ --save-visualizations

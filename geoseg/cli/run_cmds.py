@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from geoseg.cli.options import AliasOption
 from geoseg.cli.types import SchedulerAddress
 
 __all__ = ["run_cmd"]
@@ -22,8 +23,10 @@ _STEPS = ("tile", "train", "evaluate", "predict", "export", "all")
 @click.option("--scheduler", type=SchedulerAddress(), default=None,
               help="Dask scheduler address (tcp://HOST:PORT) for tiling and the per-scene prediction fan-out.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--print-config", "--print_config", "print_config", cls=AliasOption, is_flag=True,
+              help="Print the resolved pipeline (every default filled) as YAML and exit; it runs the same.")
 def run_cmd(pipeline: Path, run_dir: Path | None, force: tuple[str, ...], scheduler: str | None,
-            no_progress: bool) -> None:
+            no_progress: bool, print_config: bool) -> None:
     """Run PIPELINE (tile → train → evaluate → predict → export) into runs/<name>/<step>/.
 
     Each step writes its resolved config.yaml and a manifest.json. A step whose inputs,
@@ -36,7 +39,15 @@ def run_cmd(pipeline: Path, run_dir: Path | None, force: tuple[str, ...], schedu
       geoseg run pipelines/demo.yaml
       geoseg run pipelines/demo.yaml --force train        # retrain; re-evaluate, re-predict
       geoseg run pipelines/rsprunetpp.yaml --scheduler tcp://10.0.0.5:8786
+      geoseg run pipelines/demo.yaml --print-config > my_pipeline.yaml
     """
+    if print_config:
+        import yaml
+
+        from geoseg.pipeline.schema import load_pipeline
+
+        click.echo(yaml.safe_dump(load_pipeline(pipeline).resolved(scheduler), sort_keys=False), nl=False)
+        return
     from geoseg.pipeline import run_pipeline
 
     run_pipeline(pipeline, run_dir=run_dir, force=force, scheduler=scheduler, progress=not no_progress,

@@ -42,7 +42,7 @@ def _open(scene: str, resolution: float, offset: float | None, mask: str | None,
 @_date
 @click.option("--full", is_flag=True, help="Read every pixel for exact figures (slow on a full tile); "
               "default: a decimated sample (overviews where the files have them), in seconds.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress of --full.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress of the reading.")
 def inspect_cmd(scene: str, resolution: float, offset: float | None, mask: str | None, invalid_scl: tuple[int, ...],
                 scale: float | None, date: str | None, full: bool, no_progress: bool) -> None:
     """Show what SCENE holds: layout, bands, grid, offset, valid fraction, SCL shares, band statistics.
@@ -55,7 +55,7 @@ def inspect_cmd(scene: str, resolution: float, offset: float | None, mask: str |
 
     with rasterio.Env(GDAL_CACHEMAX=CACHE_BYTES):  # opening samples every file too: flat memory from the start
         opened = _open(scene, resolution, offset, mask, invalid_scl, scale, date)
-        summary = summarise_scene(opened, sample=not full, progress=full and not no_progress)
+        summary = summarise_scene(opened, sample=not full, progress=not no_progress)
     for line in summary.lines():
         click.echo(line)
 

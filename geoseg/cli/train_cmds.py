@@ -44,13 +44,54 @@ def _no_pretrained_alias(command: Any) -> Any:
 _BY_HAND = ("schema_version", "cubes", "pretrained", "resume", "model_options")
 
 
-@click.command("train")
+# LightningCLI's subcommands, as torchgeo and TerraTorch users type them (`geoseg train fit -c config.yaml`)
+_LIGHTNING_SUBCOMMANDS = {
+    "fit": None,
+    "validate": "geoseg evaluate MODEL_DIR/best CUBES --split val --out EVAL_DIR",
+    "test": "geoseg evaluate MODEL_DIR/best CUBES --split test --out EVAL_DIR",
+    "predict": "geoseg predict --model MODEL_DIR --scene SCENE --out MAP.tif",
+}
+
+
+def _subcommand(cubes: Path | None) -> Path | None:
+    """CUBES, or None for LightningCLI's ``fit`` (the data then come from the config)."""
+    from geoseg.errors import ConfigError
+
+    word = str(cubes) if cubes is not None else ""
+    if word not in _LIGHTNING_SUBCOMMANDS or Path(word).exists():
+        return cubes
+    if _LIGHTNING_SUBCOMMANDS[word] is not None:
+        raise ConfigError(f"'geoseg train {word}': geoseg train only fits (LightningCLI's fit)",
+                          hint=_LIGHTNING_SUBCOMMANDS[word])
+    return None
+
+
+class _TrainCommand(click.Command):
+    """``--pretrained torchgeo:NAME[=FILE]`` is ``--weights torchgeo:...``; a bare ``--pretrained`` stays a flag."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = list(args)
+        for i, arg in enumerate(args):
+            if arg.startswith("--pretrained=torchgeo:"):
+                args[i] = "--weights=" + arg.split("=", 1)[1]
+            elif arg == "--pretrained" and i + 1 < len(args) and args[i + 1].startswith("torchgeo:"):
+                args[i] = "--weights"
+        return super().parse_args(ctx, args)
+
+
+@click.command("train", cls=_TrainCommand)
 @click.argument("cubes", type=_path, required=False)
-@click.option("--config", "-c", "config_file", type=_path, help="YAML with the same options (CLI options override it).")
+@click.option("--config", "-c", "config_file", type=_path,
+              help="YAML with the same options, or a LightningCLI config of torchgeo/TerraTorch "
+                   "(docs/training.md); CLI options override it.")
+@click.option("--print-config", "--print_config", "print_config", cls=AliasOption, is_flag=True,
+              help="Print the resolved options (file + flags + defaults) as a geoseg YAML and exit.")
 @_no_pretrained_alias
 @click.option("--pretrained/--no-pretrained", cls=AliasOption, default=None,
-              help="timm hub weights (needs the network) [no-pretrained].")
-@click.option("--weights", type=_path, help="Local pretrained weights file (backbone or whole model).")
+              help="timm hub weights (needs the network) [no-pretrained]; --pretrained torchgeo:NAME[=FILE] "
+                   "loads torchgeo's Sentinel-2 weights, e.g. torchgeo:ResNet18_Weights.SENTINEL2_ALL_MOCO.")
+@click.option("--weights", type=_path, help="Local pretrained weights file (backbone or whole model), or "
+                                            "torchgeo:NAME[=FILE] (docs/models.md).")
 @click.option("--model-option", "model_option", multiple=True, help="Other architecture option KEY=VALUE (repeatable).")
 @click.option("--fp16", is_flag=True, default=None, help="Alias of --precision 16-mixed.")
 @click.option("--bf16", is_flag=True, default=None, help="Alias of --precision bf16-mixed.")
@@ -71,11 +112,21 @@ _BY_HAND = ("schema_version", "cubes", "pretrained", "resume", "model_options")
     "overwrite": Flag(is_flag=True),
     "downsample": Flag(is_flag=True),
 })
-def train_cmd(cubes: Path | None, config_file: Path | None, **options: Any) -> None:
+def train_cmd(cubes: Path | None, config_file: Path | None, print_config: bool, **options: Any) -> None:
     """Train a segmentation model on CUBES, a CubeStore or an (N, C+1, H, W) .npy/.npz array;
-    write MODEL_DIR (see docs/training.md)."""
+    write MODEL_DIR (see docs/training.md).
+
+    \b
+    Examples:
+      geoseg train cubes --out model
+      geoseg train -c train.yaml --epochs 30
+      geoseg train fit -c torchgeo_config.yaml          # LightningCLI's layout and subcommand
+      geoseg train -c torchgeo_config.yaml --print-config > train.yaml
+    """
     _model_options(options.get("model_option") or ())  # a malformed KEY=VALUE is refused before torch is imported
-    from geoseg.train import load_train_config, train
+    from geoseg.train.config import load_train_config, resolved_yaml
+
+    cubes = _subcommand(cubes)
 
     o = {k: v for k, v in options.items() if v is not None}
     if o.pop("fp16", None):
@@ -116,6 +167,11 @@ def train_cmd(cubes: Path | None, config_file: Path | None, **options: Any) -> N
         cfg.patience = None
     if encoder_default:
         cfg.encoder = None
+    if print_config:
+        click.echo(resolved_yaml(cfg), nl=False)
+        return
+    from geoseg.train import train
+
     result = train(cfg)
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from geoseg.errors import ConfigError, MissingFileError
 from geoseg.utils.closest import did_you_mean
 
-__all__ = ["StrictModel", "OptionsModel", "with_overrides", "load_yaml", "validate", "format_validation_error"]
+__all__ = ["StrictModel", "OptionsModel", "with_overrides", "load_yaml", "read_yaml", "validate", "format_validation_error"]
 
 M = TypeVar("M", bound=BaseModel)
 # set while validate() reads a file: nested options models then report the key's location
@@ -131,15 +131,19 @@ def validate(model: type[M], data: Any, source: str) -> M:
         _IN_FILE.reset(token)
 
 
-def load_yaml(path: str | Path, model: type[M]) -> M:
-    """Read and validate a YAML file."""
+def read_yaml(path: str | Path) -> Any:
+    """The content of a YAML file (``{}`` when empty); a missing file or bad syntax is a one-line error."""
     p = Path(path)
     if not p.is_file():
         raise MissingFileError("config file does not exist", path=p, hint="check the path")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        return yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"not valid YAML{where}", path=p, hint="fix the YAML syntax") from None
-    return validate(model, data, str(p))
+
+
+def load_yaml(path: str | Path, model: type[M]) -> M:
+    """Read and validate a YAML file."""
+    return validate(model, read_yaml(path), str(path))

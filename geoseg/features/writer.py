@@ -1,4 +1,8 @@
-"""Write a scene's feature stack as a tiled, compressed, multi-band GeoTIFF, block by block."""
+"""Write a scene's feature stack as a tiled, compressed, multi-band GeoTIFF, block by block.
+
+Beside it goes ``<name>.qml``, a QGIS style showing the natural-colour composite (B04/B03/B02
+with one fixed reflectance stretch, the same for every scene).
+"""
 
 from __future__ import annotations
 
@@ -17,11 +21,12 @@ from geoseg import __version__
 from geoseg.features.recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from geoseg.features.stack import DEFAULT_BLOCK, feature_stack
 from geoseg.io.scene import Scene
-from geoseg.utils.atomic import atomic_path
+from geoseg.utils.atomic import atomic_path, write_text_atomic
 from geoseg.utils.outputs import SIGNATURE_TAG, check_not_input, claim_file
 from geoseg.utils.progress import DaskProgress
+from geoseg.utils.qgis_style import multiband_qml, qml_path
 
-__all__ = ["write_feature_stack", "Compression"]
+__all__ = ["write_feature_stack", "natural_colour_qml", "Compression", "NATURAL_COLOUR", "REFLECTANCE_STRETCH"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,20 @@ _COMPRESSION: dict[str, dict] = {
     "lzw": {"compress": "lzw", "predictor": 3},
     "none": {},
 }
+NATURAL_COLOUR = ("B04", "B03", "B02")  # red, green, blue
+REFLECTANCE_STRETCH = (0.0, 0.3)  # surface reflectance shown from black to full brightness
+
+
+def natural_colour_qml(channel_names: tuple[str, ...] | list[str]) -> str | None:
+    """The QGIS style of a stack with these channels: B04/B03/B02 as RGB (None without them).
+
+    Masked pixels (0 in every channel) are transparent.
+    """
+    if not set(NATURAL_COLOUR) <= set(channel_names):
+        return None
+    red, green, blue = (list(channel_names).index(band) + 1 for band in NATURAL_COLOUR)
+    return multiband_qml(red, green, blue, minimum=REFLECTANCE_STRETCH[0], maximum=REFLECTANCE_STRETCH[1],
+                         transparent=(0, 0, 0))
 
 
 class _WindowWriter:
@@ -78,7 +97,7 @@ def write_feature_stack(
     if workers is not None:
         check_number("workers", workers, min=1, integer=True, hint="threads, e.g. 4")
     check_not_input({"--out": out}, scene.files())
-    out = claim_file(out, suffixes=(".tif", ".tiff"))
+    out = claim_file(out, suffixes=(".tif", ".tiff"), sidecars=(qml_path(out),))
     recipe = get_recipe(recipe)
     stack = feature_stack(scene, recipe, block=block)
     grid = scene.grid
@@ -112,6 +131,9 @@ def write_feature_stack(
                     for target in targets:
                         target.closed = True
                 raise
+    style = natural_colour_qml(recipe.channel_names)
+    if style is not None:
+        write_text_atomic(qml_path(out), style)
     if targets[1].valid == 0:  # written all the same (a valid, if empty, stack); said loudly
         log.warning("%s: scene %s has no valid pixel (no-data, clouds or masked everywhere): every channel of "
                     "%s is 0 — check the scene with geoseg inspect", scene.path, scene.scene_id, out)

@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -42,6 +41,9 @@ from geoseg.io.reader import read_raw, read_scl, read_valid
 from geoseg.io.resample import _invalid
 from geoseg.io.scene import Scene
 from geoseg.io.sensors import REFLECTANCE_SCALE, SCL_CLASSES
+
+if TYPE_CHECKING:
+    from geoseg.utils.progress import Progress
 
 __all__ = ["BandStats", "SampleInfo", "SceneSummary", "summarise_scene", "DEFAULT_MAX_SIDE", "CACHE_BYTES"]
 
@@ -186,13 +188,14 @@ def summarise_scene(scene: Scene, block: int = 1024, *, sample: bool = False, ma
             True: a decimated sample with flat memory (``geoseg inspect`` without ``--full``);
             see the module documentation for how it is read.
         max_side: long side (px) of the sample grid; a scene no larger is read in full.
-        progress: the full pass reports progress (a bar on a terminal, plain lines otherwise,
-            only once it runs longer than 2 s), or a callable ``(done, total)`` called per block.
+        progress: report the reading (blocks of the full pass, files of the sample) with
+            :func:`~geoseg.utils.progress.track_progress` (a bar on a terminal, plain lines
+            otherwise), or a callable ``(done, total)`` called per block or file.
     """
     with rasterio.Env(GDAL_CACHEMAX=CACHE_BYTES):  # restored on exit
         factor = _sample_factor(scene.grid.shape, max_side) if sample else 1
         if factor > 1:
-            return _sampled(scene, factor)
+            return _sampled(scene, factor, progress)
         return _full(scene, block, progress)
 
 
@@ -210,57 +213,36 @@ def _full(scene: Scene, block: int, progress: bool | Callable[[int, int], None])
     bands = list(scene.bands)
     stats = {b: _Stats(scene.offset.offset, scene.scale) for b in bands}
     windows = list(iter_blocks(*scene.grid.shape, block))
-    report = progress if callable(progress) else _reporter(len(windows), enabled=progress)
-    for i, window in enumerate(windows):
-        # read_window's reading, without its float64 reflectance copies: the same valid mask
-        raw, invalid = read_raw(scene, window, bands)
-        ok = read_valid(scene, window, invalid)
-        valid += int(ok.sum())
-        total += ok.size
-        for j, name in enumerate(bands):
-            stats[name].add(raw[j][ok])
-        del raw
-        scl = read_scl(scene, window)
-        if scl is not None:
-            counts += np.bincount(scl.ravel().astype(np.int64), minlength=256)[:256]
-        report(i + 1, len(windows))
+    with _progress(progress, len(windows), "block") as bar:
+        for window in windows:
+            # read_window's reading, without its float64 reflectance copies: the same valid mask
+            raw, invalid = read_raw(scene, window, bands)
+            ok = read_valid(scene, window, invalid)
+            valid += int(ok.sum())
+            total += ok.size
+            for j, name in enumerate(bands):
+                stats[name].add(raw[j][ok])
+            del raw
+            scl = read_scl(scene, window)
+            if scl is not None:
+                counts += np.bincount(scl.ravel().astype(np.int64), minlength=256)[:256]
+            bar.update()
     shares = {int(c): float(n / total) for c, n in enumerate(counts) if n}
     return SceneSummary(scene, valid / max(total, 1), shares, {b: s.result() for b, s in stats.items()})
 
 
-def _reporter(total: int, enabled: bool, after: float = 2.0) -> Callable[[int, int], None]:
-    """Progress of the full pass on stderr: a tqdm bar on a terminal, else a line per 10 %."""
-    if not enabled:
-        return lambda done, total: None
-    start = time.perf_counter()
-    state: dict = {"bar": None, "next": 0.1, "shown": False}
+def _progress(progress: bool | Callable[[int, int], None], total: int, unit: str) -> Progress:
+    """The reading's progress: shown (a terminal bar disappears once done: the summary follows), or a callable's."""
+    # imported here, not with the module: it imports dask
+    from geoseg.utils.progress import CallbackProgress, track_progress
 
-    def report(done: int, total: int) -> None:
-        elapsed = time.perf_counter() - start
-        if elapsed < after and not state["shown"]:
-            return  # a short run stays quiet
-        state["shown"] = True
-        if sys.stderr.isatty():
-            if state["bar"] is None:
-                from tqdm.auto import tqdm
-
-                state["bar"] = tqdm(total=total, initial=done - 1, desc="inspect --full", unit="block",
-                                    file=sys.stderr, dynamic_ncols=True)
-            state["bar"].update(1)
-            if done == total:
-                state["bar"].close()
-            return
-        if done / total >= state["next"] or done == total:
-            left = elapsed / done * (total - done)
-            print(f"inspect --full: {done}/{total} blocks ({100 * done // total} %), {elapsed:.0f} s, "
-                  f"~{left:.0f} s left", file=sys.stderr, flush=True)
-            state["next"] = math.floor(10 * done / total + 1) / 10
-
-    return report
+    if callable(progress):
+        return CallbackProgress(total, progress)
+    return track_progress(total, "inspect", unit, enabled=progress, leave=False)
 
 
 # --------------------------------------------------------------------------- a decimated sample
-def _sampled(scene: Scene, factor: int) -> SceneSummary:
+def _sampled(scene: Scene, factor: int, progress: bool | Callable[[int, int], None]) -> SceneSummary:
     h, w = scene.grid.shape
     sh, sw = -(-h // factor), -(-w // factor)
     bands = list(scene.bands)
@@ -281,9 +263,14 @@ def _sampled(scene: Scene, factor: int) -> SceneSummary:
 
     # one file per task (GDAL decodes on one thread per read)
     workers = max(1, min(4, os.cpu_count() or 1, len(groups) + len(classes)))
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(workers) as pool, _progress(progress, len(groups) + len(classes), "file") as bar:
         class_futures = [pool.submit(read_classes, layer) for layer in classes]
-        band_data = list(pool.map(read_bands, groups))
+        band_futures = [pool.submit(read_bands, members) for members in groups]
+        every: list[Future[Any]] = [*class_futures, *band_futures]
+        for future in as_completed(every):
+            future.result()  # the first failed file fails the summary at once
+            bar.update()
+        band_data = [f.result() for f in band_futures]
         class_data = [f.result() for f in class_futures]
     invalid = np.zeros((sh, sw), dtype=bool)
     values: dict[str, np.ndarray] = {}

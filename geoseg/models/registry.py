@@ -98,7 +98,9 @@ def create_model(
             None selects the architecture's default encoder.
         pretrained: False (random), True (timm hub weights for the backbone, or a registered
             encoder's ``"imagenet"`` ``pretrained_settings``; needs the network unless they
-            name a local file), a ``pretrained_settings`` tag, or a local weights file (safetensors, or a torch state dict loaded
+            name a local file), a ``pretrained_settings`` tag, torchgeo's Sentinel-2 backbone weights
+            by name (``"torchgeo:ResNet18_Weights.SENTINEL2_ALL_MOCO"``, optionally ``=<file>``;
+            the encoder defaults to theirs), or a local weights file (safetensors, or a torch state dict loaded
             with ``weights_only=True``) or model bundle directory: backbone weights (first
             conv mapped band by band), or a whole geoseg checkpoint — one written by
             :func:`~geoseg.models.save_weights` or training, or a plain state dict of this

@@ -7,6 +7,9 @@ The lower half of :mod:`geoseg.models.weights` (which maps and loads what is rea
 * :func:`settings_tag` and :func:`registered_weights` read a custom encoder's smp-style
   ``pretrained_settings``: a ``url`` (http(s) through ``torch.hub``, or a local file) or a
   Hugging Face ``repo_id``, with the bands the weights expect.
+
+torchgeo's weights by name (``pretrained="torchgeo:..."``) are read by
+:mod:`geoseg.models.torchgeo_weights`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ __all__ = [
     "SPEC_KEY",
     "read_state_dict",
     "read_checkpoint",
+    "unwrap_state_dict",
     "spec_in",
     "download_error",
     "settings_tag",
@@ -76,10 +80,10 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]
             path=path,
             hint="save a plain state dict (torch.save(model.state_dict(), f)) or use safetensors",
         ) from err
-    return _unwrap_state_dict(obj, path), {}
+    return unwrap_state_dict(obj, path), {}
 
 
-def _unwrap_state_dict(obj: Any, path: str | Path) -> dict[str, Tensor]:
+def unwrap_state_dict(obj: Any, path: str | Path) -> dict[str, Tensor]:
     """The state dict in a loaded torch object (Lightning wrappers and a ``model.`` prefix removed)."""
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
@@ -189,7 +193,7 @@ def registered_weights(entry: EncoderEntry, tag: str) -> tuple[dict[str, Tensor]
             if url.startswith(("http://", "https://")):
                 obj = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False,
                                                          weights_only=True)
-                sd = _unwrap_state_dict(obj, url)
+                sd = unwrap_state_dict(obj, url)
             else:
                 sd, meta = read_state_dict(url.removeprefix("file://"))
         else:

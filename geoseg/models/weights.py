@@ -9,6 +9,10 @@ This module writes, maps and loads weights (reading files and downloads is
   ``pretrained=<path>`` reads a local file — safetensors, or a torch state dict loaded with
   ``weights_only=True`` — or a model bundle directory (``config.json`` +
   ``model.safetensors``, written by training).
+* ``pretrained="torchgeo:ResNet18_Weights.SENTINEL2_ALL_MOCO"`` (optionally ``=<file>``) loads
+  torchgeo's Sentinel-2 backbone weights by name: downloaded by torchgeo, or read from the file
+  or torch hub's cache offline (:mod:`geoseg.models.torchgeo_weights`); the encoder defaults
+  to the timm model they were trained for.
 * A **whole-model checkpoint** is one that carries a geoseg spec (written by
   :func:`save_weights`, or a bundle's ``config.json``), or, for plain torch state dicts
   without metadata, one whose keys are keys of the model being built. It is loaded into the
@@ -41,6 +45,13 @@ from geoseg.models.custom_encoders import EncoderEntry, resolve_encoder_name
 from geoseg.models.encoders import TimmEncoder, build_timm_features, create_encoder
 from geoseg.models.first_conv import RGB_BANDS, adapt_first_conv_weight, normalize_band_name
 from geoseg.models.options import ArchOptions
+from geoseg.models.torchgeo_weights import (
+    check_encoder_matches,
+    parse_torchgeo,
+    timm_model_of,
+    torchgeo_state_dict,
+    torchgeo_weights,
+)
 from geoseg.models.weight_files import (
     SPEC_KEY,
     download_error,
@@ -234,19 +245,35 @@ def _band_lists(name: str, src_chans: int, in_channels: int, channel_names: Sequ
     return list(source_bands), target
 
 
-def load_torchgeo_weights(model: SegmentationModel, weights: Any) -> SegmentationModel:
-    """Load torchgeo backbone weights (a ``WeightsEnum`` member) into ``model``'s encoder.
+def load_torchgeo_weights(model: SegmentationModel, weights: Any,
+                          file: str | Path | None = None) -> SegmentationModel:
+    """Load torchgeo backbone weights into ``model``'s encoder, first conv mapped band by band.
 
-    The weights' ``meta["bands"]`` are mapped onto ``model.channel_names`` band by band.
-    ``weights.get_state_dict`` downloads, so this needs the network (or torch hub's cache).
+    Args:
+        model: A model with a timm encoder: the one ``weights.meta["model"]`` names.
+        weights: A torchgeo ``WeightsEnum`` member (``ResNet18_Weights.SENTINEL2_ALL_MOCO``) or
+            its name, optionally as ``"torchgeo:<name>[=<file>]"``.
+        file: A local copy of the weights (offline); default: torch hub's cache, else a
+            download (see :func:`~geoseg.models.torchgeo_weights.torchgeo_state_dict`).
+
+    The weights' ``meta["bands"]`` are mapped onto ``model.channel_names`` by name: the
+    Sentinel-2 bands the recipe has get their filters, other channels (indices) the mean one.
 
     Raises:
-        ModelError: The encoder is not a timm encoder, or channel names are missing.
+        ModelError: Unknown or unusable weights, another encoder, channel names missing, or
+            weights neither on this machine nor downloadable.
+        CheckpointError: ``file`` is missing or holds other weights.
     """
+    if isinstance(weights, str | Path):
+        ref = parse_torchgeo(weights if str(weights).startswith("torchgeo:") else f"torchgeo:{weights}")
+        assert ref is not None
+        weights, file = torchgeo_weights(ref.name), ref.file if file is None else file
     if not isinstance(model.encoder, TimmEncoder):
         raise ModelError("torchgeo weights can only be loaded into a timm encoder")
+    label = f"{type(weights).__name__}.{getattr(weights, 'name', '')}"
+    check_encoder_matches(label, weights, model.encoder.name)
     bands = list(weights.meta["bands"])
-    return _load_timm_backbone(model, weights.get_state_dict(progress=True), bands)
+    return _load_timm_backbone(model, torchgeo_state_dict(weights, file), bands)
 
 
 def _load_timm_backbone(model: SegmentationModel, sd: Mapping[str, Tensor],
@@ -295,14 +322,25 @@ def build_with_weights(
 
     ``pretrained`` is False/None; True (timm hub backbone weights, or a registered custom
     encoder's ``"imagenet"`` ``pretrained_settings``); the tag of one of those settings
-    (smp's ``encoder_weights``, e.g. ``"ssl"``); or a path: a whole-model checkpoint (see the
-    module docstring) is loaded into the whole model, which it must fit (options that hold no
-    weights, such as ``freeze_backbone``, may differ); otherwise the file holds backbone
-    weights, whose first convolution is mapped band by band.
+    (smp's ``encoder_weights``, e.g. ``"ssl"``); ``"torchgeo:<Class>.<MEMBER>[=<file>]"``
+    (torchgeo's Sentinel-2 backbone weights, see :func:`load_torchgeo_weights`); or a path: a
+    whole-model checkpoint (see the module docstring) is loaded into the whole model, which it
+    must fit (options that hold no weights, such as ``freeze_backbone``, may differ); otherwise
+    the file holds backbone weights, whose first convolution is mapped band by band.
     """
     args = (in_channels, num_classes, encoder, options, aux_params, channel_names)
     if pretrained is False or pretrained is None:
         return cls(*args)
+    torchgeo = parse_torchgeo(pretrained)
+    if torchgeo is not None:  # torchgeo's weights by name; the encoder defaults to their timm model
+        weights = torchgeo_weights(torchgeo.name)
+        if encoder is None:
+            encoder = timm_model_of(weights)
+        if not isinstance(encoder, str):
+            raise ModelError(f"torchgeo weights {torchgeo.name} need a timm encoder name, got a module")
+        check_encoder_matches(torchgeo.name, weights, encoder)
+        model = cls(in_channels, num_classes, encoder, options, aux_params, channel_names)
+        return load_torchgeo_weights(model, weights, torchgeo.file)
     enc_name = cls.default_encoder if encoder is None else encoder
     resolved = resolve_encoder_name(enc_name) if isinstance(enc_name, str) else None
     entry = resolved if isinstance(resolved, EncoderEntry) else None

@@ -48,7 +48,7 @@ def check_pipeline(pipeline: Pipeline, catalog: Catalog, require_data: bool = Tr
         cls.Options.from_dict(train.model_kwargs())
     except GeosegError as err:
         raise ConfigError(f"steps.train: {err}", path=source) from None
-    if isinstance(train.pretrained, Path):
+    if isinstance(train.pretrained, Path) and not str(train.pretrained).startswith("torchgeo:"):
         weights = train.pretrained if train.pretrained.is_absolute() or source is None else source.parent / train.pretrained
         if not weights.exists():  # a weights file or a model bundle directory
             raise ConfigError("steps.train.pretrained: weights file not found", path=weights,

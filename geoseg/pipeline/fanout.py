@@ -19,6 +19,7 @@ from typing import Any
 
 from geoseg.errors import ConfigError
 from geoseg.predict.options import PredictOptions
+from geoseg.utils.progress import track_progress
 
 __all__ = ["predict_jobs", "predict_one", "check_scheduler"]
 
@@ -81,7 +82,6 @@ def predict_jobs(jobs: Sequence[Any], bundle: Path, options: PredictOptions, on_
             on_done(job, summary)
         return
     from distributed import as_completed
-    from tqdm.auto import tqdm
 
     # the tiler's cluster connection (one-line error when unreachable; distributed kept quiet)
     from geoseg.tiling.tiler import _client, _quiet_distributed
@@ -96,13 +96,11 @@ def predict_jobs(jobs: Sequence[Any], bundle: Path, options: PredictOptions, on_
             for job in jobs
         }
         log.info("predicting %d scene(s) on %s", len(futures), scheduler)
-        bar = tqdm(total=len(futures), desc="predicting", unit="scene", disable=not progress, dynamic_ncols=True)
-        try:
-            for future in as_completed(futures):
-                on_done(futures[future], future.result())
-                bar.update(1)
-        except BaseException:
-            client.cancel(list(futures))
-            raise
-        finally:
-            bar.close()
+        with track_progress(len(futures), "predicting", "scene", enabled=progress) as bar:
+            try:
+                for future in as_completed(futures):
+                    on_done(futures[future], future.result())
+                    bar.update()
+            except BaseException:
+                client.cancel(list(futures))
+                raise

@@ -187,6 +187,25 @@ class Pipeline(StrictModel):
             return self.catalog
         return (self.source.parent / self.catalog).resolve()
 
+    def resolved(self, scheduler: str | None = None) -> dict[str, Any]:
+        """This pipeline with every default filled, as a mapping that :func:`load_pipeline` reads back to it.
+
+        The name and the catalog are filled in (the catalog and the train step's weights as
+        absolute paths, so the file may live anywhere); the options the runner sets are left
+        out, as in a pipeline file. ``scheduler`` overrides the pipeline's (``geoseg run --scheduler``).
+        """
+        data = self.model_dump(mode="json", exclude={"steps"})
+        data.update(name=self.run_name, catalog=str(self.catalog_path()), scheduler=scheduler or self.scheduler)
+        steps: dict[str, Any] = {}
+        for name in self.steps.present():
+            step = getattr(self.steps, name)
+            steps[name] = step.model_dump(mode="json", exclude=set(step.MANAGED))
+        weights = self.steps.train.pretrained if self.steps.train else None
+        if isinstance(weights, Path) and not str(weights).startswith("torchgeo:") and self.source is not None:
+            steps["train"]["pretrained"] = str(self.source.parent / weights)  # as the train step reads it
+        data["steps"] = steps
+        return data
+
     def load_catalog(self) -> Catalog:
         """The catalog, with the pipeline's datasets checked (unknown name → closest one)."""
         path = self.catalog_path()

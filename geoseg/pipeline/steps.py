@@ -220,7 +220,8 @@ class TrainStepRunner(StepRunner):
         data.update(cubes=store_dir(ctx.run_dir), out=model_dir(ctx.run_dir), resume=resume, overwrite=not resume,
                     progress=bool(step.progress and ctx.progress))
         weights, source = data.get("pretrained"), ctx.pipeline.source
-        if isinstance(weights, Path) and not weights.is_absolute() and source is not None:
+        if (isinstance(weights, Path) and not weights.is_absolute() and source is not None
+                and not str(weights).startswith("torchgeo:")):  # torchgeo:NAME[=FILE] is a name
             data["pretrained"] = source.parent / weights  # relative to the pipeline file
         return validate(TrainConfig, data, str(ctx.pipeline.source or "pipeline"))
 

@@ -1,7 +1,7 @@
 """The streaming predictor: a scene and a model bundle in, a georeferenced land-cover COG out.
 
 >>> from geoseg.predict import predict_scene, PredictOptions
->>> summary = predict_scene("S2_SCENE.SAFE", "runs/demo/model/best", "landcover.tif", PredictOptions(tta=True))
+>>> summary = predict_scene("S2_SCENE.SAFE", "runs/demo/train/model/best", "landcover.tif", PredictOptions(tta=True))
 >>> print("\\n".join(summary.lines()))
 
 Window layout and blending weights are in :mod:`geoseg.predict.windows`. Names are imported

@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from geoseg.config.schema import OptionsModel
 from geoseg.errors import ConfigError
-from geoseg.utils.checks import DeviceName
+from geoseg.utils.checks import DeviceName, EngineName
 
 __all__ = ["PredictOptions", "check_window"]
 
@@ -33,11 +33,15 @@ def check_window(window: int, overlap: int) -> None:
 class PredictOptions(OptionsModel):
     """How a scene is predicted: windows, batches, device and precision, extras of the COG."""
 
-    window: int | None = Field(None, ge=8, description="window size in pixels (default: the model's training window)")
+    window: int | None = Field(None, ge=8, description="window size in pixels (default: the model bundle's "
+                                  "predict_window, its fastest size measured when training started)")
     overlap: int | None = Field(None, ge=0, description="pixels shared by neighbouring windows (default: window/4)")
     batch_size: int = Field(8, ge=1, description="windows per forward pass")
     device: DeviceName = Field("auto", description="device: auto (CUDA when available, else the CPU), cpu, cuda, "
                               "cuda:N, mps")
+    engine: EngineName = Field("auto", description="inference engine: auto (onnxruntime on the CPU when "
+                               "installed, exact for the model and the run is large enough; else torch), torch, "
+                               "onnxruntime")
     fp16: bool = Field(True, description="half-precision autocast on CUDA (the CPU runs float32)")
     tta: bool = Field(False, description="average predictions over flips and 90° rotations (8× slower)")
     overviews: Literal["mode", "nearest"] = Field("mode", description="resampling of the COG overviews (never "

@@ -36,7 +36,7 @@ from geoseg.predict.windows import DEFAULT_FLOOR, WindowLayout, window_layout
 from geoseg.stitch.cog import GDAL_CACHE_BYTES
 from geoseg.stitch.stitcher import BlockSink, Stitcher
 from geoseg.utils.memory import keep_freed_memory
-from geoseg.utils.progress import progress_bar
+from geoseg.utils.progress import track_progress
 
 __all__ = ["StreamStats", "check_scene_domain", "load_model_bundle", "plan_windows", "prepare_run",
            "stream_predictions"]
@@ -54,11 +54,13 @@ class StreamStats:
     seconds: float
     device: str
     accumulator_bytes: int
+    engine: str = "torch"
+    engine_reason: str = ""
 
 
 def plan_windows(scene: Scene, bundle: ModelBundle, window: int | None = None, overlap: int | None = None) -> WindowLayout:
-    """The window layout used for ``scene``: default window = the bundle's, overlap = window / 4."""
-    size = int(bundle.config.window if window is None else window)
+    """The window layout used for ``scene``: default window = the bundle's ``predict_window``, overlap = window / 4."""
+    size = int(bundle.config.predict_window if window is None else window)
     return window_layout(scene.grid.height, scene.grid.width, size, size // 4 if overlap is None else int(overlap))
 
 
@@ -150,7 +152,8 @@ def stream_predictions(
     layout = prepare_run(scene, bundle, opts)
     keep_freed_memory()
     recipe = bundle.config.recipe_obj()
-    runner = ModelRunner(bundle, device=opts.device, fp16=opts.fp16, tta=opts.tta)
+    runner = ModelRunner(bundle, device=opts.device, fp16=opts.fp16, tta=opts.tta, engine=opts.engine,
+                         work_pixels=len(layout) * layout.window_height * layout.window_width)
     stitcher = Stitcher(scene.grid, runner.num_classes, layout.window_height, sink)
     workers = opts.workers or default_workers()
     grid = scene.grid
@@ -182,22 +185,23 @@ def stream_predictions(
             return pool.submit(stitch, [(w, v) for w, _, v in items], out)
 
         stream = prefetch(read, layout, workers=workers, depth=max(2 * batch_size, workers + 1))
-        with contextlib.closing(stream):  # on errors, stop the read-ahead threads at once
-            for w, (features, valid) in progress_bar(stream, total=len(layout), desc=scene.scene_id, unit="win",
-                                                     enabled=progress):
+        with contextlib.closing(stream), track_progress(len(layout), f"predict {scene.scene_id}", "window",
+                                                        enabled=progress) as bar:
+            for w, (features, valid) in stream:  # on errors, closing() stops the read-ahead threads at once
+                bar.update()
                 if features is None:  # no valid pixel: nothing to classify, its pixels stay nodata
                     continue
                 batch.append((w, features, valid))
                 if len(batch) == batch_size:
                     previous = run(batch)
                     batch = []
-        if batch:
-            previous = run(batch)
-        if previous is not None:
-            previous.result()
+            if batch:
+                previous = run(batch)
+            if previous is not None:
+                previous.result()  # the final line counts the last batch too
         pool.submit(stitcher.close).result()
     return StreamStats(layout, windows_run, model_seconds, time.perf_counter() - start, str(runner.device),
-                       stitcher.nbytes)
+                       stitcher.nbytes, runner.engine, runner.choice.reason if runner.choice else "no window ran")
 
 
 def resolve_scene(scene: Scene | str | Path) -> Scene:

@@ -30,7 +30,8 @@ class PredictionSummary:
         classes: per-class pixels and hectares, in class-map order (absent classes have 0).
         windows, windows_run: windows laid out / sent to the model (all-invalid ones skip it).
         seconds: wall-clock time of the whole run; ``model_seconds``: time inside the model.
-        device: where the model ran.
+        device: where the model ran; ``engine``: what ran it (``torch`` or ``onnxruntime``) and
+            ``engine_reason`` why (``--engine auto`` decides per run).
         domain: the comparison of the scene with the model's training data
             (:func:`geoseg.predict.predictor.check_scene_domain`): ``findings`` (kind, message)
             and the figures behind them; None when the model records no training domain.
@@ -50,6 +51,8 @@ class PredictionSummary:
     seconds: float
     model_seconds: float
     device: str
+    engine: str = "torch"
+    engine_reason: str = ""
     confidence: Path | None = None
     vector: Path | None = None
     extra: dict = field(default_factory=dict)
@@ -70,7 +73,7 @@ class PredictionSummary:
             f"{self.scene_id}: wrote {self.output}",
             f"  grid      {self.width} x {self.height} px, {self.crs}",
             f"  pixels    {self.pixels:,} ({self.valid_fraction:.1%} valid, {self.pixels - self.valid_pixels:,} nodata)",
-            f"  windows   {self.windows} ({self.windows_run} through the model on {self.device})",
+            f"  windows   {self.windows} ({self.windows_run} through the model on {self.device}, {self.engine})",
             f"  time      {self.seconds:.1f} s ({self.model_seconds:.1f} s in the model, "
             f"{self.pixels / 1e6 / max(self.seconds, 1e-9):.2f} Mpx/s)",
         ]
@@ -99,5 +102,5 @@ class PredictionSummary:
             "valid_pixels": self.valid_pixels, "valid_fraction": self.valid_fraction,
             "classes": [c.__dict__ for c in self.classes], "windows": self.windows,
             "windows_run": self.windows_run, "seconds": self.seconds, "model_seconds": self.model_seconds,
-            "device": self.device, **self.extra, "domain": self.domain,
+            "device": self.device, "engine": self.engine, "engine_reason": self.engine_reason, **self.extra, "domain": self.domain,
         }

@@ -41,7 +41,9 @@ class StreamingCOG:
         nodata: the nodata value.
         scratch: the temporary tiled GTiff (deleted by :meth:`close`).
         description: band description.
+        units: band unit (e.g. ``%``).
         tags: dataset tags (copied into the COG).
+        band_tags: band 1 metadata (copied into the COG).
         colormap: pixel value → RGBA palette (makes the band ``PaletteIndex``).
         overviews: overview resampling (``mode``/``nearest`` for classes).
     """
@@ -54,7 +56,9 @@ class StreamingCOG:
         dtype: str = "uint8",
         nodata: float | None = 0,
         description: str | None = None,
+        units: str | None = None,
         tags: Mapping[str, str] | None = None,
+        band_tags: Mapping[str, str] | None = None,
         colormap: Mapping[int, tuple[int, int, int, int]] | None = None,
         overviews: OverviewResampling = "mode",
     ):
@@ -69,8 +73,12 @@ class StreamingCOG:
             self._ds = rasterio.open(self.scratch, "w", **profile)
         if description:
             self._ds.set_band_description(1, description)
+        if units:
+            self._ds.set_band_unit(1, units)
         if tags:
             self._ds.update_tags(**tags)
+        if band_tags:
+            self._ds.update_tags(1, **band_tags)
         if colormap:
             self._ds.write_colormap(1, dict(colormap))
         self._strip = np.zeros((min(BLOCK, grid.height), grid.width), dtype=self.dtype)

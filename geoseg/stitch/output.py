@@ -5,7 +5,8 @@ class codes (0 where the input is invalid) and, optionally, confidence (max prob
 0–100, 255 = nodata). Used as a context manager, it writes everything under temporary names
 and, only when the whole scene went through without error, converts to COG, polygonises,
 renames the outputs into place and writes the ``.aux.xml``/``.qml`` sidecars after the
-``.tif`` exists. On error nothing is left behind.
+``.tif`` exists (the confidence raster gets its own ``.qml``: viridis, 0–100 %). On error
+nothing is left behind.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from geoseg.config.catalog import ClassDef
 from geoseg.errors import ConfigError
 from geoseg.io.grid import Grid
 from geoseg.stitch.cog import OverviewResampling, StreamingCOG, temp_sibling
-from geoseg.stitch.sidecars import aux_xml_path, class_colormap, qml_path, write_sidecars
+from geoseg.stitch.sidecars import (
+    CONFIDENCE_RANGE,
+    aux_xml_path,
+    class_colormap,
+    qml_path,
+    write_confidence_style,
+    write_sidecars,
+)
 from geoseg.stitch.stitcher import StitchedBlock
 from geoseg.utils.outputs import (
     check_not_input,
@@ -36,6 +44,10 @@ __all__ = ["LandCoverWriter", "check_landcover_outputs", "classes_from_probs", "
 CONFIDENCE_NODATA = 255
 RASTER_SUFFIXES = (".tif", ".tiff")
 BAND_DESCRIPTION = "land_cover"
+CONFIDENCE_BAND_TAGS = {
+    "quantity": "probability of the predicted class", "units": "percent",
+    "valid_range": f"{CONFIDENCE_RANGE[0]} {CONFIDENCE_RANGE[1]}",
+}
 
 
 def check_landcover_outputs(out: Path, confidence: Path | None, vector: Path | None,
@@ -50,7 +62,7 @@ def check_landcover_outputs(out: Path, confidence: Path | None, vector: Path | N
     check_not_input({"--out": out, "--confidence": confidence, "--vector": vector}, inputs)
     claim_file(out, flag="--out", suffixes=RASTER_SUFFIXES, sidecars=(aux_xml_path(out), qml_path(out)))
     if confidence is not None:
-        claim_file(confidence, flag="--confidence", suffixes=RASTER_SUFFIXES)
+        claim_file(confidence, flag="--confidence", suffixes=RASTER_SUFFIXES, sidecars=(qml_path(confidence),))
     if vector is not None:
         claim_file(vector, flag="--vector", suffixes=(".gpkg",))
     outputs = [p.resolve() for p in (out, confidence, vector) if p is not None]
@@ -122,8 +134,8 @@ class LandCoverWriter:
         if self.confidence is not None:
             self._conf_raster = StreamingCOG(
                 self.grid, self._temp(self.confidence, "stream"), nodata=CONFIDENCE_NODATA,
-                description="confidence", tags={**self.tags, "units": "percent (max class probability)"},
-                overviews="average",
+                description="confidence", units="%", tags={**self.tags, "units": "percent (max class probability)"},
+                band_tags=CONFIDENCE_BAND_TAGS, overviews="average",
             )
         return self
 
@@ -177,3 +189,5 @@ class LandCoverWriter:
         for tmp, final in moves:
             os.replace(tmp, final)
         write_sidecars(self.out, self.classes, BAND_DESCRIPTION)
+        if self.confidence is not None:
+            write_confidence_style(self.confidence)

@@ -7,6 +7,7 @@
 * :func:`qml_xml` — ``<name>.qml``: a paletted renderer listing only the real classes.
 
 Both sidecars leave nodata (0) out and must be written after the final ``.tif`` exists.
+:func:`write_confidence_style` gives the confidence raster its ``.qml`` (viridis, 0–100 %).
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from geoseg.config.catalog import ClassDef
-from geoseg.utils.atomic import atomic_path
+from geoseg.utils.atomic import atomic_path, write_text_atomic
+from geoseg.utils.qgis_style import paletted_qml, pseudocolor_qml, qml_path
 
 __all__ = [
-    "class_colormap", "pam_xml", "qml_xml", "write_sidecars", "aux_xml_path", "qml_path",
+    "class_colormap", "pam_xml", "qml_xml", "write_sidecars", "write_confidence_style", "aux_xml_path", "qml_path",
+    "CONFIDENCE_RANGE",
     "GFT_INTEGER", "GFT_STRING", "GFU_MINMAX", "GFU_NAME", "GFU_RED", "GFU_GREEN", "GFU_BLUE",
 ]
 
 # GDALRATFieldType / GDALRATFieldUsage enum values (gdal.h)
 GFT_INTEGER, GFT_STRING = 0, 2
 GFU_NAME, GFU_MINMAX, GFU_RED, GFU_GREEN, GFU_BLUE = 2, 5, 6, 7, 8
-QGIS_VERSION = "3.22.16-Białowieża"
+CONFIDENCE_RANGE = (0, 100)  # percent
 
 
 def class_colormap(classes: Sequence[ClassDef]) -> dict[int, tuple[int, int, int, int]]:
@@ -41,11 +44,6 @@ def aux_xml_path(tif: str | Path) -> Path:
     """``landcover.tif`` → ``landcover.tif.aux.xml``."""
     tif = Path(tif)
     return tif.with_name(tif.name + ".aux.xml")
-
-
-def qml_path(tif: str | Path) -> Path:
-    """``landcover.tif`` → ``landcover.qml`` (QGIS loads ``<base name>.qml``, not ``.tif.qml``)."""
-    return Path(tif).with_suffix(".qml")
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -83,27 +81,7 @@ def pam_xml(classes: Sequence[ClassDef], band_description: str = "land_cover") -
 
 def qml_xml(classes: Sequence[ClassDef]) -> str:
     """A QGIS style: paletted renderer on band 1 with one entry per class (nodata left out)."""
-    root = ET.Element("qgis", version=QGIS_VERSION, styleCategories="AllStyleCategories",
-                      hasScaleBasedVisibilityFlag="0", minScale="1e+08", maxScale="0")
-    pipe = _sub(root, "pipe")
-    renderer = _sub(pipe, "rasterrenderer", type="paletted", band="1", opacity="1", alphaBand="-1",
-                    nodataColor="")
-    _sub(renderer, "rasterTransparency")
-    mmo = _sub(renderer, "minMaxOrigin")
-    for tag, text in (("limits", "None"), ("extent", "WholeRaster"), ("statAccuracy", "Estimated"),
-                      ("cumulativeCutLower", "0.02"), ("cumulativeCutUpper", "0.98"), ("stdDevFactor", "2")):
-        _sub(mmo, tag, text)
-    palette = _sub(renderer, "colorPalette")
-    for c in sorted(classes, key=lambda c: c.code):
-        _sub(palette, "paletteEntry", value=str(c.code), color=c.color, alpha="255", label=c.name)
-    _sub(pipe, "brightnesscontrast", brightness="0", contrast="0", gamma="1")
-    _sub(pipe, "huesaturation", saturation="0", colorizeOn="0", colorizeRed="255", colorizeGreen="128",
-         colorizeBlue="128", colorizeStrength="100", grayscaleMode="0", invertColors="0")
-    _sub(pipe, "rasterresampler", maxOversampling="2")
-    _sub(pipe, "resamplingStage", "resamplingFilter")
-    _sub(root, "blendMode", "0")
-    ET.indent(root, space="  ")
-    return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(root, encoding="unicode") + "\n"
+    return paletted_qml([(c.code, c.name, c.color) for c in classes])
 
 
 def write_sidecars(tif: str | Path, classes: Sequence[ClassDef], band_description: str = "land_cover") -> tuple[Path, Path]:
@@ -117,3 +95,12 @@ def write_sidecars(tif: str | Path, classes: Sequence[ClassDef], band_descriptio
             tmp.write_text(text, encoding="utf-8")
         written.append(path)
     return written[0], written[1]
+
+
+def write_confidence_style(tif: str | Path) -> Path:
+    """Write ``<base>.qml`` beside an existing confidence raster: viridis from 0 to 100 %."""
+    tif = Path(tif)
+    if not tif.is_file():
+        raise FileNotFoundError(f"{tif}: write the raster before its style")
+    write_text_atomic(qml_path(tif), pseudocolor_qml(*CONFIDENCE_RANGE, suffix=" %"))
+    return qml_path(tif)

@@ -4,6 +4,10 @@ The raster is read in strips of rows, so memory is bounded by the strip, not the
 ``shapes`` already returns maximal connected regions inside a strip; only polygons that touch
 an internal strip border can continue in the next strip, so only those are unioned
 (``shapely.union_all``). Each class then becomes one MultiPolygon.
+
+The GeoPackage (version 1.2, which QGIS 3.22's GDAL reads without a warning) carries its own
+style in QGIS's ``layer_styles`` table: a categorized renderer on ``code`` with the class
+colours and names, as the default style, so QGIS shows it styled when it is opened.
 """
 
 from __future__ import annotations
@@ -17,11 +21,30 @@ from rasterio.features import shapes
 from rasterio.windows import Window
 
 from geoseg.config.catalog import ClassDef
+from geoseg.utils.atomic import atomic_path
 from geoseg.utils.outputs import SIGNATURE_TAG
+from geoseg.utils.qgis_style import categorized_qml, categorized_sld
 
-__all__ = ["polygonize_classes", "STRIP_ROWS"]
+__all__ = ["polygonize_classes", "layer_style_row", "STRIP_ROWS", "GPKG_VERSION", "STYLE_TABLE", "GEOMETRY_COLUMN"]
 
 STRIP_ROWS = 2048
+GPKG_VERSION = "1.2"  # GDAL writes 1.4 by default, which QGIS 3.22's GDAL 3.6 only partially supports
+STYLE_TABLE = "layer_styles"  # where QGIS keeps styles inside a GeoPackage
+GEOMETRY_COLUMN = "geom"
+
+
+def layer_style_row(layer: str, classes: Sequence[ClassDef]) -> dict[str, object]:
+    """The ``layer_styles`` row (QGIS's columns) making the class colours ``layer``'s default style."""
+    import pandas as pd
+
+    categories = [(c.code, c.name, c.color) for c in classes]
+    return {
+        "f_table_catalog": "", "f_table_schema": "", "f_table_name": layer, "f_geometry_column": GEOMETRY_COLUMN,
+        "styleName": layer, "styleQML": categorized_qml("code", categories),
+        "styleSLD": categorized_sld(layer, "code", categories), "useAsDefault": True,
+        "description": "geoseg: class colours and names", "owner": "", "ui": None,
+        "update_time": pd.Timestamp.now(tz="UTC").floor("ms"),
+    }
 
 
 def polygonize_classes(raster: str | Path, out: str | Path, classes: Sequence[ClassDef], *, layer: str = "land_cover",
@@ -29,12 +52,16 @@ def polygonize_classes(raster: str | Path, out: str | Path, classes: Sequence[Cl
     """Write one (multi)polygon per class present in ``raster`` to the GeoPackage ``out``.
 
     Columns: ``code``, ``name``, ``color``, ``pixels``, ``area_ha``. Nodata (0) and codes
-    outside ``classes`` are left out; polygons use 4-connectivity.
+    outside ``classes`` are left out; polygons use 4-connectivity. The layer's default QGIS
+    style (class colours and names) goes into the ``layer_styles`` table of the same file,
+    which is written under a temporary name and renamed when complete.
 
     Returns:
         The number of features written (classes present).
     """
     import geopandas as gpd
+    import pandas as pd
+    import pyogrio
     import shapely
 
     by_code = {c.code: c for c in classes}
@@ -83,5 +110,10 @@ def polygonize_classes(raster: str | Path, out: str | Path, classes: Sequence[Cl
         },
         geometry=gpd.GeoSeries(geometries, crs=crs), crs=crs,
     )
-    frame.to_file(out, driver="GPKG", layer=layer, metadata={SIGNATURE_TAG: "class polygons"})
+    styles = pd.DataFrame([layer_style_row(layer, classes)])
+    with atomic_path(out) as tmp:
+        pyogrio.write_dataframe(frame, tmp, driver="GPKG", layer=layer, metadata={SIGNATURE_TAG: "class polygons"},
+                                dataset_options={"VERSION": GPKG_VERSION},
+                                layer_options={"GEOMETRY_NAME": GEOMETRY_COLUMN})
+        pyogrio.write_dataframe(styles, tmp, driver="GPKG", layer=STYLE_TABLE, layer_options={"FID": "id"})
     return len(frame)

@@ -1,10 +1,11 @@
-"""Turn finished task records into the final store: compact, index, statistics, manifest.
+"""Turn finished task records into the final store: compact, index, metadata, statistics, manifest.
 
 Kept cubes get dense ids in candidate order. Their chunks move from the staging arrays (one
 chunk per candidate) into the final arrays by renaming files, so nothing is read or
-rewritten. Every step can be repeated after a crash: a marker records that the final arrays
-exist, moves skip chunks that have already moved, and the manifest's ``complete`` flag is
-written last, atomically.
+rewritten. The index's per-cube georeferencing also goes into the zarr group, for xarray
+(:mod:`geoseg.tiling.store_metadata`). Every step can be repeated after a crash: a marker
+records that the final arrays exist, moves skip chunks that have already moved, and the
+manifest's ``complete`` flag is written last, atomically.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from geoseg.tiling.store import (
     create_arrays,
     read_store_json,
 )
+from geoseg.tiling.store_metadata import describe_arrays
 from geoseg.utils.atomic import atomic_path, write_json_atomic
 
 __all__ = ["Outcome", "collect", "finalize"]
@@ -180,6 +182,7 @@ def finalize(plan: TilePlan, records: list[dict]) -> tuple[Outcome, dict]:
     gpkg["transform"] = [json.dumps(t) for t in gpkg["transform"]]
     with atomic_path(plan.out / GPKG_NAME) as tmp:
         gpkg.to_file(tmp, driver="GPKG", layer="cubes")
+    describe_arrays(plan.out / ARRAYS_NAME, plan.manifest, index)
     stats = _stats(plan, outcome, kept_ids, splits)
     write_json_atomic(plan.out / STATS_NAME, stats, fsync=True)
     manifest = {

@@ -4,8 +4,9 @@ Layout (docs/tiling.md has the full description)::
 
     STORE/
       cubes.zarr/       zarr v3 group: ``cubes`` (N, C, H, W) float32, one chunk per cube
-                        (compact form: ``dn`` (N, B, H, W), see :mod:`geoseg.tiling.compact`);
-                        ``labels`` (N, H, W) uint8, one chunk per cube, 255 = ignore
+                        (compact form: ``dn`` or ``record``, see :mod:`geoseg.tiling.compact`);
+                        ``labels`` (N, H, W) uint8, one chunk per cube, 255 = ignore; named
+                        dimensions, coordinates and attributes for xarray (store_metadata.py)
       index.parquet     GeoParquet, one row per cube (cube_id = position in the arrays)
       index.gpkg        the same footprints as a GeoPackage layer ``cubes`` (for QGIS)
       stats.json        per-channel mean / std / count over valid pixels, class pixel counts
@@ -59,6 +60,8 @@ __all__ = [
     "STAGING_NAME",
     "STORE_KIND",
     "STORE_ENTRIES",
+    "CUBE_DIMS",
+    "LABEL_DIMS",
     "LEGACY_STORE",
     "create_arrays",
     "open_arrays",
@@ -87,6 +90,10 @@ STAGING_NAME = "_staging"
 STORE_KIND = "cubestore"
 STORE_ENTRIES = (ARRAYS_NAME, INDEX_NAME, GPKG_NAME, STATS_NAME, MANIFEST_NAME, STAGING_NAME)
 STORE_FORMAT = 1
+# zarr v3 ``dimension_names`` of the arrays (what xarray names the axes)
+CUBE_DIMS = ("cube", "channel", "y", "x")
+LABEL_DIMS = ("cube", "y", "x")
+COMPACT_DIMS = {"dn": ("cube", "band", "y", "x"), "record": ("cube", "byte")}  # the compact form's array
 LEGACY_STORE = legacy_entries(MANIFEST_NAME, optional=STORE_ENTRIES[:-2] + (STAGING_NAME,),  # stores before markers
                               contains={MANIFEST_NAME: '"geoseg_version"'})
 
@@ -156,20 +163,20 @@ def create_arrays(root: str | Path, n: int, channels: int, size: int, labels: bo
     if name == "record":  # a missing record reads as zeros: no valid pixel, which a kept cube never has
         record = chunk_bytes(manifest or {})
         cubes = group.create_array(name, shape=(n, record), chunks=(1, record), dtype="uint8", fill_value=0,
-                                   chunk_key_encoding=_KEYS, **_codecs(name))
+                                   chunk_key_encoding=_KEYS, dimension_names=COMPACT_DIMS[name], **_codecs(name))
     else:
         cubes = group.create_array(
             name, shape=(n, channels, size, size), chunks=(1, channels, size, size),
             # NaN: a chunk that is missing reads as NaN, never as plausible (all-zero) features
             # (compact DN: -inf, as NaN marks invalid pixels there)
             dtype="float32", fill_value=float("nan") if name == "cubes" else DN_FILL, chunk_key_encoding=_KEYS,
-            **_codecs(name),
+            dimension_names=CUBE_DIMS if name == "cubes" else COMPACT_DIMS[name], **_codecs(name),
         )
     lab = None
     if labels:
         lab = group.create_array(
             "labels", shape=(n, size, size), chunks=(1, size, size), dtype="uint8",
-            fill_value=IGNORE_INDEX, chunk_key_encoding=_KEYS, **_codecs("labels"),
+            fill_value=IGNORE_INDEX, chunk_key_encoding=_KEYS, dimension_names=LABEL_DIMS, **_codecs("labels"),
         )
     return cubes, lab
 
@@ -326,6 +333,8 @@ class CubeStore(CompactReads):
     """Read access to a finished CubeStore (cheap to pickle: arrays reopen lazily).
 
     A compact store's DN, records and radiometry are read with :class:`~geoseg.tiling.compact.CompactReads`.
+    A store's arrays are also a self-describing xarray dataset (channel names, classes, per-cube
+    georeferencing): ``xr.open_zarr(store.path / "cubes.zarr")`` (docs/tiling.md).
 
     Example:
         >>> store = CubeStore.open("cubes")

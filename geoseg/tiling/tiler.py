@@ -48,6 +48,7 @@ from geoseg.utils.outputs import (
     mark_folder,
     remove_owned,
 )
+from geoseg.utils.progress import track_progress
 
 __all__ = ["TileSummary", "tile_dataset", "local_cluster"]
 
@@ -233,27 +234,23 @@ def _prepare_store(plan: TilePlan, overwrite: bool) -> dict | None:
 
 def _run(tasks: list[TileTask], client, progress: bool) -> list[dict]:
     from distributed import as_completed
-    from tqdm.auto import tqdm
 
     if not tasks:
         return []
     run = uuid.uuid4().hex[:12]
-    bar = tqdm(total=sum(len(t.cubes) for t in tasks), desc="tiling", unit="cube", disable=not progress,
-               dynamic_ncols=True)
     futures = client.map(run_task, tasks, pure=False, key=[f"geoseg-tile-{run}-{t.task_id}" for t in tasks])
     records = []
-    try:
-        for future in as_completed(futures):
-            record = future.result()
-            if "error" in record:  # a user error (a damaged scene file...) found by a worker: one line
-                raise record["error"]
-            records.append(record)
-            bar.update(len(record["cubes"]))
-    except BaseException:
-        client.cancel(futures)
-        raise
-    finally:
-        bar.close()
+    with track_progress(sum(len(t.cubes) for t in tasks), "tiling", "cube", enabled=progress) as bar:
+        try:
+            for future in as_completed(futures):
+                record = future.result()
+                if "error" in record:  # a user error (a damaged scene file...) found by a worker: one line
+                    raise record["error"]
+                records.append(record)
+                bar.update(len(record["cubes"]))
+        except BaseException:
+            client.cancel(futures)
+            raise
     return records
 
 

@@ -4,6 +4,8 @@
   start of every training epoch from ``(seed, epoch, rank)``: augmentation, dropout and
   PointRend sampling of epoch ``e`` are the same whether the run was interrupted before
   ``e`` or not (resume equivalence).
+* :class:`LogProgress` reports training as plain log lines where stderr is not a terminal
+  (:func:`progress_callback` chooses it, or Lightning's tqdm bar on a terminal).
 * :class:`BundleWriter` writes ``best/`` (when the monitored validation metric improves),
   ``epoch_N/`` (every ``save_every`` epochs) and ``final/`` (end of training) with
   :func:`~geoseg.bundle.save_bundle`, keeps the per-epoch history and redraws
@@ -19,24 +21,32 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, ProgressBar, TQDMProgressBar
 
 from geoseg.bundle import BundleConfig, save_bundle
 from geoseg.train.config import TRAIN_KIND
 from geoseg.train.plots import plot_training
 from geoseg.utils.atomic import atomic_path
 from geoseg.utils.outputs import mark_folder
+from geoseg.utils.progress import (
+    DEFAULT_STEP,
+    emit_line,
+    format_duration,
+    line_interval,
+    progress_mode,
+)
 
 if TYPE_CHECKING:
     from geoseg.train.module import SegmentationTask
 
-__all__ = ["EpochSeed", "BundleWriter", "epoch_seed"]
+__all__ = ["EpochSeed", "BundleWriter", "LogProgress", "epoch_seed", "progress_callback"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +84,109 @@ class EpochSeed(Callback):
             random.seed(s)
             np.random.seed(s)
             torch.manual_seed(s)  # also seeds every CUDA device
+
+
+def progress_callback(enabled: bool) -> ProgressBar | None:
+    """Training's progress display: Lightning's tqdm bar on a terminal, :class:`LogProgress` lines
+    otherwise, None when off (see :func:`~geoseg.utils.progress.progress_mode`)."""
+    mode = progress_mode(enabled)
+    if mode == "bar":
+        return TQDMProgressBar(refresh_rate=1)
+    return LogProgress() if mode == "lines" else None
+
+
+class LogProgress(ProgressBar):
+    """Training progress as plain lines, for output that is no terminal (a log file, CI, SLURM).
+
+    A line at the end of each training epoch (global step, losses, the epoch's validation
+    scores, time so far and left) and, within long epochs, at most one every ``interval``
+    seconds and 10 % of the epoch; a final line when training ends or stops. Lines go where
+    :func:`~geoseg.utils.progress.emit_line` sends them (``run.log`` under ``geoseg run``).
+
+    Args:
+        interval: seconds between two lines within an epoch (default: ``GEOSEG_PROGRESS_INTERVAL``, 10).
+        clock: a monotonic clock in seconds.
+        write: where lines go (default: :func:`~geoseg.utils.progress.emit_line`).
+    """
+
+    def __init__(self, interval: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 write: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        self.interval = line_interval() if interval is None else interval
+        self.clock, self.write = clock, write or emit_line
+        self._enabled = True
+        self._start = self._epoch_start = self._last = 0.0
+        self._first_epoch = self._last_batch = 0
+        self._validated = -1
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def _epoch(self, trainer: pl.Trainer) -> str:
+        epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs > 0 else None
+        return f"epoch {trainer.current_epoch + 1}" + (f"/{epochs}" if epochs else "")
+
+    def _metrics(self, trainer: pl.Trainer, epoch_end: bool) -> str:
+        items = []
+        metrics = trainer.progress_bar_metrics
+        for key, value in sorted(metrics.items(), key=lambda item: item[0].startswith("val_")):  # train first
+            if not isinstance(value, int | float) or key.endswith("_epoch" if not epoch_end else "_step"):
+                continue
+            name = key.removesuffix("_step").removesuffix("_epoch")
+            if name.startswith("val_") and (not epoch_end or self._validated != trainer.current_epoch):
+                continue  # the scores of an earlier epoch's validation
+            items.append(f", {name} {value:.4g}")
+        return "".join(items)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start, self._first_epoch = self.clock(), trainer.current_epoch
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_start = self._last = self.clock()
+        self._last_batch = 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        now, done, total = self.clock(), batch_idx + 1, self.total_train_batches
+        known = math.isfinite(total) and total > 0
+        if not self._enabled or now - self._last < self.interval:
+            return
+        if known and (done >= total or done - self._last_batch < DEFAULT_STEP * total):
+            return  # the epoch's line follows, or too little done since the last line
+        self._last, self._last_batch = now, done
+        count = f"{done}/{int(total)} ({100 * done // int(total)} %)" if known else str(done)
+        self.write(f"{self._epoch(trainer)}: batch {count}, step {trainer.global_step}"
+                   f"{self._metrics(trainer, epoch_end=False)}, {format_duration(now - self._start)} elapsed")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated = trainer.current_epoch
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._enabled:
+            return
+        now = self.clock()
+        ran = trainer.current_epoch + 1 - self._first_epoch  # epochs run by this process (a resumed run: fewer)
+        left = ""
+        if trainer.max_epochs is not None and trainer.max_epochs > trainer.current_epoch + 1:
+            left = f", ~{format_duration((now - self._start) / ran * (trainer.max_epochs - trainer.current_epoch - 1))} left"
+        self.write(f"{self._epoch(trainer)}: step {trainer.global_step}{self._metrics(trainer, epoch_end=True)}; "
+                   f"{format_duration(now - self._epoch_start)} this epoch, {format_duration(now - self._start)} "
+                   f"elapsed{left}")
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._enabled:
+            epochs = trainer.current_epoch - self._first_epoch  # after the loop: the completed epochs
+            self.write(f"training: {epochs} epoch{'s' if epochs != 1 else ''} (step {trainer.global_step}) in "
+                       f"{format_duration(self.clock() - self._start)}")
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if self._enabled:
+            self.write(f"training: stopped in {self._epoch(trainer)} at step {trainer.global_step} after "
+                       f"{format_duration(self.clock() - self._start)}")
 
 
 def _value(metrics: dict[str, Any], key: str) -> float | None:

@@ -1,6 +1,7 @@
 """``TrainConfig``: every option of ``geoseg train`` as one typed model.
 
-The same model reads a ``--config`` YAML (unknown keys fail with the closest valid key),
+The same model reads a ``--config`` YAML (unknown keys fail with the closest valid key; a
+LightningCLI config of torchgeo or TerraTorch is translated, :mod:`geoseg.train.lightning_config`),
 receives the CLI options (which override the YAML) and is written back, resolved, as
 ``MODEL_DIR/config.yaml``. ``geoseg.train.train(TrainConfig(...))`` is the Python API.
 """
@@ -11,13 +12,14 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from geoseg.config.schema import StrictModel, load_yaml, validate
+from geoseg.config.schema import StrictModel, read_yaml, validate
 from geoseg.errors import ConfigError
+from geoseg.train.lightning_config import is_lightning_config, read_lightning_config
 
-__all__ = ["TrainConfig", "TrainOptions", "LossName", "Precision", "Schedule", "Strategy", "load_train_config", "DEMO_DEFAULTS",
-           "PRESETS"]
+__all__ = ["TrainConfig", "TrainOptions", "LossName", "Precision", "Schedule", "Strategy", "load_train_config", "resolved_yaml",
+           "DEMO_DEFAULTS", "PRESETS"]
 
 LossName = Literal["ce_dice", "ce", "dice", "focal", "focal_dice"]
 Precision = Literal["auto", "32", "32-true", "16-mixed", "bf16-mixed", "64"]
@@ -80,7 +82,8 @@ class TrainConfig(StrictModel):
     # --- model
     model: str = Field(DEMO_DEFAULTS["model"], description="architecture (geoseg models): rsprunetpp, unet3plus, deeplabv3plus, pspnet, unet")
     encoder: str | None = Field(DEMO_DEFAULTS["encoder"], description="encoder (timm backbone); None: the architecture's default")
-    pretrained: bool | Path = Field(False, description="False (offline default), True (timm hub) or a local weights file")
+    pretrained: bool | Path = Field(False, description="False (offline default), True (timm hub), a local weights file, "
+                                      "or torchgeo:NAME[=FILE] (torchgeo's Sentinel-2 weights)")
     freeze_backbone: bool = Field(False, description="train the decoder only (encoder weights and statistics frozen)")
     deep_supervision: bool = Field(False, description="train the deep-supervision heads (rsprunetpp, unet3plus)")
     cat_channels: int | None = Field(None, ge=1, description="UNet3+ channels per skip connection")
@@ -181,21 +184,54 @@ TrainOptions = TrainConfig
 """The training stage's options model (the name matches ``TileOptions``, ``PredictOptions``...)."""
 
 
+_PATHS = ("cubes", "data_root", "out", "pretrained", "resume")  # options that may be paths
+
+
+def _is_path(value: Any) -> bool:
+    return isinstance(value, Path) and not str(value).startswith("torchgeo:")  # torchgeo:NAME is a weights name
+
+
 def load_train_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Read a YAML config (optional) and apply ``overrides`` (None values are skipped).
 
-    Relative paths in the YAML are taken relative to the YAML's folder; paths given as
-    overrides stay as they are (relative to the working directory).
+    The YAML is geoseg's layout (the fields of :class:`TrainConfig`) or LightningCLI's, as
+    torchgeo and TerraTorch write it (``trainer:``, ``model.init_args:`` ...;
+    :mod:`geoseg.train.lightning_config`). Relative paths in the YAML are taken relative to
+    the YAML's folder; paths given as overrides stay as they are (relative to the working
+    directory).
 
     Raises:
-        ConfigError: Unknown keys (with the closest valid key) or invalid values.
+        ConfigError: Unknown keys (with the closest valid key), invalid values, or a
+            LightningCLI key that has no meaning in geoseg (with the reason).
     """
     base: dict[str, Any] = {}
+    lightning = None
     if path is not None:
-        base = load_yaml(path, TrainConfig).model_dump(exclude_unset=True)
+        data = read_yaml(path)
+        if is_lightning_config(data):
+            lightning = read_lightning_config(data, str(path))
+            try:
+                base = TrainConfig.model_validate(lightning.options).model_dump(exclude_unset=True)
+            except ValidationError as err:
+                raise lightning.validation_error(err) from None
+        else:
+            base = validate(TrainConfig, data, str(path)).model_dump(exclude_unset=True)
         root = Path(path).resolve().parent  # relative paths in the YAML are relative to the YAML
-        for key in ("cubes", "data_root", "out", "pretrained", "resume"):
-            if isinstance(base.get(key), Path) and not base[key].is_absolute():
+        for key in _PATHS:
+            if _is_path(base.get(key)) and not base[key].is_absolute():
                 base[key] = root / base[key]
     base.update({k: v for k, v in overrides.items() if v is not None})
-    return validate(TrainConfig, base, str(path) if path is not None else "train options")
+    config = validate(TrainConfig, base, str(path) if path is not None else "train options")
+    if lightning is not None:
+        lightning.check(config)
+    return config
+
+
+def resolved_yaml(config: TrainConfig) -> str:
+    """``config`` as a YAML that :func:`load_train_config` reads back to the same config (paths absolute)."""
+    data = config.model_dump(mode="json")
+    for key in _PATHS:
+        value = getattr(config, key)
+        if _is_path(value):
+            data[key] = str(value.absolute())
+    return yaml.safe_dump(data, sort_keys=False)

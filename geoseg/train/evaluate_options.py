@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from geoseg.config.schema import OptionsModel
-from geoseg.utils.checks import DeviceName
+from geoseg.utils.checks import DeviceName, EngineName
 
 __all__ = ["EvaluateOptions"]
 
@@ -23,8 +23,11 @@ class EvaluateOptions(OptionsModel):
     batch_size: int = Field(16, ge=1, description="cubes per forward pass")
     target_size: int | None = Field(None, ge=8, description="score at this size: images and labels resized "
                                     "(nearest) to N x N (default: the model's training resize, if any)")
-    save_examples: int = Field(4, ge=0, description="example figures to draw (RGB | truth | prediction)")
+    save_examples: int = Field(4, ge=0, description="example figures to draw (natural colour | truth | prediction "
+                               "| errors): the worst cube, one per class, random ones")
     fp16: bool = Field(False, description="reduced precision (float16 on CUDA, bfloat16 on the CPU)")
     device: DeviceName = Field("auto", description="device: auto (CUDA when available), cpu, cuda, cuda:N, mps")
+    engine: EngineName = Field("auto", description="inference engine: auto (onnxruntime on the CPU when installed, "
+                               "exact for the model and the split is large enough; else torch), torch, onnxruntime")
     num_workers: int | None = Field(None, ge=0, description="DataLoader worker processes (default: automatic)")
     compile: bool = Field(False, description="torch.compile the model")

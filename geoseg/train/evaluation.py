@@ -6,7 +6,10 @@ EVAL_DIR layout (written to a temporary directory and renamed when complete)::
                              recall/support, the confusion matrix, what was evaluated
     confusion_matrix.png     row-normalised, with class names
     evaluation_report.txt    the same as readable text
-    examples/example_K.png   with save_examples: RGB | ground truth | prediction
+    examples/example_K.png   with save_examples: natural colour | ground truth | prediction | errors
+                             of the worst cube, one cube per class, random cubes
+                             (:mod:`geoseg.train.examples`), labelled with cube id, split,
+                             pixel accuracy and why it was chosen (also listed in metrics.json)
 
 The model sees exactly what it saw in validation: the bundle's normalisation (valid pixels
 only), whole cubes, ``model(x)`` — so a bundle written by ``geoseg train`` reproduces its
@@ -32,12 +35,22 @@ from geoseg.bundle import ModelRunner, load_bundle, resolve_bundle_dir, resolve_
 from geoseg.config.schema import with_overrides
 from geoseg.errors import ConfigError, LabelError
 from geoseg.train.evaluate_options import EvaluateOptions
+from geoseg.train.examples import (
+    CubeTally,
+    Example,
+    choose_examples,
+    count_for,
+    example_title,
+    pixel_accuracy,
+)
 from geoseg.train.metrics import IGNORE_INDEX, Scores, confusion_scores
 from geoseg.utils.memory import keep_freed_memory
 from geoseg.utils.outputs import atomic_folder, check_not_input, claim_folder, legacy_entries
+from geoseg.validity import valid_mask_numpy
 
 if TYPE_CHECKING:
     from geoseg.data.chips import ChipList
+    from geoseg.data.datamodule import CubeDataModule
 
 __all__ = ["EvalResult", "evaluate", "format_report"]
 
@@ -104,7 +117,7 @@ def evaluate(
     split, batch_size, save_examples = opts.split, opts.batch_size, opts.save_examples
     from geoseg.data.chips import ChipList
     from geoseg.data.datamodule import CubeDataModule
-    from geoseg.train.plots import plot_confusion, plot_example, rgb_composite
+    from geoseg.train.plots import plot_confusion
 
     claim_folder(out, EVAL_KIND, legacy=_LEGACY)  # before any work
     keep_freed_memory()
@@ -121,47 +134,93 @@ def evaluate(
                         target_mode="resize", augment=False, normalization=cfg.normalization)
     _check_compatible(bundle, dm.store)
     dm.mask_channels = cfg.mask_channels
-    runner = ModelRunner(bundle, dev, fp16=opts.fp16, cpu_precision="bfloat16", compile=opts.compile)
+    ids = dm.split_ids(split)
+    size = opts.target_size or cfg.eval_resize or dm.store.cube_size
+    runner = ModelRunner(bundle, dev, fp16=opts.fp16, cpu_precision="bfloat16", compile=opts.compile,
+                         engine=opts.engine, work_pixels=len(ids) * size * size)
     k = len(cfg.classes)
     confusion = MulticlassConfusionMatrix(k, ignore_index=IGNORE_INDEX, validate_args=False).to(dev)
-    examples: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
-    ids = dm.split_ids(split)
+    tally = CubeTally(k)
     loader = dm.loader(split)
-    seen = 0
     with torch.inference_mode():
         for batch in loader:
             batch = dm.prepare_batch({key: v.to(dev, non_blocking=True) for key, v in batch.items()}, train=False)
             x, y = batch["image"], batch["mask"].long()
             pred = runner.logits(x).max(1).indices  # = argmax, faster
             confusion.update(pred, y)
-            for j in range(min(save_examples - len(examples), x.shape[0])):
-                examples.append((int(ids[seen + j]), x[j].float().cpu().numpy(), y[j].cpu().numpy(),
-                                 pred[j].cpu().numpy()))
-            seen += x.shape[0]
+            tally.update(pred, y)
     scores = confusion_scores(confusion.compute())
     names = [c.name for c in cfg.classes]
+    chosen, left_out = choose_examples(tally.labelled, tally.correct, tally.class_pixels, names, save_examples)
+    if left_out:
+        log.info("example figures: no room for classes %s (--save-examples %d shows every class)",
+                 ", ".join(left_out), count_for(save_examples - save_examples // 4 + len(left_out)))
+    figures = _example_figures(dm, runner, split, ids, chosen, dev)
     metrics = {
         **scores.to_dict(names),
         "split": split, "num_cubes": int(len(ids)), "cubes": str(Path(dm.store.path).resolve()),
         "model_dir": str(bundle_path.resolve()), "model": cfg.model.get("name"),
         "encoder": cfg.model.get("encoder"), "classes": [c.model_dump() for c in cfg.classes],
         "miou_definition": "mean IoU over classes present in the ground truth or the prediction",
-        "precision": runner.precision,
+        "precision": runner.precision, "engine": runner.engine,
+        "engine_reason": runner.choice.reason if runner.choice else "no batch ran",
+        "examples": [{"file": f.name, "cube_id": f.cube_id, "reasons": list(f.reasons), "pixel_accuracy": f.accuracy}
+                     for f in figures],
     }
     written: list[Path] = []
     with atomic_folder(out, EVAL_KIND, legacy=_LEGACY) as tmp:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         plot_confusion(scores.confusion, names, tmp / "confusion_matrix.png")
         (tmp / "evaluation_report.txt").write_text(format_report(scores, cfg, metrics))
-        for n, (cube_id, image, truth, predicted) in enumerate(examples):
-            rgb = rgb_composite(image, cfg.channel_names, cfg.normalization.mean, cfg.normalization.std,
-                                mask_channels=cfg.mask_channels)
-            name = f"examples/example_{n}.png"
-            plot_example(rgb, truth, predicted, cfg.classes, tmp / name, title=f"cube {cube_id} ({split})")
-            written.append(Path(out) / name)
+        for figure in figures:
+            figure.draw(tmp, cfg, split)
+            written.append(Path(out) / figure.name)
     seconds = time.perf_counter() - start
     log.info("evaluated %s on %d %s cubes in %.1f s: mIoU %.4f", bundle_path, len(ids), split, seconds, scores.miou)
     return EvalResult(Path(out), split, scores, metrics, written, seconds)
+
+
+@dataclass
+class _Figure:
+    """One example figure: the cube (normalised, as the model saw it), its labels and prediction."""
+
+    name: str
+    cube_id: int
+    reasons: tuple[str, ...]
+    image: np.ndarray
+    truth: np.ndarray
+    pred: np.ndarray
+
+    @property
+    def accuracy(self) -> float | None:
+        return pixel_accuracy(self.truth, self.pred)
+
+    def draw(self, folder: Path, cfg: Any, split: str) -> None:
+        from geoseg.train.plots import has_rgb, plot_example, rgb_composite
+
+        norm = cfg.normalization
+        rgb = (rgb_composite(self.image, cfg.channel_names, norm.mean, norm.std, mask_channels=cfg.mask_channels)
+               if has_rgb(cfg.channel_names) else None)
+        valid = valid_mask_numpy(self.image, cfg.mask_channels, channel_dim=0)[0]  # the map leaves the rest nodata
+        plot_example(rgb, self.truth, np.where(valid, self.pred, IGNORE_INDEX), cfg.classes, folder / self.name,
+                     title=example_title(self.cube_id, split, self.accuracy, self.reasons))
+
+
+def _example_figures(dm: CubeDataModule, runner: ModelRunner, split: str, ids: np.ndarray, chosen: list[Example],
+                     dev: torch.device) -> list[_Figure]:
+    """Predict the chosen cubes again (a few forward passes, instead of keeping every prediction)."""
+    dataset, figures = dm.datasets[split], []  # built by dm.loader(split)
+    for start in range(0, len(chosen), dm.batch_size):
+        part = chosen[start:start + dm.batch_size]
+        items = [dataset[e.position] for e in part]
+        with torch.inference_mode():
+            batch = dm.prepare_batch({key: torch.stack([item[key] for item in items]).to(dev)
+                                      for key in ("image", "mask")}, train=False)
+            pred = runner.logits(batch["image"]).max(1).indices.cpu().numpy()
+        x, y = batch["image"].float().cpu().numpy(), batch["mask"].cpu().numpy()
+        figures += [_Figure(f"examples/example_{start + j}.png", int(ids[e.position]), e.reasons, x[j], y[j], pred[j])
+                    for j, e in enumerate(part)]
+    return figures
 
 
 def _fmt(value: float | None) -> str:

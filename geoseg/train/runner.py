@@ -39,6 +39,8 @@ from geoseg.utils.outputs import (
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback
 
+    from geoseg.bundle.window_choice import WindowChoice
+
 __all__ = ["TrainResult", "train", "resolve_hardware", "OUTPUT_NAMES"]
 
 log = logging.getLogger(__name__)
@@ -192,6 +194,21 @@ def _no_interrupt_notice(record: logging.LogRecord) -> bool:
     return "Detected KeyboardInterrupt" not in record.getMessage()
 
 
+def _measure_predict_window(model: torch.nn.Module, channels: int, window: int) -> WindowChoice:
+    """The bundle's default prediction window: the fastest per pixel of the model's forward pass.
+
+    Measured on the CPU (where analysts predict) by global rank 0; the other ranks write no bundle.
+    """
+    from geoseg.bundle.window_choice import WindowChoice, measure_predict_window
+
+    if not _is_rank_zero():
+        return WindowChoice(window, {})
+    choice = measure_predict_window(model, channels, window)
+    log.info("default prediction window: %d px (forward seconds per Mpx: %s)", choice.window,
+             ", ".join(f"{k} px {v:.2f}" for k, v in choice.seconds_per_mpx.items()))
+    return choice
+
+
 def _training_domain(dm: Any, split: str) -> dict[str, Any]:
     """The bundle's ``domain`` (:mod:`geoseg.bundle.domain`): levels, offset rules and scales of the
     store's scenes, channel statistics and valid fractions of the ``split`` cubes (a sample of
@@ -229,11 +246,10 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
         EarlyStopping,
         LearningRateMonitor,
         ModelCheckpoint,
-        TQDMProgressBar,
     )
 
     from geoseg.data.datamodule import CubeDataModule
-    from geoseg.train.callbacks import BundleWriter, EpochSeed
+    from geoseg.train.callbacks import BundleWriter, EpochSeed, progress_callback
     from geoseg.train.module import SegmentationTask
     from geoseg.train.profiling import make_profiler
 
@@ -267,14 +283,17 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
                             class_weights=weights, channels_last=channels_last, mask_channels=dm.mask_channels)
     if _is_rank_zero():  # the model builds: now an earlier run may be replaced
         _clear_out(out, previous)
+    predict_window = _measure_predict_window(task.model, dm.store.num_channels, dm.window)
     template = {
         "recipe": dm.store.recipe.to_dict(), "channel_names": dm.channel_names,
         "classes": [c.model_dump() for c in dm.classes], "normalization": dm.normalization.model_dump(),
-        "window": dm.window, "mask_channels": dm.mask_channels,
+        "window": dm.window, "predict_window": predict_window.window, "mask_channels": dm.mask_channels,
         "target_size": config.target_size, "target_mode": config.target_mode,
         "domain": _training_domain(dm, config.train_split),  # what predict compares a scene with
         "extra": {"cubes": str(Path(dm.store.path).resolve()), "cube_size": dm.store.cube_size,
-                  "class_weights": weights, "train": config.model_dump(mode="json")},
+                  "class_weights": weights, "train": config.model_dump(mode="json"),
+                  "predict_window_seconds_per_mpx": {str(k): round(v, 4) for k, v in
+                                                     predict_window.seconds_per_mpx.items()}},
     }
     # every output of the run (config.yaml, bundles, history, plots) is written by global rank 0
     writer = BundleWriter(out, template, monitor=config.monitor, save_every=config.save_every,
@@ -285,8 +304,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
                                             save_on_train_epoch_end=True, enable_version_counter=False)]
     if config.patience is not None:
         hooks.insert(0, EarlyStopping(monitor=config.monitor, mode=mode, patience=config.patience, strict=False))
-    if config.progress:
-        hooks.append(TQDMProgressBar(refresh_rate=1))
+    display = progress_callback(config.progress)  # a bar on a terminal, log lines otherwise
+    if display is not None:
+        hooks.append(display)
     steps_per_epoch = max(1, len(dm.split_ids(config.train_split)) // config.batch_size)
     trainer = pl.Trainer(
         max_epochs=config.epochs, accelerator=accelerator, devices=config.devices, num_nodes=config.num_nodes,
@@ -294,7 +314,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
         check_val_every_n_epoch=config.validate_every, gradient_clip_val=config.grad_clip,
         accumulate_grad_batches=config.accumulate, deterministic=config.deterministic,
         sync_batchnorm=config.sync_batchnorm, default_root_dir=str(out / "checkpoints"),
-        enable_progress_bar=config.progress, enable_model_summary=config.progress, log_every_n_steps=min(50, steps_per_epoch),
+        enable_progress_bar=display is not None, enable_model_summary=config.progress, log_every_n_steps=min(50, steps_per_epoch),
         max_time=config.max_time, limit_train_batches=config.limit_batches, limit_val_batches=config.limit_batches,
         use_distributed_sampler=False, num_sanity_val_steps=0 if resume else 1,
         profiler=make_profiler(config.profiler, str(out)),

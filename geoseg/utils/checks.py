@@ -11,13 +11,13 @@ import math
 import re
 from collections.abc import Iterable
 from numbers import Integral, Real
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator
 
 from geoseg.errors import ConfigError
 
-__all__ = ["check_number", "check_scene_options", "check_device_name", "DEVICE_HINT", "DeviceName"]
+__all__ = ["check_number", "check_scene_options", "check_device_name", "DEVICE_HINT", "DeviceName", "EngineName"]
 
 _DEVICE_NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DEVICE_HINT = "use auto, cpu, cuda, cuda:N or mps"
@@ -39,6 +39,7 @@ def check_device_name(name: str) -> str:
 
 
 DeviceName = Annotated[str, AfterValidator(check_device_name)]
+EngineName = Literal["auto", "torch", "onnxruntime"]  # geoseg.bundle.engines
 """A validated device name for options models (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
 
 

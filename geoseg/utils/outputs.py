@@ -309,7 +309,7 @@ def written_by_geoseg(path: str | Path) -> bool:
         if suffix == ".gpkg":
             import pyogrio
 
-            info = pyogrio.read_info(path)
+            info = pyogrio.read_info(path, layer=0)  # the data layer (QGIS styles live in a 2nd table)
             return SIGNATURE_TAG in {**(info.get("dataset_metadata") or {}), **(info.get("layer_metadata") or {})}
         if suffix == ".json":
             data = json.loads(path.read_text())

@@ -212,3 +212,49 @@ def test_predictor_bundle_and_exporter_import_no_lightning():
     out = subprocess.run([sys.executable, "-c", "import sys, geoseg.data; print('geoseg.train' in sys.modules)"],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+
+class _TimedModel(torch.nn.Module):
+    """Sleeps ``scale * pixels ** power`` per forward pass: a model whose cost per pixel we know."""
+
+    required_divisor = 32
+
+    def __init__(self, power: float):
+        super().__init__()
+        self.power = power
+
+    def forward(self, x):
+        import time
+
+        time.sleep(1e-3 * (x.shape[-1] * x.shape[-2] / 64**2) ** self.power)
+        return x
+
+
+@pytest.mark.parametrize(("power", "expected"), [(0.5, 256), (1.6, 64)])
+def test_prediction_window_is_the_fastest_per_pixel(power, expected):
+    """Overhead-bound models get large windows, cache-bound ones stay at the training size."""
+    from geoseg.bundle.window_choice import measure_predict_window
+
+    model = _TimedModel(power).train()
+    state = torch.random.get_rng_state()
+    choice = measure_predict_window(model, 3, 64, candidates=(128, 256))
+    assert choice.window == expected and set(choice.seconds_per_mpx) == {64, 128, 256}
+    assert model.training and torch.equal(torch.random.get_rng_state(), state)  # training is not disturbed
+    assert measure_predict_window(model, 3, 96, candidates=(64, 128)).window in (96, 128)  # never below training
+
+
+def test_default_prediction_window_is_recorded_and_used(demo_small, tmp_path):
+    """Predict's default window is the bundle's ``predict_window``; older bundles keep their training size."""
+    from geoseg.predict import predict_scene
+
+    base = bundle_config(DEMO_CLASSES, window=64).model_dump(exclude={"predict_window"})
+    assert BundleConfig.model_validate(base).predict_window == 64  # written before the field existed
+    saved = unet_bundle(tmp_path / "model", window=64)
+    raw = json.loads((saved / "config.json").read_text())
+    assert raw["predict_window"] == 64
+    raw["predict_window"] = 256
+    (saved / "config.json").write_text(json.dumps(raw))
+    runs = {w: predict_scene(demo_small.scene, saved, tmp_path / f"map_{w}.tif", device="cpu", progress=False,
+                             **({} if w is None else {"window": w})) for w in (None, 64)}
+    assert runs[None].windows == 1 < runs[64].windows == 25  # a 240 px scene: one 256 px window

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from rasterio.windows import Window
 
+from geoseg.errors import OutputError
 from geoseg.features import feature_stack, get_recipe, read_features, write_feature_stack
+from geoseg.features.writer import natural_colour_qml
 from geoseg.io import open_scene
 
 
@@ -30,6 +34,37 @@ def test_written_stack_equals_read_features(demo_small, tmp_path: Path) -> None:
     # invalid pixels are 0 in all 24 channels, and the first 11 sum to 0 exactly there
     assert (expected[:, ~valid] == 0).all()
     assert (np.abs(expected[:11]).sum(axis=0)[valid] > 0).all()
+
+
+def test_stack_qml_shows_natural_colour(demo_small, tmp_path: Path) -> None:
+    """QGIS opens the stack as B04/B03/B02 with one fixed reflectance stretch (0–0.3), masked pixels clear."""
+    out = write_feature_stack(open_scene(demo_small.scene), tmp_path / "stack.tif", block=128, progress=False)
+    style = tmp_path / "stack.qml"
+    assert style.stat().st_mtime_ns >= out.stat().st_mtime_ns  # written after the raster
+    text = style.read_text(encoding="utf-8")
+    renderer = ET.fromstring(text.split("\n", 1)[1]).find("pipe/rasterrenderer")
+    with rasterio.open(out) as ds:
+        descriptions = list(ds.descriptions)
+        red = ds.read(descriptions.index("B04") + 1, masked=True)
+    bands = [int(renderer.get(f"{c}Band")) for c in ("red", "green", "blue")]
+    assert renderer.get("type") == "multibandcolor" and bands == [descriptions.index(b) + 1 for b in ("B04", "B03", "B02")]
+    for colour in ("red", "green", "blue"):
+        enhancement = renderer.find(f"{colour}ContrastEnhancement")
+        assert (enhancement.findtext("minValue"), enhancement.findtext("maxValue")) == ("0", "0.3")
+        assert enhancement.findtext("algorithm") == "StretchToMinimumMaximum"
+    assert renderer.findtext("minMaxOrigin/limits") == "None"  # never a per-scene stretch
+    entry = renderer.find("rasterTransparency/threeValuePixelList/pixelListEntry")
+    assert entry.attrib == {"red": "0", "green": "0", "blue": "0", "percentTransparent": "100"}
+    assert 0.01 < float(np.ma.median(red)) < 0.3  # the stack holds reflectance: the stretch fits it
+
+
+def test_stack_style_needs_the_visible_bands(demo_small, tmp_path: Path) -> None:
+    assert natural_colour_qml(["B08", "NDVI"]) is None
+    (tmp_path / "mine.qml").write_text("<qgis>the user's style</qgis>")
+    with pytest.raises(OutputError, match="mine.qml"):  # a user's style beside a new stack is never overwritten
+        write_feature_stack(open_scene(demo_small.scene), tmp_path / "mine.tif", progress=False)
+    assert (tmp_path / "mine.qml").read_text() == "<qgis>the user's style</qgis>"
+    assert not (tmp_path / "mine.tif").exists()
 
 
 def test_lazy_stack_is_chunked_and_matches(demo_small) -> None:

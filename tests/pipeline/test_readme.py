@@ -175,7 +175,7 @@ def test_analyst_commands_on_a_safe_scene(safe_scene: Path, tiny_run: Path, tmp_
     assert Path("landcover.qml").is_file() and Path("landcover.tif.aux.xml").is_file()
     import geopandas as gpd
 
-    polygons = gpd.read_file("classes.gpkg")
+    polygons = gpd.read_file("classes.gpkg", layer="land_cover")  # the other layer: its QGIS style
     assert len(polygons) > 0 and polygons.crs == grid.crs
     export = [str(model) if a == "MODEL" else a for a in _readme_line("geoseg export ")]
     _geoseg(export, capsys)

@@ -57,7 +57,7 @@ def bundle_config(classes: Sequence[ClassDef], recipe: str = "s2_24", window: in
     return BundleConfig(
         model=model_spec or {"name": "pointwise"}, recipe=r.to_dict(), channel_names=list(r.channel_names),
         classes=list(classes), normalization=Normalization(mean=[mean] * n, std=[std] * n), window=window,
-        mask_channels=r.num_mask_channels,
+        predict_window=window, mask_channels=r.num_mask_channels,  # tests lay windows out at the bundle's size
     )
 
 

@@ -53,7 +53,8 @@ def test_cli_single_scene(model_dir, two_scenes, tmp_path, capsys):
                                "--summary-json", tmp_path / "summary.json"], capsys)
     assert code == 0
     assert "wrote" in stdout and "class areas" in stdout and " ha " in stdout and "valid" in stdout
-    assert _listing(tmp_path) == ["conf.tif", "landcover.qml", "landcover.tif", "landcover.tif.aux.xml", "summary.json"]
+    assert _listing(tmp_path) == ["conf.qml", "conf.tif", "landcover.qml", "landcover.tif", "landcover.tif.aux.xml",
+                                  "summary.json"]
     with rasterio.open(out) as ds, rasterio.open(two_scenes[0]) as src:
         assert Grid.from_dataset(ds) == Grid.from_dataset(src)
         assert ds.tags()["model"] == "unet/test_resnet"
@@ -74,8 +75,8 @@ def test_cli_several_scenes_each_in_its_own_crs(model_dir, two_scenes, tmp_path,
                                "--confidence", "conf.tif", "--vector", "classes.gpkg", "--no-progress"], capsys)
     assert code == 0
     assert _listing(out) == sorted([
-        "north.tif", "north.tif.aux.xml", "north.qml", "north_conf.tif", "north_classes.gpkg",
-        "south.tif", "south.tif.aux.xml", "south.qml", "south_conf.tif", "south_classes.gpkg"])
+        "north.tif", "north.tif.aux.xml", "north.qml", "north_conf.tif", "north_conf.qml", "north_classes.gpkg",
+        "south.tif", "south.tif.aux.xml", "south.qml", "south_conf.tif", "south_conf.qml", "south_classes.gpkg"])
     for name, src in (("north", two_scenes[0]), ("south", two_scenes[1])):
         with rasterio.open(out / f"{name}.tif") as ds, rasterio.open(src) as s:
             assert Grid.from_dataset(ds) == Grid.from_dataset(s)

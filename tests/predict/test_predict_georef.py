@@ -74,7 +74,7 @@ def test_terramind_samples_keep_their_grid(sample, terramind_model, tmp_path):
     assert summary.pixels == 224 * 224 and summary.valid_pixels == int((data > 0).sum())
     assert sum(c.pixels for c in summary.classes) == summary.valid_pixels
     assert summary.crs == scene.grid.crs.to_string()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["conf.tif", "landcover.qml", "landcover.tif",
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conf.qml", "conf.tif", "landcover.qml", "landcover.tif",
                                                           "landcover.tif.aux.xml"]
 
 
