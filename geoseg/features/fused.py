@@ -25,35 +25,41 @@ __all__ = ["compile_fused_kernel", "fused_features", "fused_source"]
 
 _HELPERS = '''
 
-@numba.njit(cache=True)
+@numba.njit(inline="always", cache=True)
 def _bad(a, nodata):
+    """Nodata or not finite (``x - x`` is NaN for inf and NaN); no branch, so loops vectorise."""
     x = np.float64(a)
-    return x == nodata or not np.isfinite(x)
+    return (x == nodata) | (x - x != 0.0)
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _band(src, nodata, same, rows, cols, wr, wc, y, tmp, tbad, refl, inv, offset, scale):
     """One output row of one band: bilinear in float32 (rows, then columns), then reflectance."""
+    n = refl.shape[0]
     if same:
         a = src[y]
-        for x in range(refl.shape[0]):
+        for x in range(n):
             refl[x] = dn_to_reflectance(np.float32(a[x]), offset, scale)
-            if _bad(a[x], nodata):
-                inv[x] = True
+        for x in range(n):
+            inv[x] |= _bad(a[x], nodata)
         return
     a0, a1, wy = src[rows[0, y]], src[rows[1, y]], wr[y]
     lo, hi = wy < 1, wy > 0
     for x in range(src.shape[1]):
         v = np.float32(a0[x])
         tmp[x] = v + (np.float32(a1[x]) - v) * wy
-        tbad[x] = (lo and _bad(a0[x], nodata)) or (hi and _bad(a1[x], nodata))
+    bad = False
+    for x in range(src.shape[1]):
+        b = (lo & _bad(a0[x], nodata)) | (hi & _bad(a1[x], nodata))
+        tbad[x] = b
+        bad |= b
     c0, c1 = cols[0], cols[1]
-    for x in range(refl.shape[0]):
-        i, j, wx = c0[x], c1[x], wc[x]
-        v = tmp[i]
-        refl[x] = dn_to_reflectance(v + (tmp[j] - v) * wx, offset, scale)
-        if (wx < 1 and tbad[i]) or (wx > 0 and tbad[j]):
-            inv[x] = True
+    for x in range(n):
+        v = tmp[c0[x]]
+        refl[x] = dn_to_reflectance(v + (tmp[c1[x]] - v) * wc[x], offset, scale)
+    if bad:  # rare: a source pixel with non-zero weight is nodata or not finite
+        for x in range(n):
+            inv[x] |= ((wc[x] < 1) & tbad[c0[x]]) | ((wc[x] > 0) & tbad[c1[x]])
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
