@@ -1,7 +1,7 @@
 """One compiled pass per window: resampling, masking, DN → reflectance and the recipe's indices.
 
-The kernel takes the source blocks as stored (:func:`geoseg.io.reader.read_sources`) and, row
-by row in cache, interpolates each band onto the 10 m grid, marks pixels touched by nodata or
+The kernel takes the source blocks as stored (:func:`geoseg.io.reader.read_sources`) and, strip
+by strip of rows in cache, interpolates each band onto the 10 m grid, marks pixels touched by nodata or
 a non-finite source pixel, an invalid SCL class or the external mask, turns DN into
 reflectance and writes every channel. It performs exactly the operations of the numpy path
 (:func:`geoseg.io.resample.read_resampled`'s float32 interpolation, then
