@@ -245,11 +245,12 @@ def main(argv: list[str] | None = None) -> None:
                                                fused=False))
             runs["write"].append(write_floor(args.work / "store_2", args.work))
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1][0]:.1f} s" for k, v in runs.items()), flush=True)
-        peaks2 = _peaks(c2)
-    with contextlib.ExitStack() as stack:  # fresh workers for the smaller scene's peak memory
-        c_small, _ = _cluster(stack, 2, small.scene)
-        geoseg_tile(c_small, small_catalog, args.work / "store_small", args.cube_size, args.overlap)
-        small_peaks = _peaks(c_small)
+    peaks = {}
+    for size, scene_dir, cat in ((args.small, small.scene, small_catalog), (args.size, demo.scene, catalog)):
+        with contextlib.ExitStack() as stack:  # fresh workers, one scene each: peak memory against scene size
+            c_fresh, _ = _cluster(stack, 2, scene_dir)
+            geoseg_tile(c_fresh, cat, args.work / f"store_peak_{size}", args.cube_size, args.overlap)
+            peaks[size] = _peaks(c_fresh)
     load_end = os.getloadavg()
     best = {k: min(v, key=lambda run: run[0]) for k, v in runs.items()}
     t_plain, cpu_plain = best["plain"]
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     tg_rate = mpx * done / total / t_tg
     t_write, cpu_write, gb = best["write"]
     one = (best["one"][0], best["one"][1], None, warm1, best["one"][2], [r[0] for r in runs["one"]])
-    two = (best["two"][0], best["two"][1], peaks2, warm2, best["two"][2], [r[0] for r in runs["two"]])
+    two = (best["two"][0], best["two"][1], peaks[args.size], warm2, best["two"][2], [r[0] for r in runs["two"]])
     old = best["two_old"]
     rate1, rate2 = mpx / one[0], mpx / two[0]
     rows = [
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         ("CPU cost per pixel: geoseg (2 workers) / (a) plain read", two[4] / cpu_plain, "(info)"),
         ("CPU cost per pixel: geoseg (2 workers) / ((a) + (d))", two[4] / (cpu_plain + cpu_write), "(info)"),
     ]
-    memory = [(args.small, small_peaks), (args.size, two[2])]
+    memory = [(args.small, peaks[args.small]), (args.size, peaks[args.size])]
     lines = [
         "# Tiler benchmark",
         "",
