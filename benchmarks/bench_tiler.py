@@ -9,11 +9,14 @@ run:
     stride; bands resampled onto the 10 m grid by torchgeo), held in memory, not written;
 (c) ``geoseg.tiling.tile_dataset`` with 1 and with 2 worker processes (reading, resampling,
     masking, 13 indices, labels, statistics and writing the CubeStore included);
+(c') the same with 2 workers on the two-step feature path (numpy resampling and masking, then
+    the index kernel: the path before the fused kernel), for the gain of the fused kernel;
 (d) the output floor: plain single-threaded writes of exactly the cube and label bytes (c)
     wrote — what any tiler producing this store must at least spend.
 
 Throughput is scene megapixels per second of wall time; every measurement is the fastest of
-``--repeats`` runs (a VM's first writes into fresh memory can cost several times more). Cluster start-up and the per-worker
+``--repeats`` alternating rounds of (a)-(d) (a VM's first writes into fresh memory can cost
+several times more; alternating, a loaded machine disturbs every method alike). Cluster start-up and the per-worker
 warm-up (imports, numba compilation of the recipe kernel) happen before the clock and are
 reported separately. Peak RSS of each geoseg worker is measured at two scene
 sizes to show that it does not grow with the scene. Results are printed and written as a
@@ -25,6 +28,7 @@ markdown table to ``docs/benchmarks_tiler.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -128,39 +132,43 @@ def _warm_up(scene_path: str) -> None:
         read_features(open_scene(scene_path), Window(0, 0, 16, 16), "s2_24")
 
 
-def geoseg_tile(catalog: Path, scene: Path, out: Path, workers: int, cube: int, overlap: int, repeats: int
-                ) -> tuple[float, float, list[int], float, float, list[float]]:
-    """(c) best wall s, its tiling s, per-worker peak RSS (MB), worker warm-up s, CPU s of the best run, every wall s."""
+def _fused(enabled: bool) -> None:
+    """In a worker: use the fused feature kernel (default) or the two-step path (numpy resampling + index kernel)."""
+    from geoseg.features import fused, stack
+
+    stack.compile_fused_kernel = fused.compile_fused_kernel if enabled else (lambda recipe: None)
+
+
+def geoseg_tile(client, catalog: Path, out: Path, cube: int, overlap: int, fused: bool = True
+                ) -> tuple[float, float, float]:
+    """(c) one run on ``client``: wall s, tiling s, CPU s (workers + client)."""
     from geoseg.tiling import tile_dataset
+
+    client.run(_fused, fused)
+    shutil.rmtree(out, ignore_errors=True)
+    cpu0 = sum(client.run(time.process_time).values()) + time.process_time()
+    start = time.perf_counter()
+    summary = tile_dataset(catalog, "bench", out, cube_size=cube, overlap=overlap, client=client, progress=False)
+    wall = time.perf_counter() - start
+    cpu = sum(client.run(time.process_time).values()) + time.process_time() - cpu0
+    client.run(_fused, True)
+    return wall, summary.tiling_seconds, cpu
+
+
+def _cluster(stack: contextlib.ExitStack, workers: int, scene: Path):
+    """A local cluster of ``workers`` processes, warmed up; returns (client, warm-up s)."""
     from geoseg.tiling.tiler import local_cluster
 
-    runs = []
-    with local_cluster(workers) as client:  # the cluster tile_dataset starts by default
-        warm = time.perf_counter()
-        client.run(_warm_up, str(scene))
-        warm = time.perf_counter() - warm
-        for _ in range(repeats):
-            shutil.rmtree(out, ignore_errors=True)
-            cpu0 = sum(client.run(time.process_time).values()) + time.process_time()
-            start = time.perf_counter()
-            summary = tile_dataset(catalog, "bench", out, cube_size=cube, overlap=overlap, client=client,
-                                   progress=False)
-            wall = time.perf_counter() - start
-            cpu = sum(client.run(time.process_time).values()) + time.process_time() - cpu0
-            runs.append((wall, summary.tiling_seconds, cpu))
-        from _machine import peak_rss_mb
-
-        peaks = {k: round(v) for k, v in client.run(peak_rss_mb).items()}
-    walls = [r[0] for r in runs]
-    best = min(runs)
-    print(f"    geoseg {workers} worker(s): {summary.cubes} cubes, {', '.join(f'{w:.1f}' for w in walls)} s "
-          f"(+{warm:.1f} s warm-up)", flush=True)
-    return best[0], best[1], sorted(peaks.values()), warm, best[2], walls
+    client = stack.enter_context(local_cluster(workers))  # the cluster tile_dataset starts by default
+    warm = time.perf_counter()
+    client.run(_warm_up, str(scene))
+    return client, time.perf_counter() - warm
 
 
-def best_of(repeats: int, run, *args):
-    """The run with the least wall time out of ``repeats`` (the first element of each result)."""
-    return min((run(*args) for _ in range(repeats)), key=lambda r: r[0])
+def _peaks(client) -> list[int]:
+    from _machine import peak_rss_mb
+
+    return sorted(round(v) for v in client.run(peak_rss_mb).values())
 
 
 def _machine() -> list[str]:
@@ -173,7 +181,7 @@ def _machine() -> list[str]:
     import geoseg
 
     return [
-        f"- {machine()}; load average at start {os.getloadavg()[0]:.1f}",
+        f"- {machine()}",
         f"- dask {dask.__version__}, distributed {distributed.__version__}, zarr {zarr.__version__}, "
         f"torchgeo {torchgeo.__version__}, geoseg {geoseg.__version__}",
     ]
@@ -222,18 +230,36 @@ def main(argv: list[str] | None = None) -> None:
     mpx = args.size * args.size / 1e6
     print(f"scene {args.size} x {args.size} ({mpx:.1f} Mpx); cubes {args.cube_size}, overlap {args.overlap}")
 
-    t_plain, cpu_plain = best_of(args.repeats, plain_read, demo)
-    print(f"(a) plain rasterio read: {t_plain:.1f} s, {mpx / t_plain:.2f} Mpx/s", flush=True)
-    t_tg, cpu_tg, done, total = best_of(args.repeats, torchgeo_chips, demo, args.work, args.size, args.cube_size,
-                                        stride, args.torchgeo_chips or None)
+    load_start = os.getloadavg()
+    runs: dict[str, list[tuple]] = {k: [] for k in ("plain", "torchgeo", "one", "two", "two_old", "write")}
+    with contextlib.ExitStack() as stack:
+        c1, warm1 = _cluster(stack, 1, demo.scene)
+        c2, warm2 = _cluster(stack, 2, demo.scene)
+        for r in range(args.repeats):  # alternating rounds: a loaded machine disturbs every method alike
+            runs["plain"].append(plain_read(demo))
+            runs["torchgeo"].append(torchgeo_chips(demo, args.work, args.size, args.cube_size, stride,
+                                                   args.torchgeo_chips or None))
+            runs["one"].append(geoseg_tile(c1, catalog, args.work / "store_1", args.cube_size, args.overlap))
+            runs["two"].append(geoseg_tile(c2, catalog, args.work / "store_2", args.cube_size, args.overlap))
+            runs["two_old"].append(geoseg_tile(c2, catalog, args.work / "store_old", args.cube_size, args.overlap,
+                                               fused=False))
+            runs["write"].append(write_floor(args.work / "store_2", args.work))
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1][0]:.1f} s" for k, v in runs.items()), flush=True)
+    peaks = {}
+    for size, scene_dir, cat in ((args.small, small.scene, small_catalog), (args.size, demo.scene, catalog)):
+        with contextlib.ExitStack() as stack:  # fresh workers, one scene each: peak memory against scene size
+            c_fresh, _ = _cluster(stack, 2, scene_dir)
+            geoseg_tile(c_fresh, cat, args.work / f"store_peak_{size}", args.cube_size, args.overlap)
+            peaks[size] = _peaks(c_fresh)
+    load_end = os.getloadavg()
+    best = {k: min(v, key=lambda run: run[0]) for k, v in runs.items()}
+    t_plain, cpu_plain = best["plain"]
+    t_tg, cpu_tg, done, total = best["torchgeo"]
     tg_rate = mpx * done / total / t_tg
-    print(f"(b) torchgeo: {done} of {total} chips in {t_tg:.1f} s, {tg_rate:.2f} Mpx/s (extrapolated)", flush=True)
-    one = geoseg_tile(catalog, demo.scene, args.work / "store_1", 1, args.cube_size, args.overlap, args.repeats)
-    two = geoseg_tile(catalog, demo.scene, args.work / "store_2", 2, args.cube_size, args.overlap, args.repeats)
-    small_two = geoseg_tile(small_catalog, small.scene, args.work / "store_small", 2, args.cube_size, args.overlap,
-                            args.repeats)
-    t_write, cpu_write, gb = best_of(args.repeats, write_floor, args.work / "store_2", args.work)
-    print(f"(d) plain write of the same {gb:.2f} GB: {t_write:.1f} s", flush=True)
+    t_write, cpu_write, gb = best["write"]
+    one = (best["one"][0], best["one"][1], None, warm1, best["one"][2], [r[0] for r in runs["one"]])
+    two = (best["two"][0], best["two"][1], peaks[args.size], warm2, best["two"][2], [r[0] for r in runs["two"]])
+    old = best["two_old"]
     rate1, rate2 = mpx / one[0], mpx / two[0]
     rows = [
         ("(a) rasterio windowed read, 1 thread (read only)", t_plain, mpx / t_plain, cpu_plain),
@@ -241,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
          tg_rate, cpu_tg * total / done),
         ("(c) geoseg tile, 1 worker process", one[0], rate1, one[4]),
         ("(c) geoseg tile, 2 worker processes", two[0], rate2, two[4]),
+        ("(c') geoseg tile, 2 worker processes, two-step features (numpy resampling + index kernel)", old[0],
+         mpx / old[0], old[2]),
         (f"(d) plain write of the cube + label bytes geoseg writes ({gb:.2f} GB), 1 thread, write only",
          t_write, mpx / t_write, cpu_write),
     ]
@@ -248,18 +276,19 @@ def main(argv: list[str] | None = None) -> None:
         ("geoseg 2 workers / (a) plain read", rate2 / (mpx / t_plain), "≥ 1"),
         ("geoseg 2 workers / (b) torchgeo", rate2 / tg_rate, "≥ 5"),
         ("geoseg 2 workers / 1 worker", rate2 / rate1, "≥ 1.7"),
+        ("geoseg 2 workers: fused kernel / two-step features (time of (c') / (c))", old[0] / two[0], "(info)"),
         ("geoseg 2 workers / ((a) read then (d) write, no computation)", rate2 / (mpx / (t_plain + t_write)), "(info)"),
         ("CPU cost per pixel: geoseg (2 workers) / (a) plain read", two[4] / cpu_plain, "(info)"),
         ("CPU cost per pixel: geoseg (2 workers) / ((a) + (d))", two[4] / (cpu_plain + cpu_write), "(info)"),
     ]
-    memory = [(args.small, small_two[2]), (args.size, two[2])]
+    memory = [(args.small, peaks[args.small]), (args.size, peaks[args.size])]
     lines = [
         "# Tiler benchmark",
         "",
         f"`python benchmarks/bench_tiler.py --size {args.size}` — demo scene {args.size} × {args.size} px "
         f"({mpx:.1f} Mpx, 12 bands at 10/20/60 m + SCL, DEFLATE GeoTIFF), cubes {args.cube_size} px, "
         f"overlap {args.overlap}. Throughput = scene megapixels / wall seconds (Dask cluster start-up and worker warm-up excluded, "
-        f"reported below). Every measurement is the fastest of {args.repeats} runs (every geoseg run is listed below): "
+        f"reported below). Every measurement is the fastest of {args.repeats} alternating rounds (a, b, c 1 worker, c 2 workers, c', d; every run is listed below): "
         "on a VM the first write of fresh memory can cost several times more (docs/tiling.md).",
         "",
         *machine,
@@ -278,9 +307,12 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"geoseg tiling phase alone: 1 worker {one[1]:.1f} s, 2 workers {two[1]:.1f} s. Worker warm-up "
         f"(imports + numba compilation of the recipe kernel, once per worker process, before the clock): "
-        f"{one[3]:.1f} s with 1 worker, {two[3]:.1f} s with 2. Every run (wall s): 1 worker "
-        f"{', '.join(f'{w:.1f}' for w in one[5])}; 2 workers {', '.join(f'{w:.1f}' for w in two[5])}.",
-        f"Load average at the end: {os.getloadavg()[0]:.1f}. CPU s = process CPU time (all geoseg worker "
+        f"{one[3]:.1f} s with 1 worker, {two[3]:.1f} s with 2. Every run (wall s): "
+        + "; ".join(f"{name} {', '.join(f'{r[0]:.1f}' for r in runs[key])}" for key, name in
+                    (("plain", "(a)"), ("torchgeo", "(b)"), ("one", "(c) 1 worker"), ("two", "(c) 2 workers"),
+                     ("two_old", "(c')"), ("write", "(d)"))) + ".",
+        f"Load average (1, 5, 15 min) at start {', '.join(f'{x:.1f}' for x in load_start)}, at the end "
+        f"{', '.join(f'{x:.1f}' for x in load_end)}: the machine is shared. CPU s = process CPU time (all geoseg worker "
         "processes + the client); Mpx per CPU s is the cost per pixel, which other jobs on the machine "
         "disturb far less than wall time.",
         "",

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from rasterio.windows import Window
 
+from geoseg.features.fused import compile_fused_kernel, fused_features
 from geoseg.features.kernel import compile_recipe_kernel
 from geoseg.features.recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from geoseg.io.radiometry import dn_to_reflectance
-from geoseg.io.reader import read_raw, read_valid
+from geoseg.io.reader import read_raw, read_sources, read_valid
 from geoseg.io.scene import Scene
 
 if TYPE_CHECKING:  # dask.array and xarray load in ~2 s: only feature_stack needs them
@@ -31,6 +32,11 @@ def read_features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Compute the recipe's channels for one window.
 
+    With numba, one compiled pass (:mod:`geoseg.features.fused`) resamples, masks and computes
+    the channels from the source blocks as read; without, numpy resamples and masks
+    (:func:`geoseg.io.reader.read_raw`) before the index kernel or numpy formulas. Both give
+    the same bits.
+
     Returns:
         ``(features, valid)``: float32 ``(C, h, w)`` with invalid pixels 0 in every channel,
         and the boolean ``(h, w)`` valid mask.
@@ -38,6 +44,9 @@ def read_features(
     recipe = get_recipe(recipe)
     bands = recipe.required_bands
     scene.require_bands(bands, f"recipe {recipe.name}")
+    kernel = compile_fused_kernel(recipe)
+    if kernel is not None:
+        return fused_features(kernel, read_sources(scene, window, bands), recipe, scene.offset.offset, scene.scale)
     raw, invalid = read_raw(scene, window, bands)
     valid = read_valid(scene, window, invalid)
     return features_from_dn(raw, valid, float(scene.offset.offset), float(scene.scale), recipe), valid

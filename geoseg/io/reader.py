@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import rasterio
@@ -18,10 +19,10 @@ from rasterio.windows import Window
 
 from geoseg.io.radiometry import dn_to_reflectance
 from geoseg.io.raster import GDAL_ENV, BandFile, open_raster, reading
-from geoseg.io.resample import read_resampled
+from geoseg.io.resample import Footprint, footprint, read_resampled
 from geoseg.io.scene import Scene
 
-__all__ = ["read_window", "read_raw", "read_valid", "read_reflectance", "read_scl", "to_reflectance", "close_cached"]
+__all__ = ["Sources", "read_sources", "read_window", "read_raw", "read_valid", "read_reflectance", "read_scl", "to_reflectance", "close_cached"]
 
 _local = threading.local()
 
@@ -82,6 +83,71 @@ def read_raw(scene: Scene, window: Window, bands: Sequence[str]) -> tuple[np.nda
             for (name, _), arr in zip(members, values, strict=True):
                 raw[position[name]] = arr
     return raw, invalid
+
+
+@dataclass(frozen=True, eq=False)
+class Sources:
+    """The source blocks one window needs, each read once, as stored (for the fused kernel).
+
+    ``blocks[i]`` holds band ``i`` over ``footprints[i].read`` in its file's dtype, ``nodata[i]``
+    its nodata value as compared (NaN: none). ``scl`` is the SCL block (None without SCL) and
+    ``scl_lut[k]`` says whether class ``k`` is invalid; ``valid`` is the window's mask from the
+    external cloud mask (all True without one).
+    """
+
+    blocks: tuple[np.ndarray, ...]
+    nodata: np.ndarray
+    footprints: tuple[Footprint, ...]
+    scl: np.ndarray | None
+    scl_footprint: Footprint | None
+    scl_lut: np.ndarray
+    valid: np.ndarray
+
+
+def _nodata(value: float | None, dtype: np.dtype) -> float:
+    """``value`` as numpy compares it with ``dtype`` data (float32 data: a float32 value), NaN for none."""
+    if value is None:
+        return float("nan")
+    return float(np.asarray(value, dtype=np.result_type(dtype, value)))
+
+
+def read_sources(scene: Scene, window: Window, bands: Sequence[str]) -> Sources:
+    """Read the source blocks of ``bands`` (and SCL, mask) that ``window`` needs, each file once.
+
+    The blocks are the footprints :func:`read_raw` resamples from: the compiled feature kernel
+    (:mod:`geoseg.features.fused`) resamples, masks and computes the recipe in one pass.
+    """
+    blocks: dict[str, np.ndarray] = {}
+    fps: dict[str, Footprint] = {}
+    nodata: dict[str, float] = {}
+    footprints: dict = {}  # per source grid: bands of one resolution share their footprint
+    with rasterio.Env(**GDAL_ENV):
+        for path, members in _groups(scene, bands).items():
+            first = members[0][1]
+            fp = footprints.get(first.grid)
+            if fp is None:
+                fp = footprints[first.grid] = footprint(first.grid, scene.grid, window, "bilinear")
+            with reading(path, _where(window)):
+                data = _dataset(path).read([b.index for _, b in members], window=fp.read)
+            for (name, _), arr in zip(members, data, strict=True):
+                blocks[name], fps[name], nodata[name] = arr, fp, _nodata(first.nodata, data.dtype)
+        valid = np.ones((int(window.height), int(window.width)), dtype=bool)
+        scl = scl_fp = None
+        codes = np.asarray(scene.invalid_scl, dtype=np.int64)
+        lut = np.zeros(int(codes.max()) + 1 if codes.size else 0, dtype=bool)
+        if scene.scl is not None and (codes >= 0).all():
+            layer = scene.scl
+            scl_fp = footprint(layer.grid, scene.grid, window, "nearest")
+            with reading(layer.path, _where(window)):
+                scl = _dataset(layer.path).read(layer.index, window=scl_fp.read)
+            lut[codes] = True
+        elif scene.scl is not None:  # negative class codes: no look-up table
+            valid &= ~np.isin(_read_class_layer(scene, scene.scl, window)[0], scene.invalid_scl)
+        if scene.mask is not None:
+            ext, bad = _read_class_layer(scene, scene.mask, window)
+            valid &= (ext == 0) & ~bad
+    return Sources(tuple(blocks[b] for b in bands), np.array([nodata[b] for b in bands]),
+                   tuple(fps[b] for b in bands), scl, scl_fp, lut, valid)
 
 
 def read_reflectance(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -19,7 +20,7 @@ from rasterio.windows import Window
 
 from geoseg.io.grid import Grid
 
-__all__ = ["Method", "source_coords", "read_resampled"]
+__all__ = ["Method", "Footprint", "footprint", "source_coords", "read_resampled"]
 
 Method = Literal["bilinear", "nearest"]
 
@@ -33,16 +34,48 @@ def source_coords(target: Affine, source: Affine, start: int, count: int, axis: 
     return (y - source.f) / source.e - 0.5
 
 
-def _nearest_index(coords: np.ndarray, size: int) -> np.ndarray:
-    return np.clip(np.floor(coords + 0.5).astype(np.int64), 0, size - 1)
+@dataclass(frozen=True, eq=False)
+class Footprint:
+    """The source pixels a target window needs and how they combine into its pixels.
+
+    ``read`` is the source window to read. On the target grid (``same``) the values are used
+    as read. Otherwise rows and columns are separable: nearest takes ``rows[0]``/``cols[0]``;
+    bilinear blends ``rows[0]`` and ``rows[1]`` with weight ``wr`` (then columns with ``wc``),
+    all relative to ``read``. Everything follows from target pixel centres, so a pixel's value
+    never depends on the window.
+    """
+
+    read: Window
+    same: bool
+    rows: np.ndarray  # (2, h) int64
+    cols: np.ndarray  # (2, w) int64
+    wr: np.ndarray  # (h,) float32, weight of rows[1]
+    wc: np.ndarray  # (w,) float32, weight of cols[1]
 
 
-def _bilinear_index(coords: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def footprint(source_grid: Grid, target_grid: Grid, window: Window, method: Method) -> Footprint:
+    """The :class:`Footprint` of ``window`` of ``target_grid`` in ``source_grid``."""
+    row0, col0 = int(window.row_off), int(window.col_off)
+    h, w = int(window.height), int(window.width)
+    if source_grid.same_as(target_grid):
+        empty = np.zeros((2, 0), dtype=np.int64)
+        return Footprint(window, True, empty, empty, np.zeros(0, np.float32), np.zeros(0, np.float32))
+    src_aff = source_grid.affine
+    rows, wr = _axis(source_coords(target_grid.affine, src_aff, row0, h, axis=0), source_grid.height, method)
+    cols, wc = _axis(source_coords(target_grid.affine, src_aff, col0, w, axis=1), source_grid.width, method)
+    r_lo, c_lo = int(rows.min()), int(cols.min())
+    read = Window(c_lo, r_lo, int(cols.max()) + 1 - c_lo, int(rows.max()) + 1 - r_lo)
+    return Footprint(read, False, rows - r_lo, cols - c_lo, wr, wc)
+
+
+def _axis(coords: np.ndarray, size: int, method: Method) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices ``(2, n)`` and the float32 weight of the second along one axis."""
+    if method == "nearest":
+        i0 = np.clip(np.floor(coords + 0.5).astype(np.int64), 0, size - 1)
+        return np.stack([i0, i0]), np.zeros(coords.shape, np.float32)
     coords = np.clip(coords, 0, size - 1)
     i0 = np.floor(coords).astype(np.int64)
-    i1 = np.minimum(i0 + 1, size - 1)
-    w1 = (coords - i0).astype(np.float32)
-    return i0, i1, w1
+    return np.stack([i0, np.minimum(i0 + 1, size - 1)]), (coords - i0).astype(np.float32)
 
 
 def read_resampled(
@@ -62,32 +95,17 @@ def read_resampled(
         or non-finite source pixel in any band (with bilinear, a pixel is invalid when any of
         its contributing source pixels is).
     """
-    row0, col0 = int(window.row_off), int(window.col_off)
-    h, w = int(window.height), int(window.width)
-    if source_grid.same_as(target_grid):
-        data = ds.read(indexes, window=window)
-        return data, _invalid(data, nodata)
-
-    src_aff = source_grid.affine
-    ys = source_coords(target_grid.affine, src_aff, row0, h, axis=0)
-    xs = source_coords(target_grid.affine, src_aff, col0, w, axis=1)
-    sh, sw = source_grid.height, source_grid.width
+    fp = footprint(source_grid, target_grid, window, method)
+    src = ds.read(indexes, window=fp.read)
+    if fp.same:
+        return src, _invalid(src, nodata)
+    (r0, r1), (c0, c1), wr, wc = fp.rows, fp.cols, fp.wr, fp.wc
     if method == "nearest":
-        ri, ci = _nearest_index(ys, sh), _nearest_index(xs, sw)
-        r_lo, r_hi, c_lo, c_hi = ri.min(), ri.max() + 1, ci.min(), ci.max() + 1
-        src = ds.read(indexes, window=Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo))
-        return src[:, ri - r_lo][:, :, ci - c_lo], _invalid(src, nodata)[ri - r_lo][:, ci - c_lo]
-
-    r0, r1, wr = _bilinear_index(ys, sh)
-    c0, c1, wc = _bilinear_index(xs, sw)
-    r_lo, r_hi = int(r0.min()), int(r1.max()) + 1
-    c_lo, c_hi = int(c0.min()), int(c1.max()) + 1
-    src = ds.read(indexes, window=Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo))
+        return src[:, r0][:, :, c0], _invalid(src, nodata)[r0][:, c0]
     bad = _invalid(src, nodata)
-    r0, r1, c0, c1 = r0 - r_lo, r1 - r_lo, c0 - c_lo, c1 - c_lo
     values = _bilinear(src, r0, r1, wr, c0, c1, wc)
     if not bad.any():
-        return values, np.zeros((h, w), dtype=bool)
+        return values, np.zeros(values.shape[1:], dtype=bool)
     # Invalid where any source pixel with non-zero weight is invalid.
     bad_rows = (bad[r0] & (wr < 1)[:, None]) | (bad[r1] & (wr > 0)[:, None])
     touched = (bad_rows[:, c0] & (wc < 1)[None, :]) | (bad_rows[:, c1] & (wc > 0)[None, :])

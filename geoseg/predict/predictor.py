@@ -1,7 +1,9 @@
 """The streaming predictor: windows → features → model → blended rows → land-cover COG.
 
 Three stages overlap: a thread pool computes the next windows' features
-(:func:`geoseg.features.read_features`, the one feature implementation), the calling thread
+(:func:`geoseg.features.read_features`, the one feature implementation; :data:`RUN` neighbouring
+windows of a row are read as one union window, so the columns they share are read and computed
+once, as the tiler does with its runs of cubes), the calling thread
 runs batches through the model, and a single stitching thread blends each batch's
 probabilities into the :class:`~geoseg.stitch.Stitcher` and writes finished rows. Memory is
 bounded by window size × scene width (accumulators) plus a few batches in flight.
@@ -13,7 +15,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,7 @@ from geoseg.features import read_features
 from geoseg.io.scene import Scene, open_scene
 from geoseg.predict.options import PredictOptions
 from geoseg.predict.prefetch import prefetch
-from geoseg.predict.windows import DEFAULT_FLOOR, WindowLayout, window_layout
+from geoseg.predict.windows import DEFAULT_FLOOR, WindowLayout, run_union, window_layout
 from geoseg.stitch.cog import GDAL_CACHE_BYTES
 from geoseg.stitch.stitcher import BlockSink, Stitcher
 from geoseg.utils.memory import keep_freed_memory
@@ -42,6 +44,8 @@ __all__ = ["StreamStats", "check_scene_domain", "load_model_bundle", "plan_windo
            "stream_predictions"]
 
 log = logging.getLogger(__name__)
+
+RUN = 4  # windows of a row read together (window-independent features: slices equal separate reads)
 
 
 @dataclass(frozen=True)
@@ -160,9 +164,19 @@ def stream_predictions(
     model_seconds = 0.0
     windows_run = 0
 
-    def read(w: Window) -> tuple[torch.Tensor | None, np.ndarray]:
-        features, valid = read_features(scene, w, recipe)
-        return (runner.prepare(features) if valid.any() else None), valid
+    def read(run: tuple[Window, ...]) -> list[tuple[Window, torch.Tensor | None, np.ndarray]]:
+        union = run_union(run)
+        features, valid = read_features(scene, union, recipe)
+        out = []
+        for w in run:
+            cols = slice(w.col_off - union.col_off, w.col_off - union.col_off + w.width)
+            v = valid[:, cols]
+            out.append((w, runner.prepare(features[:, :, cols]) if v.any() else None, v))
+        return out
+
+    def windows(stream: Iterator[tuple[Any, list]]) -> Iterator[tuple[Window, torch.Tensor | None, np.ndarray]]:
+        for _, items in stream:
+            yield from items
 
     def stitch(items: list[tuple[Window, np.ndarray]], out: torch.Tensor) -> None:
         probs = runner.finish(out)
@@ -184,10 +198,11 @@ def stream_predictions(
                 previous.result()  # one batch in the stitcher at a time; raises its errors
             return pool.submit(stitch, [(w, v) for w, _, v in items], out)
 
-        stream = prefetch(read, layout, workers=workers, depth=max(2 * batch_size, workers + 1))
+        depth = max(-(-2 * batch_size // RUN), workers + 1)  # runs in flight
+        stream = prefetch(read, layout.runs(RUN), workers=workers, depth=depth)
         with contextlib.closing(stream), track_progress(len(layout), f"predict {scene.scene_id}", "window",
                                                         enabled=progress) as bar:
-            for w, (features, valid) in stream:  # on errors, closing() stops the read-ahead threads at once
+            for w, features, valid in windows(stream):  # on errors, closing() stops the read-ahead threads at once
                 bar.update()
                 if features is None:  # no valid pixel: nothing to classify, its pixels stay nodata
                     continue

@@ -19,7 +19,7 @@ from rasterio.windows import Window
 from geoseg.errors import ConfigError
 from geoseg.predict.options import check_window
 
-__all__ = ["WindowLayout", "window_layout", "axis_starts", "taper_1d", "window_weights", "DEFAULT_FLOOR"]
+__all__ = ["WindowLayout", "run_union", "window_layout", "axis_starts", "taper_1d", "window_weights", "DEFAULT_FLOOR"]
 
 DEFAULT_FLOOR = 0.01
 
@@ -61,11 +61,29 @@ class WindowLayout:
             for c in self.cols:
                 yield Window(c, r, self.window_width, self.window_height)
 
+    def runs(self, group: int) -> list[tuple[Window, ...]]:
+        """The windows in runs of up to ``group`` neighbours of one window row, row-major.
+
+        A run is read as one union window (:func:`run_union`): the columns its windows share
+        are read and computed once.
+        """
+        runs = []
+        for r in self.rows:
+            row = [Window(c, r, self.window_width, self.window_height) for c in self.cols]
+            runs += [tuple(row[i:i + group]) for i in range(0, len(row), group)]
+        return runs
+
     def weights(self, window: Window, floor: float = DEFAULT_FLOOR) -> np.ndarray:
         """Blending weights of ``window`` (float32, window shape)."""
         r, c = int(window.row_off), int(window.col_off)
         edges = (r == 0, r + self.window_height >= self.height, c == 0, c + self.window_width >= self.width)
         return window_weights(self.window_height, self.window_width, self.overlap, edges, floor)
+
+
+def run_union(run: tuple[Window, ...]) -> Window:
+    """The window covering a run of windows of one row."""
+    first, last = run[0], run[-1]
+    return Window(first.col_off, first.row_off, last.col_off + last.width - first.col_off, first.height)
 
 
 def window_layout(height: int, width: int, window: int, overlap: int) -> WindowLayout:

@@ -38,6 +38,7 @@ def _without_b08() -> Recipe:
 
 def _numpy_path(monkeypatch: pytest.MonkeyPatch, scene, window, recipe):
     with monkeypatch.context() as m:
+        m.setattr(stack_module, "compile_fused_kernel", lambda recipe: None)  # the numpy path, as without numba
         m.setattr(stack_module, "compile_recipe_kernel", lambda recipe: None)
         return read_features(scene, window, recipe)
 

@@ -64,3 +64,22 @@ def test_window_larger_than_scene(scenes):
     assert len(stats.layout) == 1 and (stats.layout.window_height, stats.layout.window_width) == (201, 157)
     ref, valid = full_forward(scene, bundle)
     assert np.abs(sink.probs() - ref)[:, valid].max() < 1e-5
+
+
+def test_each_run_of_windows_is_read_once(scenes, monkeypatch):
+    from geoseg.predict import predictor
+
+    calls = []
+
+    def counting(scene, window, recipe):
+        calls.append(window)
+        return read_features(scene, window, recipe)
+
+    read_features = predictor.read_features
+    monkeypatch.setattr(predictor, "read_features", counting)
+    scene = scenes[(201, 157)]
+    stats = stream_predictions(scene, pointwise_bundle(window=64), CollectSink(), window=64, overlap=20,
+                               batch_size=3, device="cpu", progress=False)
+    runs = stats.layout.runs(predictor.RUN)
+    assert len(calls) == len(runs) < len(stats.layout)
+    assert [(w.col_off, w.row_off) for w in calls] == [(r[0].col_off, r[0].row_off) for r in runs]
