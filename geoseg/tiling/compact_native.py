@@ -106,13 +106,13 @@ def _dtype(level: dict) -> str:
 
 
 def _tables(scene: Scene, band: str, window: Window):
-    from geoseg.io.resample import _bilinear_index, source_coords
+    from geoseg.io.resample import _axis, source_coords
 
     src = scene.bands[band].grid
     row0, col0, h, w = int(window.row_off), int(window.col_off), int(window.height), int(window.width)
-    ys = source_coords(scene.grid.affine, src.affine, row0, h, axis=0)
-    xs = source_coords(scene.grid.affine, src.affine, col0, w, axis=1)
-    return _bilinear_index(ys, src.height), _bilinear_index(xs, src.width)
+    (r, wr) = _axis(source_coords(scene.grid.affine, src.affine, row0, h, axis=0), src.height, "bilinear")
+    (c, wc) = _axis(source_coords(scene.grid.affine, src.affine, col0, w, axis=1), src.width, "bilinear")
+    return (r[0], r[1], wr), (c[0], c[1], wc)  # absolute source indices and the weight of the second
 
 
 def native_records(scene: Scene, union: Window, cubes: Sequence[tuple[slice, int, int]], valid: np.ndarray,
