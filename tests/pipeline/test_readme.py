@@ -199,6 +199,7 @@ def test_python_snippet_reads_a_safe_product(safe_scene: Path) -> None:
     assert np.array_equal(ndvi_channel, namespace["ndvi"][:256, :256].astype(np.float32))
 
 
+@pytest.mark.slow  # the README's engineer commands end to end (~22 s): .ci/run runs the slow tier after the default suite
 def test_engineer_stage_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The ML engineer's stage commands as written (the catalog's 960 px demo scene, 256 px cubes,

@@ -101,6 +101,7 @@ def test_slurm_recipe_writes_a_worker_job_script(capsys: pytest.CaptureFixture[s
     assert "--nworkers 4" in script and "--nthreads 1" in script
 
 
+@pytest.mark.slow  # two training processes (~21 s): .ci/run runs the slow tier after the default suite
 def test_ddp_training_on_two_cpu_processes_from_the_pipeline(tmp_path: Path) -> None:
     """devices: 2 + strategy: ddp: Lightning re-launches `geoseg run` for rank 1, which only joins the training
     (~2 min on 2 cores)."""

@@ -65,6 +65,7 @@ def test_real_samples_tile_step_on_the_real_data(tmp_path: Path) -> None:
     assert outputs["num_cubes"] == store["num_cubes"] > 40 and all(outputs["splits"].values())
 
 
+@pytest.mark.slow  # a whole pipeline on the real samples (~9 s): .ci/run runs the slow tier after the default suite
 def test_real_samples_pipeline_runs_on_the_real_data(tmp_path: Path) -> None:
     """real_samples.yaml with a tiny encoder and one epoch: every map on its own scene's grid (~3 min)."""
     shared("terramind_examples")

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
@@ -28,6 +29,8 @@ from rasterio.windows import Window
 from geoseg.features import read_features
 from geoseg.io import open_scene
 from geoseg.predict import predict_scene
+
+import pytest
 from tests.predict._predict_helpers import SPARSE_CLASSES, pointwise_bundle
 
 def status_kb(key):
@@ -75,6 +78,7 @@ def _peak(scene: Path, out: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # two scenes predicted in subprocesses (~11 s): .ci/run runs the slow tier after the default suite
 def test_peak_memory_does_not_grow_with_scene_size(tmp_path):
     small = _peak(_write_rgb_scene(tmp_path / "s2048.tif", 2048), tmp_path / "p2048.tif")
     large = _peak(_write_rgb_scene(tmp_path / "s4096.tif", 4096), tmp_path / "p4096.tif")

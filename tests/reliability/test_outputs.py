@@ -356,6 +356,7 @@ def test_run_force_predict_keeps_a_user_map(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ leftovers
+@pytest.mark.slow  # predict processes killed and rerun (~13 s): .ci/run runs the slow tier after the default suite
 def test_killed_predict_leaves_no_lasting_temporaries(tmp_path: Path, bundle: Path) -> None:
     """kill -9 mid-prediction leaves hidden temporaries; the next run of the same output removes them."""
     from tests.predict._predict_helpers import write_multiband_scene

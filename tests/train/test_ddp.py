@@ -15,6 +15,8 @@ from geoseg.bundle import load_bundle
 from geoseg.train import evaluate, train
 from tests.train._helpers import tiny_config
 
+pytestmark = pytest.mark.slow  # two-process DDP training (~20 s): .ci/run runs the slow tier after the suite
+
 # Same data order and effective batch in both runs: the single process takes batches of 8
 # shuffled cubes, the two DDP ranks take 4 of the same 8 each (ShardSampler). No augmentation
 # (ranks draw different flips) and plain cross-entropy. Remaining differences: BatchNorm

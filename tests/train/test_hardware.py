@@ -48,6 +48,7 @@ def test_unusable_strategies_are_one_line_errors(tmp_path, monkeypatch):
         _strategy(TrainConfig(sync_batchnorm=True), "cpu")
 
 
+@pytest.mark.slow  # torch.compile's first compilation (~12 s): .ci/run runs the slow tier after the default suite
 def test_compiled_model_matches_eager_and_trains(demo_cubes, tmp_path):
     """torch.compile on CPU (inductor needs a C++ compiler; minutes on a loaded 2-core machine)."""
     cfg = TrainConfig(model="unet", encoder="test_resnet", compile=True,

@@ -15,6 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # a training run killed and resumed (~18 s): .ci/run runs the slow tier after the default suite
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_train_sbatch_template_runs_and_resumes(demo_cubes, tmp_path):
     bindir = tmp_path / "bin"
