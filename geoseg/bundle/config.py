@@ -56,6 +56,9 @@ class BundleConfig(StrictModel):
     predict_window: int = Field(description="default prediction window (pixels): the size whose forward pass "
                                             "was fastest per pixel when training started (geoseg.bundle."
                                             "window_choice); the training window in bundles written before")
+    predict_window_costs: dict[int, float] | None = Field(
+        None, description="forward seconds per megapixel by window size, measured when training started: predict "
+                          "lays each scene out with the size of least total cost (a small scene gets a smaller window)")
     mask_channels: int = Field(description="leading channels that are all 0 at invalid pixels "
                                            "(the recipe's num_mask_channels)")
     target_size: int | None = Field(None, description="training input size (None: the cube size)")

@@ -1,14 +1,14 @@
 """The prediction window a model gets by default, chosen by measuring its forward pass.
 
-A model trained on small cubes predicts any window size, and the best size depends on the
-architecture: on a CPU a light decoder (U-Net/ResNet-18) runs larger windows faster (fewer
-windows, fuller batches), while RSPRUNet++'s nested full-resolution decoder runs 2x *slower*
-per pixel at 256 px than at 64 px once its activations leave the cache
-(docs/benchmarks_predict_window.md). So the trainer times the model's forward pass on a few
-window sizes at the start of training and records the fastest per pixel in the bundle
-(``predict_window``). With the overlap a fixed fraction of the window, every size recomputes
-the same share of pixels, so seconds per pixel of one forward pass rank the sizes; ties
-within :data:`TIE` go to the larger window (fewer windows to read and blend).
+A model trained on small cubes predicts any window size, and which size runs fastest depends on
+the architecture and the machine: small windows pay a fixed cost per window and per batch, large
+ones leave the CPU caches and need more memory (docs/benchmarks_predict_window.md). So the trainer
+times the model's forward pass on a few sizes at the start of training and records them in the
+bundle: ``predict_window`` (the fastest per pixel; ties within :data:`TIE` go to the larger
+window) and ``predict_window_costs`` (seconds per megapixel of each size), from which
+:func:`geoseg.predict.plan_windows` picks the size of least total cost for each scene. With the
+overlap a fixed fraction of the window, every size recomputes the same share of a large scene's
+pixels, so seconds per pixel of one forward pass rank the sizes there.
 """
 
 from __future__ import annotations

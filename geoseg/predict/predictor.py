@@ -63,9 +63,30 @@ class StreamStats:
 
 
 def plan_windows(scene: Scene, bundle: ModelBundle, window: int | None = None, overlap: int | None = None) -> WindowLayout:
-    """The window layout used for ``scene``: default window = the bundle's ``predict_window``, overlap = window / 4."""
-    size = int(bundle.config.predict_window if window is None else window)
-    return window_layout(scene.grid.height, scene.grid.width, size, size // 4 if overlap is None else int(overlap))
+    """The window layout used for ``scene`` (overlap default: window / 4).
+
+    The default window is the one of least total forward cost for this scene: the bundle's
+    measured seconds per megapixel of each size times the window pixels its layout runs (a
+    scene barely larger than a window would recompute most of it twice). Without measured
+    costs (bundles written before they were recorded): the bundle's ``predict_window``.
+    """
+    height, width = scene.grid.height, scene.grid.width
+
+    def layout(size: int) -> WindowLayout:
+        return window_layout(height, width, size, size // 4 if overlap is None else int(overlap))
+
+    if window is not None:
+        return layout(int(window))
+    costs = bundle.config.predict_window_costs
+    if not costs:
+        return layout(int(bundle.config.predict_window))
+    fitting = [s for s in costs if overlap is None or int(overlap) < s]
+
+    def total(size: int) -> float:
+        plan = layout(size)
+        return len(plan) * plan.window_height * plan.window_width * costs[size]
+
+    return layout(min(fitting, key=total) if fitting else int(bundle.config.predict_window))
 
 
 def default_workers() -> int:

@@ -287,13 +287,13 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
     template = {
         "recipe": dm.store.recipe.to_dict(), "channel_names": dm.channel_names,
         "classes": [c.model_dump() for c in dm.classes], "normalization": dm.normalization.model_dump(),
-        "window": dm.window, "predict_window": predict_window.window, "mask_channels": dm.mask_channels,
+        "window": dm.window, "predict_window": predict_window.window,
+        "predict_window_costs": {k: round(v, 4) for k, v in predict_window.seconds_per_mpx.items()} or None,
+        "mask_channels": dm.mask_channels,
         "target_size": config.target_size, "target_mode": config.target_mode,
         "domain": _training_domain(dm, config.train_split),  # what predict compares a scene with
         "extra": {"cubes": str(Path(dm.store.path).resolve()), "cube_size": dm.store.cube_size,
-                  "class_weights": weights, "train": config.model_dump(mode="json"),
-                  "predict_window_seconds_per_mpx": {str(k): round(v, 4) for k, v in
-                                                     predict_window.seconds_per_mpx.items()}},
+                  "class_weights": weights, "train": config.model_dump(mode="json")},
     }
     # every output of the run (config.yaml, bundles, history, plots) is written by global rank 0
     writer = BundleWriter(out, template, monitor=config.monitor, save_every=config.save_every,

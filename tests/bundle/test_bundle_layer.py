@@ -258,3 +258,22 @@ def test_default_prediction_window_is_recorded_and_used(demo_small, tmp_path):
     runs = {w: predict_scene(demo_small.scene, saved, tmp_path / f"map_{w}.tif", device="cpu", progress=False,
                              **({} if w is None else {"window": w})) for w in (None, 64)}
     assert runs[None].windows == 1 < runs[64].windows == 25  # a 240 px scene: one 256 px window
+
+
+def test_a_scene_gets_the_window_of_least_total_cost():
+    """Measured costs per size x the window pixels each layout runs: a scene just over 512 px gets 256 px."""
+    from types import SimpleNamespace
+
+    from geoseg.predict import plan_windows
+
+    costs = {64: 1.0, 128: 0.6, 256: 0.5, 512: 0.45}  # seconds per Mpx: 512 is the cheapest per pixel
+    bundle = SimpleNamespace(config=SimpleNamespace(predict_window=512, predict_window_costs=costs))
+
+    def scene(side: int) -> SimpleNamespace:
+        return SimpleNamespace(grid=SimpleNamespace(height=side, width=side))
+
+    assert plan_windows(scene(600), bundle).window_height == 256  # 9 x 256² px beats 4 x 512²
+    assert plan_windows(scene(10980), bundle).window_height == 512  # a full tile: the cheapest per pixel
+    assert plan_windows(scene(600), bundle, window=128).window_height == 128  # asked for
+    legacy = SimpleNamespace(config=SimpleNamespace(predict_window=64, predict_window_costs=None))
+    assert plan_windows(scene(600), legacy).window_height == 64

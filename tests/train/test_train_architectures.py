@@ -57,7 +57,7 @@ def test_short_training_writes_model_dir_and_best_reproduces_val_metrics(arch, d
     assert bundle.config.classes[0].name == "water" and bundle.config.classes[0].color.startswith("#")
     assert len(bundle.config.normalization.mean) == 24 and bundle.config.channel_names[3] == "B04"
     assert bundle.config.window == (48 if arch == "pspnet" else 64)
-    measured = {int(k): v for k, v in cfg_json["extra"]["predict_window_seconds_per_mpx"].items()}
+    measured = {int(k): v for k, v in cfg_json["predict_window_costs"].items()}
     assert bundle.config.window in measured and bundle.config.predict_window in measured  # the fastest, measured
     assert measured[bundle.config.predict_window] <= min(measured.values()) * 1.1
     assert cfg_json["extra"]["epoch"] == result.best_epoch
