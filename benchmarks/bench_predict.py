@@ -173,7 +173,8 @@ def _run(mode: str, scene: Path, bundle: Path, work: Path, args: argparse.Namesp
     return result
 
 
-def _bundle(work: Path, arch: str, encoder: str) -> Path:
+def _bundle(work: Path, arch: str, encoder: str, window: int = WINDOW, name: str = "bundle") -> Path:
+    """A random-weight bundle of ``arch``/``encoder`` trained (nominally) on ``window`` px (also bench_predict_window)."""
     from geoseg.bundle import BundleConfig, Normalization, save_bundle
     from geoseg.config.catalog import ClassDef
     from geoseg.demo.classes import DEMO_CLASSES
@@ -186,9 +187,9 @@ def _bundle(work: Path, arch: str, encoder: str) -> Path:
     config = BundleConfig(
         model=model.spec, recipe=recipe.to_dict(), channel_names=list(recipe.channel_names),
         classes=[ClassDef(code=c, name=n, color=col) for c, n, col in DEMO_CLASSES],
-        normalization=Normalization(mean=[0.15] * 24, std=[0.1] * 24), window=WINDOW,
+        normalization=Normalization(mean=[0.15] * 24, std=[0.1] * 24), window=window,
     )
-    return save_bundle(model.eval(), config, work / "bundle")
+    return save_bundle(model.eval(), config, work / name)
 
 
 def main() -> None:

@@ -35,30 +35,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine, peak_rss_mb  # noqa: E402
 
-CLASSES = 6
 MODELS = {"unet/resnet18": ("unet", "resnet18"), "rsprunetpp/resnest14d": ("rsprunetpp", "resnest14d")}
 
 
 def _bundle(work: Path, name: str, train_window: int) -> tuple[Path, int]:
-    from geoseg.bundle import BundleConfig, Normalization, save_bundle
-    from geoseg.config.catalog import ClassDef
-    from geoseg.demo.classes import DEMO_CLASSES
-    from geoseg.features import get_recipe
-    from geoseg.models import create_model
+    """The model's bundle and the window the trainer's measurement would choose for it."""
+    from bench_predict import _bundle as make_bundle
 
-    arch, encoder = MODELS[name]
-    recipe = get_recipe("s2_24")
-    model = create_model(arch, in_channels=24, num_classes=CLASSES, encoder=encoder,
-                         channel_names=list(recipe.channel_names))
-    config = BundleConfig(
-        model=model.spec, recipe=recipe.to_dict(), channel_names=list(recipe.channel_names),
-        classes=[ClassDef(code=c, name=n, color=col) for c, n, col in DEMO_CLASSES],
-        normalization=Normalization(mean=[0.15] * 24, std=[0.1] * 24), window=train_window,
-    )
+    from geoseg.bundle import load_bundle
     from geoseg.bundle.window_choice import measure_predict_window
 
-    chosen = measure_predict_window(model, 24, train_window).window
-    return save_bundle(model.eval(), config, work / name.replace("/", "_")), chosen
+    arch, encoder = MODELS[name]
+    path = make_bundle(work, arch, encoder, window=train_window, name=name.replace("/", "_"))
+    return path, measure_predict_window(load_bundle(path).model, 24, train_window).window
 
 
 def _one(scene: str, bundle: str, window: int, batch: int, out: str) -> dict:
