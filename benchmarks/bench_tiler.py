@@ -11,6 +11,9 @@ run:
     masking, 13 indices, labels, statistics and writing the CubeStore included);
 (c') the same with 2 workers on the two-step feature path (numpy resampling and masking, then
     the index kernel: the path before the fused kernel), for the gain of the fused kernel;
+(c-compact) 2 workers writing the compact store (``--store compact``: 16-bit DN at each band's
+    resolution + the valid mask, ~12 B/px instead of 96; the channels are computed later in
+    the batch transform);
 (d) the output floor: plain single-threaded writes of exactly the cube and label bytes (c)
     wrote — what any tiler producing this store must at least spend.
 
@@ -139,8 +142,8 @@ def _fused(enabled: bool) -> None:
     stack.compile_fused_kernel = fused.compile_fused_kernel if enabled else (lambda recipe: None)
 
 
-def geoseg_tile(client, catalog: Path, out: Path, cube: int, overlap: int, fused: bool = True
-                ) -> tuple[float, float, float]:
+def geoseg_tile(client, catalog: Path, out: Path, cube: int, overlap: int, fused: bool = True,
+                store: str = "features") -> tuple[float, float, float]:
     """(c) one run on ``client``: wall s, tiling s, CPU s (workers + client)."""
     from geoseg.tiling import tile_dataset
 
@@ -148,7 +151,8 @@ def geoseg_tile(client, catalog: Path, out: Path, cube: int, overlap: int, fused
     shutil.rmtree(out, ignore_errors=True)
     cpu0 = sum(client.run(time.process_time).values()) + time.process_time()
     start = time.perf_counter()
-    summary = tile_dataset(catalog, "bench", out, cube_size=cube, overlap=overlap, client=client, progress=False)
+    summary = tile_dataset(catalog, "bench", out, cube_size=cube, overlap=overlap, client=client, progress=False,
+                           store=store)
     wall = time.perf_counter() - start
     cpu = sum(client.run(time.process_time).values()) + time.process_time() - cpu0
     client.run(_fused, True)
@@ -231,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"scene {args.size} x {args.size} ({mpx:.1f} Mpx); cubes {args.cube_size}, overlap {args.overlap}")
 
     load_start = os.getloadavg()
-    runs: dict[str, list[tuple]] = {k: [] for k in ("plain", "torchgeo", "one", "two", "two_old", "write")}
+    runs: dict[str, list[tuple]] = {k: [] for k in ("plain", "torchgeo", "one", "two", "two_old", "compact", "write")}
     with contextlib.ExitStack() as stack:
         c1, warm1 = _cluster(stack, 1, demo.scene)
         c2, warm2 = _cluster(stack, 2, demo.scene)
@@ -243,6 +247,8 @@ def main(argv: list[str] | None = None) -> None:
             runs["two"].append(geoseg_tile(c2, catalog, args.work / "store_2", args.cube_size, args.overlap))
             runs["two_old"].append(geoseg_tile(c2, catalog, args.work / "store_old", args.cube_size, args.overlap,
                                                fused=False))
+            runs["compact"].append(geoseg_tile(c2, catalog, args.work / "store_compact", args.cube_size,
+                                               args.overlap, store="compact"))
             runs["write"].append(write_floor(args.work / "store_2", args.work))
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1][0]:.1f} s" for k, v in runs.items()), flush=True)
     peaks = {}
@@ -260,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     one = (best["one"][0], best["one"][1], None, warm1, best["one"][2], [r[0] for r in runs["one"]])
     two = (best["two"][0], best["two"][1], peaks[args.size], warm2, best["two"][2], [r[0] for r in runs["two"]])
     old = best["two_old"]
+    compact = best["compact"]
     rate1, rate2 = mpx / one[0], mpx / two[0]
     rows = [
         ("(a) rasterio windowed read, 1 thread (read only)", t_plain, mpx / t_plain, cpu_plain),
@@ -269,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         ("(c) geoseg tile, 2 worker processes", two[0], rate2, two[4]),
         ("(c') geoseg tile, 2 worker processes, two-step features (numpy resampling + index kernel)", old[0],
          mpx / old[0], old[2]),
+        ("(c-compact) geoseg tile --store compact, 2 worker processes", compact[0], mpx / compact[0], compact[2]),
         (f"(d) plain write of the cube + label bytes geoseg writes ({gb:.2f} GB), 1 thread, write only",
          t_write, mpx / t_write, cpu_write),
     ]
@@ -276,6 +284,8 @@ def main(argv: list[str] | None = None) -> None:
         ("geoseg 2 workers / (a) plain read", rate2 / (mpx / t_plain), "≥ 1"),
         ("geoseg 2 workers / (b) torchgeo", rate2 / tg_rate, "≥ 5"),
         ("geoseg 2 workers / 1 worker", rate2 / rate1, "≥ 1.7"),
+        ("geoseg --store compact, 2 workers / (a) plain read", mpx / compact[0] / (mpx / t_plain), "≥ 0.5"),
+        ("geoseg --store compact, 2 workers / (b) torchgeo", mpx / compact[0] / tg_rate, "≥ 5"),
         ("geoseg 2 workers: fused kernel / two-step features (time of (c') / (c))", old[0] / two[0], "(info)"),
         ("geoseg 2 workers / ((a) read then (d) write, no computation)", rate2 / (mpx / (t_plain + t_write)), "(info)"),
         ("CPU cost per pixel: geoseg (2 workers) / (a) plain read", two[4] / cpu_plain, "(info)"),
@@ -288,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         f"`python benchmarks/bench_tiler.py --size {args.size}` — demo scene {args.size} × {args.size} px "
         f"({mpx:.1f} Mpx, 12 bands at 10/20/60 m + SCL, DEFLATE GeoTIFF), cubes {args.cube_size} px, "
         f"overlap {args.overlap}. Throughput = scene megapixels / wall seconds (Dask cluster start-up and worker warm-up excluded, "
-        f"reported below). Every measurement is the fastest of {args.repeats} alternating rounds (a, b, c 1 worker, c 2 workers, c', d; every run is listed below): "
+        f"reported below). Every measurement is the fastest of {args.repeats} alternating rounds (a, b, c 1 worker, c 2 workers, c', c-compact, d; every run is listed below): "
         "on a VM the first write of fresh memory can cost several times more (docs/tiling.md).",
         "",
         *machine,
@@ -310,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{one[3]:.1f} s with 1 worker, {two[3]:.1f} s with 2. Every run (wall s): "
         + "; ".join(f"{name} {', '.join(f'{r[0]:.1f}' for r in runs[key])}" for key, name in
                     (("plain", "(a)"), ("torchgeo", "(b)"), ("one", "(c) 1 worker"), ("two", "(c) 2 workers"),
-                     ("two_old", "(c')"), ("write", "(d)"))) + ".",
+                     ("two_old", "(c')"), ("compact", "(c-compact)"), ("write", "(d)"))) + ".",
         f"Load average (1, 5, 15 min) at start {', '.join(f'{x:.1f}' for x in load_start)}, at the end "
         f"{', '.join(f'{x:.1f}' for x in load_end)}: the machine is shared. CPU s = process CPU time (all geoseg worker "
         "processes + the client); Mpx per CPU s is the cost per pixel, which other jobs on the machine "
