@@ -171,8 +171,8 @@ class SegmentationModel(nn.Module, metaclass=ArchitectureMeta):
         """
         n, t = x.shape[:2]
         flat = x.flatten(0, 1)
-        present = valid.flatten(0, 1).flatten(1).any(dim=1)  # (N*T,): the date has a valid pixel
-        if not self.training or bool(present.all()) or not bool(present.any()):
+        present = valid.flatten(0, 1).flatten(1).any(dim=1) if self.training else None  # (N*T,)
+        if present is None or bool(present.all()) or not bool(present.any()):
             return [f.unflatten(0, (n, t)) for f in self.encoder(flat)]
         out = []
         for f in self.encoder(flat[present]):
