@@ -24,17 +24,14 @@ BatchNorm) runs date by date over valid pixels only: masked dates do not enter i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geoseg.models.first_conv import date_channel_names, default_channel_names
+from geoseg.models.options import ArchOptions
 from geoseg.validity import valid_mask
-
-if TYPE_CHECKING:
-    from geoseg.models.options import ArchOptions
 
 __all__ = [
     "SeriesFeatures",
@@ -77,9 +74,14 @@ def level_mask(valid: Tensor, size: Sequence[int]) -> Tensor:
     when any of its pixels is (max pooling; exact for the padded sizes of the pyramid)."""
     n, t = valid.shape[:2]
     h, w = int(size[0]), int(size[1])
-    if tuple(valid.shape[-2:]) == (h, w):
+    big_h, big_w = int(valid.shape[-2]), int(valid.shape[-1])
+    if (big_h, big_w) == (h, w):
         return valid
-    pooled = F.adaptive_max_pool2d(valid.flatten(0, 1), (h, w))
+    flat = valid.flatten(0, 1)
+    if big_h % h == 0 and big_w % w == 0:  # the pyramid's exact strides: a plain max pool (exports to ONNX)
+        pooled = F.max_pool2d(flat, (big_h // h, big_w // w))
+    else:
+        pooled = F.adaptive_max_pool2d(flat, (h, w))
     return pooled.unflatten(0, (n, t))
 
 
