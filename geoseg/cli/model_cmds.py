@@ -9,6 +9,12 @@ import click
 __all__ = ["models_cmd"]
 
 
+def _capabilities(capabilities: dict[str, object]) -> str:
+    """The capabilities a model has, a list-valued one with its values: ``time_series (channels/attention)``."""
+    return ", ".join(f"{k} ({'/'.join(map(str, v))})" if isinstance(v, list) else k
+                     for k, v in capabilities.items() if v)
+
+
 def _fmt(value: object) -> str:
     if isinstance(value, tuple | list):
         return ",".join(str(v) for v in value)
@@ -24,7 +30,8 @@ def models_cmd(name: str | None, as_json: bool, plain: bool) -> None:
 
     Options are passed to ``create_model(NAME, ..., option=value)`` or under ``model:`` in
     a pipeline file; every model also takes ``encoder`` (any timm ``features_only`` model
-    or a registered custom encoder) and ``aux_params``.
+    or a registered custom encoder) and ``aux_params``. The capability ``time_series`` lists
+    the ``temporal`` modes in which a model takes a series of dates (N, T, C, H, W).
     """
     from geoseg.models import describe_models, get_model_class
 
@@ -37,7 +44,7 @@ def models_cmd(name: str | None, as_json: bool, plain: bool) -> None:
         return
     if plain:
         for model, d in info.items():
-            caps = ", ".join(k for k, v in d["capabilities"].items() if v)
+            caps = _capabilities(d["capabilities"])
             click.echo(f"{model}  (default encoder: {d['default_encoder']})  {d['summary']}")
             click.echo(f"  capabilities: {caps}")
             for o in d["options"]:
@@ -52,7 +59,7 @@ def models_cmd(name: str | None, as_json: bool, plain: bool) -> None:
     for col in ("model", "default encoder", "capabilities", "summary"):
         overview.add_column(col)
     for model, d in info.items():
-        caps = ", ".join(k for k, v in d["capabilities"].items() if v)
+        caps = _capabilities(d["capabilities"])
         overview.add_row(model, d["default_encoder"], caps, d["summary"])
     console.print(overview)
     for model, d in info.items():

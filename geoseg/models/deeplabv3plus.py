@@ -32,12 +32,12 @@ from geoseg.models.heads import ConvBNReLU, SegmentationHead
 from geoseg.models.options import ArchOptions, opt
 from geoseg.models.pointrend import PointRendOptions
 
-__all__ = ["DeepLabV3Plus", "DeepLabV3PlusOptions", "ASPP"]
+__all__ = ["DeepLabV3Plus", "DeepLabBase", "DeepLabOptions", "DeepLabV3PlusOptions", "ASPP"]
 
 
 @dataclasses.dataclass(frozen=True)
-class DeepLabV3PlusOptions(PointRendOptions):
-    """Options of DeepLabV3+."""
+class DeepLabOptions(ArchOptions):
+    """Options of the DeepLabV3+ decoder, shared by ``deeplabv3plus`` and ``deeplabv3plus3d``."""
 
     architecture: ClassVar[str] = "deeplabv3plus"
 
@@ -48,7 +48,6 @@ class DeepLabV3PlusOptions(PointRendOptions):
     low_level_channels: int = opt(48, "channels of the projected P2 skip")
     decoder_channels: int = opt(256, "channels of the decoder convolutions")
     separable: bool = opt(True, "depthwise-separable 3x3 convolutions in ASPP and decoder")
-    head_upsample: int | None = opt(None, "fixed final upsampling factor (None: resize to the input size)")
     # seed 003 (medicai): the activation of model(x); forward_train keeps logits for the losses
     classifier_activation: Literal["sigmoid", "softmax"] | None = opt(
         None, "activation of model(x)'s mask: sigmoid or softmax (None: logits; forward_train: logits)")
@@ -56,16 +55,14 @@ class DeepLabV3PlusOptions(PointRendOptions):
     def validate(self) -> None:
         super().validate()
         if self.encoder_depth < 3:
-            raise ModelError(f"deeplabv3plus.encoder_depth must be 3, 4 or 5, got {self.encoder_depth}")
+            raise ModelError(f"{self.architecture}.encoder_depth must be 3, 4 or 5, got {self.encoder_depth}")
         if self.output_stride is not None and (
             self.output_stride not in (8, 16, 32) or self.output_stride > 2**self.encoder_depth
         ):
             raise ModelError(
-                f"deeplabv3plus.output_stride must be 8, 16 or 32 and <= 2**encoder_depth "
+                f"{self.architecture}.output_stride must be 8, 16 or 32 and <= 2**encoder_depth "
                 f"({2**self.encoder_depth}), got {self.output_stride}"
             )
-        if self.head_upsample is not None and self.head_upsample < 1:
-            raise ModelError(f"deeplabv3plus.head_upsample must be >= 1, got {self.head_upsample}")
 
     @property
     def stride(self) -> int:
@@ -80,6 +77,20 @@ class DeepLabV3PlusOptions(PointRendOptions):
     def rates_at(self, stride: int) -> tuple[int, ...]:
         """ASPP rates for a deep feature at ``stride`` (an encoder that could not dilate)."""
         return self.atrous_rates or tuple(max(1, r * 16 // stride) for r in (6, 12, 18))
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepLabV3PlusOptions(PointRendOptions, DeepLabOptions):
+    """Options of DeepLabV3+."""
+
+    architecture: ClassVar[str] = "deeplabv3plus"
+
+    head_upsample: int | None = opt(None, "fixed final upsampling factor (None: resize to the input size)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.head_upsample is not None and self.head_upsample < 1:
+            raise ModelError(f"deeplabv3plus.head_upsample must be >= 1, got {self.head_upsample}")
 
 
 class ASPP(nn.Module):
@@ -117,14 +128,10 @@ class ASPP(nn.Module):
         return self.project(torch.cat(parts, dim=1))
 
 
-class DeepLabV3Plus(SegmentationModel):
-    """DeepLabV3+ (Chen et al. 2018) with selectable encoder_depth, output_stride and head_upsample."""
+class DeepLabBase(SegmentationModel):
+    """What the 2D and 3D DeepLabV3+ share: the dilated encoder and ``classifier_activation``."""
 
-    name: ClassVar[str] = "deeplabv3plus"
-    Options: ClassVar[type[ArchOptions]] = DeepLabV3PlusOptions
     default_encoder: ClassVar[str] = "resnet50"
-    summary: ClassVar[str] = "DeepLabV3+ (Chen et al. 2018): ASPP on P(encoder_depth), P2 skip"
-    supports_pointrend: ClassVar[bool] = True
 
     @classmethod
     def encoder_output_stride(cls, options: ArchOptions) -> int | None:
@@ -134,6 +141,32 @@ class DeepLabV3Plus(SegmentationModel):
     @classmethod
     def encoder_stride_fallback(cls, options: ArchOptions) -> bool:
         return options.output_stride is None  # type: ignore[attr-defined]  # the default 16 is a wish
+
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """As :meth:`SegmentationModel.forward`, the mask activated by ``classifier_activation``."""
+        out = super().forward(x)
+        act = self.options.classifier_activation  # type: ignore[attr-defined]
+        if act is None:
+            return out
+        mask = out[0] if isinstance(out, tuple) else out
+        mask = torch.sigmoid(mask) if act == "sigmoid" else torch.softmax(mask, dim=1)
+        return (mask, out[1]) if isinstance(out, tuple) else mask
+
+
+class DeepLabV3Plus(DeepLabBase):
+    """DeepLabV3+ (Chen et al. 2018) with selectable encoder_depth, output_stride and head_upsample.
+
+    A series ``input_shape=(T, H, W, C)`` (seed 003's 3D form) builds :attr:`series_variant`.
+    """
+
+    name: ClassVar[str] = "deeplabv3plus"
+    Options: ClassVar[type[ArchOptions]] = DeepLabV3PlusOptions
+    summary: ClassVar[str] = "DeepLabV3+ (Chen et al. 2018): ASPP on P(encoder_depth), P2 skip"
+    supports_pointrend: ClassVar[bool] = True
+    series_variant: ClassVar[str | None] = "deeplabv3plus3d"
+
+    def decoder_inputs(self) -> set[int]:
+        return {self.encoder.feature_at_level(self.options.encoder_depth), self.encoder.feature_at_level(2)}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -168,13 +201,3 @@ class DeepLabV3Plus(SegmentationModel):
             if factor > 1:
                 logits = F.interpolate(logits, scale_factor=factor, mode="bilinear", align_corners=False)
         return Decoded(logits=logits)
-
-    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
-        """As :meth:`SegmentationModel.forward`, the mask activated by ``classifier_activation``."""
-        out = super().forward(x)
-        act = self.options.classifier_activation  # type: ignore[attr-defined]
-        if act is None:
-            return out
-        mask = out[0] if isinstance(out, tuple) else out
-        mask = torch.sigmoid(mask) if act == "sigmoid" else torch.softmax(mask, dim=1)
-        return (mask, out[1]) if isinstance(out, tuple) else mask

@@ -243,8 +243,9 @@ def resolve_in_channels(in_channels: int | None, input_shape: Sequence[int | Non
 
     Args:
         in_channels: Given input channels, or None.
-        input_shape: ``(H, W, C)``, channels last, as medicai/Keras write it (H and W may be
-            None: geoseg models take any size). A 3D ``(D, H, W, C)`` shape is refused.
+        input_shape: ``(H, W, C)``, channels last, as medicai/Keras write it, or a series
+            ``(T, H, W, C)`` (seed 003's 3D form; C is the channels of one date). The sizes may
+            be None: geoseg models take any size.
         encoder: An encoder module declares its channels in ``_in_channels`` (smp) or
             ``in_channels``, else they are its first ``Conv2d``'s.
 
@@ -252,17 +253,15 @@ def resolve_in_channels(in_channels: int | None, input_shape: Sequence[int | Non
         ``in_channels``, else C of ``input_shape``, else the module's, else 24 (the s2_24 recipe).
 
     Raises:
-        ModelError: A malformed or 3D ``input_shape``, or one contradicting ``in_channels``.
+        ModelError: A malformed ``input_shape``, or one contradicting ``in_channels``.
     """
     if input_shape is not None:
         shape = tuple(input_shape) if isinstance(input_shape, Sequence) else ()
-        if len(shape) == 4:
-            raise ModelError(f"input_shape={input_shape!r} is volumetric (D, H, W, C): 3D models are "
-                             "not implemented; Sentinel-2 cubes are 2D", hint="give (H, W, C)")
-        sizes_ok = all(s is None or (isinstance(s, int) and s > 0) for s in shape[:2])
-        channels = shape[2] if len(shape) == 3 else None
+        sizes_ok = all(s is None or (isinstance(s, int) and not isinstance(s, bool) and s > 0) for s in shape[:-1])
+        channels = shape[-1] if len(shape) in (3, 4) else None
         if not (sizes_ok and isinstance(channels, int) and not isinstance(channels, bool) and channels > 0):
-            raise ModelError(f"input_shape must be (H, W, C), channels last, got {input_shape!r}")
+            raise ModelError(f"input_shape must be (H, W, C) or a series (T, H, W, C), channels last, "
+                             f"got {input_shape!r}")
         if in_channels is not None and in_channels != channels:
             raise ModelError(f"input_shape={input_shape!r} has {channels} channels but in_channels={in_channels}")
         return channels

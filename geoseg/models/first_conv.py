@@ -7,7 +7,9 @@ Every other channel receives the mean of all source filters. The whole kernel is
 scaled by ``n_source / n_target`` so that, for inputs of similar magnitude in every channel,
 the expected pre-activation stays what the pretrained network saw (the rule timm's
 ``adapt_input_conv`` uses, 3 / in_chans for RGB). The mapping is logged at INFO level.
-Channels are matched by name only — never by position.
+Channels are matched by name only — never by position. A date-prefixed channel name
+(``"t2:B04"``, the dates-as-channels input of a time series) matches its band (``B04``): every
+date's B04 channel gets the red filter, and the scale counts every date's channels.
 
 :func:`set_module_in_channels` does to a whole encoder module what smp's
 ``EncoderMixin.set_in_channels`` does (the first ``Conv2d`` taking the module's native channels
@@ -32,6 +34,8 @@ __all__ = [
     "RGB_BANDS",
     "BandMapping",
     "normalize_band_name",
+    "band_of",
+    "date_channel_names",
     "adapt_first_conv_weight",
     "set_module_in_channels",
 ]
@@ -43,13 +47,27 @@ RGB_BANDS: tuple[str, str, str] = ("B04", "B03", "B02")
 
 _ALIASES = {"RED": "B04", "GREEN": "B03", "BLUE": "B02", "NIR": "B08", "R": "B04", "G": "B03"}
 _BAND_RE = re.compile(r"^B0*(\d{1,2})(A?)$")
+_DATE_RE = re.compile(r"^t(\d+):(.+)$", re.IGNORECASE)
+
+
+def date_channel_names(names: Sequence[str], time_steps: int) -> list[str]:
+    """Names of the ``time_steps * len(names)`` channels of a series stacked date by date.
+
+    >>> date_channel_names(["B04", "NDVI"], 2)
+    ['t0:B04', 't0:NDVI', 't1:B04', 't1:NDVI']
+    """
+    return [f"t{t}:{name}" for t in range(time_steps) for name in names]
 
 
 def normalize_band_name(name: str) -> str:
     """Canonical Sentinel-2 spelling: ``"b4"``, ``"B4"``, ``"red"`` → ``"B04"``; ``"b8a"`` → ``"B8A"``.
 
-    Names that are not Sentinel-2 bands (``"NDVI"``, ``"VV"``) are returned upper-cased.
+    Names that are not Sentinel-2 bands (``"NDVI"``, ``"VV"``) are returned upper-cased; a
+    date prefix is kept (``"T1:b4"`` → ``"t1:B04"``).
     """
+    dated = _DATE_RE.match(name.strip())
+    if dated is not None:
+        return f"t{int(dated.group(1))}:{normalize_band_name(dated.group(2))}"
     key = name.strip().upper()
     key = _ALIASES.get(key, key)
     match = _BAND_RE.match(key)
@@ -57,6 +75,13 @@ def normalize_band_name(name: str) -> str:
         return key
     number, suffix = match.groups()
     return f"B{int(number)}A" if suffix else f"B{int(number):02d}"
+
+
+def band_of(name: str) -> str:
+    """The normalised band of a channel name, without its date prefix (``"t1:b4"`` → ``"B04"``)."""
+    normalized = normalize_band_name(name)
+    dated = _DATE_RE.match(normalized)
+    return normalized if dated is None else dated.group(2)
 
 
 @dataclass(frozen=True)
@@ -121,7 +146,8 @@ def adapt_first_conv_weight(
     out = torch.empty(w.shape[0], len(tgt), *w.shape[2:], dtype=w.dtype)
     index: list[int | None] = []
     for c, name in enumerate(tgt):
-        i = src.index(name) if name in src else None
+        band = band_of(name)
+        i = src.index(band) if band in src else None
         out[:, c] = w[:, i] if i is not None else mean_filter
         index.append(i)
     scale = len(src) / len(tgt) if rescale else 1.0

@@ -7,6 +7,11 @@ valid pixels only, masked pixels are written as exactly 0, and running statistic
 :class:`torch.nn.BatchNorm2d`: ``running = (1 - momentum) * running + momentum * batch``
 with the *unbiased* batch variance (``momentum=None`` gives the cumulative average).
 The computation has no data-dependent Python branches, so it traces/export cleanly.
+
+The same layer normalises volumes ``(N, C, T, H, W)`` (the 3D decoder of ``deeplabv3plus3d``)
+with a mask ``(N, 1, T, H, W)``; a time series ``(N, T, C, H, W)`` is normalised date by date
+as ``(N*T, C, H, W)``. Either way a masked date (or a masked pixel of a date) is left out of the
+statistics and written as 0.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ def valid_pixel_mask(x: Tensor, mask_channels: int = DEFAULT_MASK_CHANNELS) -> T
 
 class MaskedBatchNorm2d(nn.Module):
     """BatchNorm2d whose statistics and output only involve valid pixels.
+
+    Input ``(N, C, H, W)``, or ``(N, C, T, H, W)`` with the mask given (statistics over
+    every valid position of every dimension but C).
 
     Args:
         num_features: Number of channels C.
@@ -87,23 +95,25 @@ class MaskedBatchNorm2d(nn.Module):
         )
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Normalise ``x``; ``mask`` (N, 1, H, W) overrides the mask derived from ``x``."""
+        """Normalise ``x``; ``mask`` (N, 1, ...) overrides the mask derived from ``x``."""
         m = valid_pixel_mask(x, self.mask_channels) if mask is None else mask.to(x.dtype)
+        dims = (0, *range(2, x.ndim))  # every dimension but the channels
+        shape = (1, -1) + (1,) * (x.ndim - 2)  # a per-channel vector broadcast over them
         use_batch = self.training or not self.track_running_stats
         if use_batch:
             n = m.sum()  # valid pixels (same for every channel)
             n_safe = n.clamp(min=1.0)
-            mean = (x * m).sum(dim=(0, 2, 3)) / n_safe
-            centred = (x - mean[None, :, None, None]) * m
-            var = (centred * centred).sum(dim=(0, 2, 3)) / n_safe  # biased, for normalising
+            mean = (x * m).sum(dim=dims) / n_safe
+            centred = (x - mean.view(shape)) * m
+            var = (centred * centred).sum(dim=dims) / n_safe  # biased, for normalising
             if self.training and self.track_running_stats:
                 self._update_running(mean, var, n)
         else:
             assert self.running_mean is not None and self.running_var is not None  # track_running_stats
             mean, var = self.running_mean, self.running_var
-        y = (x - mean[None, :, None, None]) * torch.rsqrt(var[None, :, None, None] + self.eps)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
-            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+            y = y * self.weight.view(shape) + self.bias.view(shape)
         return y * m  # masked pixels are exactly 0
 
     @torch.no_grad()

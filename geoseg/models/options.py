@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal, TypeVar, Union
 
 from geoseg.errors import ModelError
 from geoseg.utils.closest import suggestion
+from geoseg.validity import DEFAULT_MASK_CHANNELS
 
 __all__ = ["ArchOptions", "opt"]
 
@@ -71,18 +72,46 @@ class ArchOptions:
     """Options every architecture accepts."""
 
     architecture: ClassVar[str] = "model"
+    #: The series modes ``temporal`` accepts (a 2D architecture: both series front ends).
+    temporal_modes: ClassVar[tuple[str, ...]] = ("channels", "attention")
+    #: ``temporal=None`` (one date, input (N, C, H, W)) is accepted.
+    single_date: ClassVar[bool] = True
 
     encoder_depth: int = opt(5, "deepest encoder level used (P_depth, stride 2**depth)")
     freeze_backbone: bool = opt(False, "freeze encoder weights and BatchNorm statistics")
+    temporal: str | None = opt(
+        None, "time series (N, T, C, H, W): 'channels' (dates as T*C input channels, needs time_steps) "
+        "or 'attention' (shared encoder per date, attention over dates per level); None: one date")
+    time_steps: int | None = opt(None, "dates T of a series (None: any T; 'channels' needs it)")
+    mask_channels: int = opt(DEFAULT_MASK_CHANNELS, "leading channels that define a valid (non-zero) pixel "
+                             "of a date (training sets it from the recipe's num_mask_channels)")
 
     def __post_init__(self) -> None:
+        self._check_temporal()
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             value = _check(getattr(self, f.name), hints[f.name], f"{self.architecture}.{f.name}")
             object.__setattr__(self, f.name, value)
         if not 1 <= self.encoder_depth <= 5:
             raise ModelError(f"{self.architecture}.encoder_depth must be in 1..5, got {self.encoder_depth}")
+        if self.mask_channels < 1 or (self.time_steps is not None and self.time_steps < 1):
+            raise ModelError(f"{self.architecture}.mask_channels and time_steps must be positive, "
+                             f"got {self.mask_channels} and {self.time_steps}")
+        if self.temporal == "channels" and self.time_steps is None:
+            raise ModelError(f"{self.architecture}: temporal='channels' needs time_steps (the T of T x C "
+                             "input channels)", hint="pass time_steps=T, e.g. time_steps=6")
         self.validate()
+
+    def _check_temporal(self) -> None:
+        """An unknown ``temporal`` mode names the valid ones and the closest match."""
+        if self.temporal in self.temporal_modes or (self.temporal is None and self.single_date):
+            return
+        valid = [repr(m) for m in self.temporal_modes] + (["None (one date)"] if self.single_date else [])
+        raise ModelError(
+            f"unknown temporal mode {self.temporal!r} for architecture {self.architecture!r}; "
+            f"valid modes are {', '.join(valid)}",
+            hint=suggestion(str(self.temporal), self.temporal_modes),
+        )
 
     def validate(self) -> None:
         """Cross-field checks of a subclass (raise ModelError)."""

@@ -140,6 +140,16 @@ class PSPNet(SegmentationModel):
     def encoder_output_stride(cls, options: ArchOptions) -> int | None:
         return 8 if options.dilated and 2**options.encoder_depth > 8 else None  # type: ignore[attr-defined]
 
+    def decoder_inputs(self) -> set[int]:
+        opts: PSPNetOptions = self.options  # type: ignore[assignment]
+        if opts.use_unet:
+            return super().decoder_inputs()
+        return {len(self.encoder.channels) - 1} | ({self._aux_feature()} if opts.aux_mask_head else set())
+
+    def _aux_feature(self) -> int:
+        """Index of the feature the aux segmentation head reads: P4, else the second deepest."""
+        return self.encoder.feature_at_level(4) if 4 in self.encoder.levels else len(self.encoder.channels) - 2
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         opts: PSPNetOptions = self.options  # type: ignore[assignment]
@@ -158,7 +168,7 @@ class PSPNet(SegmentationModel):
         self.segmentation_head = SegmentationHead(head_in, self.num_classes, kernel_size=1,
                                                   dropout=opts.dropout)
         self.has_aux_mask_head = opts.aux_mask_head
-        self.aux_index = self.encoder.feature_at_level(4) if 4 in self.encoder.levels else len(ch) - 2
+        self.aux_index = self._aux_feature()
         self.aux_head = nn.Sequential(
             ConvBNReLU(ch[max(self.aux_index, 0)], 256, 3),
             SegmentationHead(256, self.num_classes, kernel_size=1, dropout=opts.dropout),

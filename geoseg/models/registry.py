@@ -18,6 +18,7 @@ from geoseg.errors import CheckpointError, ModelError
 from geoseg.models.base import SegmentationModel
 from geoseg.models.constructors import use_registry
 from geoseg.models.deeplabv3plus import DeepLabV3Plus
+from geoseg.models.deeplabv3plus3d import DeepLabV3Plus3D
 from geoseg.models.encoders import resolve_in_channels
 from geoseg.models.heads import validate_aux_params
 from geoseg.models.pspnet import PSPNet
@@ -30,7 +31,7 @@ from geoseg.utils.closest import suggestion
 __all__ = ["MODELS", "create_model", "load_model", "list_models", "describe_models", "get_model_class"]
 
 MODELS: dict[str, type[SegmentationModel]] = {
-    cls.name: cls for cls in (RSPRUNetPlusPlus, UNet3Plus, DeepLabV3Plus, PSPNet, UNet)
+    cls.name: cls for cls in (RSPRUNetPlusPlus, UNet3Plus, DeepLabV3Plus, PSPNet, UNet, DeepLabV3Plus3D)
 }
 
 
@@ -55,7 +56,11 @@ def get_model_class(name: str) -> type[SegmentationModel]:
 
 
 def describe_models() -> dict[str, dict[str, Any]]:
-    """Per model: summary, default encoder, options (name/type/default/help), capabilities."""
+    """Per model: summary, default encoder, options (name/type/default/help), capabilities.
+
+    ``capabilities["time_series"]`` lists the ``temporal`` modes the model accepts (a series
+    input ``(N, T, C, H, W)``); ``capabilities["single_date"]`` says whether it takes one date.
+    """
     return {
         name: {
             "summary": cls.summary,
@@ -68,6 +73,8 @@ def describe_models() -> dict[str, dict[str, Any]]:
                 "aux_classification_head": True,
                 "custom_encoders": True,
                 "any_input_size": True,
+                "time_series": list(cls.Options.temporal_modes),
+                "single_date": cls.Options.single_date,
             },
         }
         for name, cls in MODELS.items()
@@ -111,7 +118,10 @@ def create_model(
             ``activation``); ``forward`` then returns ``(mask, label)``.
         options: Architecture options as a dict (the ``options`` entry of ``model.spec``).
         input_shape: ``(H, W, C)``, channels last (seed 003's medicai/Keras form): gives
-            ``in_channels`` = C. geoseg models take any H, W; a 3D shape is refused.
+            ``in_channels`` = C; geoseg models take any H, W. A series ``(T, H, W, C)`` (the
+            seed's 3D form) also gives ``time_steps`` = T (None: any T) and, without
+            ``temporal``, builds the architecture's series variant (``deeplabv3plus`` →
+            ``deeplabv3plus3d``).
         **architecture_options: Architecture options as keywords (see ``describe_models``).
 
     Returns:
@@ -136,6 +146,9 @@ def create_model(
     if clash:
         raise ModelError(f"option(s) {clash} given both in options= and as keywords")
     merged.update(architecture_options)
+    if isinstance(input_shape, Sequence) and len(input_shape) == 4:
+        cls = _series_class(cls, merged)
+        merged = _with_time_steps(merged, input_shape[0])
     opts = cls.Options.from_dict(merged)
     aux = validate_aux_params(aux_params, num_classes)
     if isinstance(encoder, str) and encoder.startswith("custom:"):
@@ -154,6 +167,27 @@ def create_model(
         channel_names=channel_names,
         pretrained=pretrained,
     )
+
+
+def _series_class(cls: type[SegmentationModel], options: Mapping[str, Any]) -> type[SegmentationModel]:
+    """The class a series ``input_shape`` builds: ``cls`` with ``temporal`` set, else its series variant."""
+    if not cls.Options.single_date or options.get("temporal") is not None:
+        return cls
+    if cls.series_variant is None:
+        raise ModelError(
+            f"input_shape (T, H, W, C) is a time series; {cls.name} takes one with the option temporal",
+            hint=f"add temporal='attention' or temporal='channels' (valid: {', '.join(cls.Options.temporal_modes)})",
+        )
+    return MODELS[cls.series_variant]
+
+
+def _with_time_steps(options: dict[str, Any], steps: Any) -> dict[str, Any]:
+    """``options`` with ``time_steps`` from a series ``input_shape`` (T None: any)."""
+    if steps is None:
+        return options
+    if options.get("time_steps", steps) != steps:
+        raise ModelError(f"input_shape has T={steps} dates but time_steps={options['time_steps']}")
+    return {**options, "time_steps": steps}
 
 
 def load_model(path: str | Path) -> SegmentationModel:

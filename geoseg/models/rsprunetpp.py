@@ -25,7 +25,6 @@ from geoseg.models.heads import ConvBNReLU, resize, scse
 from geoseg.models.masked_batchnorm import MaskedBatchNorm2d
 from geoseg.models.options import ArchOptions, opt
 from geoseg.models.pointrend import PointRendOptions
-from geoseg.validity import DEFAULT_MASK_CHANNELS
 
 __all__ = ["RSPRUNetPlusPlus", "RSPRUNetPPOptions", "NestedDecoder", "NestedBlock"]
 
@@ -45,13 +44,11 @@ class RSPRUNetPPOptions(PointRendOptions):
     )
     deep_supervision: bool = opt(False, "return the X(0,j) head logits in ModelOutput.deep")
     masked_bn: bool = opt(True, "masked BatchNorm on the input (statistics of valid pixels only)")
-    mask_channels: int = opt(DEFAULT_MASK_CHANNELS, "leading channels that define a valid (non-zero) pixel "
-                             "(training sets it from the recipe's num_mask_channels)")
 
     def validate(self) -> None:
         super().validate()
-        if min(self.decoder_channels or (1,)) < 1 or self.mask_channels < 1:
-            raise ModelError("rsprunetpp.decoder_channels and mask_channels must be positive")
+        if min(self.decoder_channels or (1,)) < 1:
+            raise ModelError("rsprunetpp.decoder_channels must be positive")
 
 
 class NestedBlock(nn.Module):

@@ -45,6 +45,7 @@ from geoseg.models.custom_encoders import EncoderEntry, resolve_encoder_name
 from geoseg.models.encoders import TimmEncoder, build_timm_features, create_encoder
 from geoseg.models.first_conv import RGB_BANDS, adapt_first_conv_weight, normalize_band_name
 from geoseg.models.options import ArchOptions
+from geoseg.models.temporal import encoder_input
 from geoseg.models.torchgeo_weights import (
     check_encoder_matches,
     parse_torchgeo,
@@ -90,6 +91,17 @@ def _spec_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     return [f"{k}: file {a.get(k)!r} vs model {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
 
 
+def _with_default_options(spec: Mapping[str, Any], model: SegmentationModel) -> dict[str, Any]:
+    """``spec`` with the options it lacks at their defaults (a file written before they existed)."""
+    options = spec.get("options")
+    if spec.get("name") != model.name or not isinstance(options, Mapping):
+        return dict(spec)
+    try:
+        return {**spec, "options": type(model).Options.from_dict(options).to_dict()}
+    except ModelError:  # unknown or invalid options: reported as a difference
+        return dict(spec)
+
+
 def load_weights(model: SegmentationModel, path: str | Path) -> SegmentationModel:
     """Load a geoseg checkpoint (file or model bundle directory) into ``model`` (strict).
 
@@ -98,7 +110,7 @@ def load_weights(model: SegmentationModel, path: str | Path) -> SegmentationMode
     """
     sd, spec = read_checkpoint(path)
     if spec is not None:
-        diff = _spec_diff(spec, model.spec)
+        diff = _spec_diff(_with_default_options(spec, model), model.spec)
         if diff:
             raise CheckpointError(
                 "checkpoint was saved from a different architecture: " + "; ".join(diff), path=path,
@@ -281,7 +293,7 @@ def _load_timm_backbone(model: SegmentationModel, sd: Mapping[str, Tensor],
     """Load timm-format backbone weights into ``model``'s timm encoder, first conv band-mapped."""
     assert isinstance(model.encoder, TimmEncoder)
     feats = pretrained_timm_features(
-        model.encoder.name, model.in_channels, model.channel_names, model.options.encoder_depth,
+        model.encoder.name, model.encoder_channels, model.encoder_channel_names, model.options.encoder_depth,
         model.encoder_output_stride(model.options), state_dict=sd, source_bands=bands,
         stride_fallback=model.encoder_stride_fallback(model.options),
     )
@@ -329,6 +341,8 @@ def build_with_weights(
     the file holds backbone weights, whose first convolution is mapped band by band.
     """
     args = (in_channels, num_classes, encoder, options, aux_params, channel_names)
+    # the encoder's own input: T*C date-prefixed channels for dates as channels
+    enc_channels, enc_names = encoder_input(in_channels, channel_names, options)
     if pretrained is False or pretrained is None:
         return cls(*args)
     torchgeo = parse_torchgeo(pretrained)
@@ -348,8 +362,8 @@ def build_with_weights(
     def with_custom_weights(sd: Mapping[str, Tensor], bands: Sequence[str] | None) -> SegmentationModel:
         assert entry is not None
         src_chans = int(sd[_first_conv_key(sd, None, None)].shape[1])
-        source, target = _band_lists(entry.name, src_chans, in_channels, channel_names, bands)
-        enc = create_encoder(entry.name, in_channels, options.encoder_depth, cls.encoder_output_stride(options),
+        source, target = _band_lists(entry.name, src_chans, enc_channels, enc_names, bands)
+        enc = create_encoder(entry.name, enc_channels, options.encoder_depth, cls.encoder_output_stride(options),
                              stride_fallback=cls.encoder_stride_fallback(options), state_dict=sd,
                              source_bands=source, channel_names=target)
         return cls(in_channels, num_classes, enc, options, aux_params, channel_names)
@@ -364,7 +378,7 @@ def build_with_weights(
                 f"pretrained_settings, got {enc_name!r}",
                 hint="load custom encoder weights from a local file: pretrained=<path>",
             )
-        feats = pretrained_timm_features(resolved, in_channels, channel_names, options.encoder_depth,
+        feats = pretrained_timm_features(resolved, enc_channels, enc_names, options.encoder_depth,
                                          cls.encoder_output_stride(options),
                                          stride_fallback=cls.encoder_stride_fallback(options))
         return cls(*args, timm_model=feats)

@@ -16,7 +16,7 @@ __all__ = ["RULES", "Rule", "Refused", "SKIP", "GEOSEG_MODELS", "CHANNELS_WHY"]
 
 SKIP = object()
 """What :meth:`Rule.apply` returns for a value that asks nothing of geoseg."""
-GEOSEG_MODELS = ("unet", "deeplabv3plus", "pspnet", "unet3plus", "rsprunetpp")
+GEOSEG_MODELS = ("unet", "deeplabv3plus", "pspnet", "unet3plus", "rsprunetpp", "deeplabv3plus3d")
 """geoseg's architectures, as an architecture name normalised (lower case, no ``-``/``_``, ``+`` → ``plus``) reads."""
 
 

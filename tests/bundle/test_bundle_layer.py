@@ -117,7 +117,7 @@ def test_store_manifest_reader(tmp_path):
 def test_mask_channels_of_rsprunetpp_come_from_the_recipe():
     assert recipe_model_options("rsprunetpp", {}, 4) == {"mask_channels": 4}
     assert recipe_model_options("rsprunetpp", {"mask_channels": 7}, 4) == {"mask_channels": 7}  # explicit wins
-    assert recipe_model_options("unet", {"encoder_depth": 3}, 4) == {"encoder_depth": 3}  # no such option
+    assert recipe_model_options("unet", {"encoder_depth": 3}, 4) == {"encoder_depth": 3, "mask_channels": 4}  # every model: series validity
 
 
 def test_training_builds_rsprunetpp_with_the_recipes_mask_channels():

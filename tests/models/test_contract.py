@@ -4,6 +4,9 @@ Checks forward shapes (eval and training), backward with finite non-zero gradien
 deep-supervision outputs, eval determinism, the spec rebuild and a save/load round trip.
 Input sizes: 256 (for 13 channels) or 64, and a size not divisible by 32 (200 or 70).
 Every architecture variant (aux head, PointRend) also round-trips as ``pretrained=path``.
+The time-series models — every 2D architecture with ``temporal="channels"`` and
+``"attention"``, and ``deeplabv3plus3d`` — meet the same contract on series of 3 dates
+(N, 3, 24, H, W) with masked pixels and a partly masked date.
 """
 
 from __future__ import annotations
@@ -12,7 +15,15 @@ import json
 
 import pytest
 import torch
-from _model_helpers import S2_24, SMALL_ENCODER, SMALL_OPTIONS, make_input
+from _model_helpers import (
+    S2_24,
+    SMALL_ENCODER,
+    SMALL_OPTIONS,
+    model_input,
+    series_options,
+    series_variants,
+    single_date_models,
+)
 
 from geoseg.models import (
     ModelOutput,
@@ -38,27 +49,39 @@ def _conv0(model: SegmentationModel) -> torch.Tensor:
     return next(p for p in model.encoder.parameters() if p.ndim == 4)
 
 
-def _build(name: str, in_channels: int, aux: bool) -> SegmentationModel:
+def _build(name: str, in_channels: int, aux: bool, temporal: str | None = None) -> SegmentationModel:
     return create_model(
         name,
         in_channels=in_channels,
         num_classes=K,
         encoder=SMALL_ENCODER[name],
         aux_params={"classes": 3, "dropout": 0.2} if aux else None,
-        **SMALL_OPTIONS[name],
+        **series_options(name, temporal),
     )
 
 
 @pytest.mark.parametrize("aux", [False, True], ids=["noaux", "aux"])
 @pytest.mark.parametrize("kind", ["even", "odd"])
 @pytest.mark.parametrize("in_channels", [3, 13, 24])
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", single_date_models())
 def test_model_contract(name: str, in_channels: int, kind: str, aux: bool, tmp_path) -> None:
-    size = _size(in_channels, kind)
-    model = _build(name, in_channels, aux)
+    _check_contract(_build(name, in_channels, aux), _size(in_channels, kind), aux, tmp_path)
+
+
+@pytest.mark.parametrize("aux", [False, True], ids=["noaux", "aux"])
+@pytest.mark.parametrize("kind", ["even", "odd"])
+@pytest.mark.parametrize(("name", "temporal"), series_variants(), ids=lambda v: v)
+def test_series_model_contract(name: str, temporal: str, kind: str, aux: bool, tmp_path) -> None:
+    model = _build(name, 24, aux, temporal)
+    assert model.takes_series and model.options.temporal == temporal
+    _check_contract(model, _size(24, kind), aux, tmp_path)
+
+
+def _check_contract(model: SegmentationModel, size: int, aux: bool, tmp_path) -> None:
+    in_channels = model.in_channels
     assert model.required_divisor == 1
     assert model.has_aux_head is aux
-    x = make_input(2, in_channels, size, size, invalid_fraction=0.25)
+    x = model_input(model, 2, in_channels, size, size, invalid_fraction=0.25)
 
     # training outputs + backward
     model.train()
@@ -88,7 +111,9 @@ def test_model_contract(name: str, in_channels: int, kind: str, aux: bool, tmp_p
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     first = _conv0(model)
-    assert first.shape[1] == in_channels and first.grad.abs().sum() > 0
+    assert first.shape[1] == model.encoder_channels and first.grad.abs().sum() > 0
+    assert model.encoder_channels == in_channels * (model.options.time_steps if model.options.temporal
+                                                    == "channels" else 1)
 
     # eval: shape, determinism, tuple convention
     model.eval()
@@ -121,6 +146,7 @@ def test_model_contract(name: str, in_channels: int, kind: str, aux: bool, tmp_p
 
 @pytest.mark.parametrize("name", list_models())
 def test_features_match_feature_info(name: str) -> None:
+    """The 2D encoder (of a 3D model too: its temporal blocks only act on a series)."""
     model = _build(name, 5, aux=False)
     x = torch.randn(1, 5, 64, 64)
     feats = model.encoder(x)
@@ -135,15 +161,16 @@ def _variants() -> list[tuple[str, str]]:
         out += [(name, "plain"), (name, "aux")]
         if get_model_class(name).supports_pointrend:
             out.append((name, "pointrend"))
-    return out
+    return out + [(name, temporal) for name, temporal in series_variants() if temporal != "3d"]
 
 
 @pytest.mark.parametrize(("name", "variant"), _variants(), ids=lambda v: v)
 def test_whole_checkpoint_as_pretrained(name: str, variant: str, tmp_path) -> None:
     """save_weights → create_model(..., pretrained=path) gives back the same model (issue 13)."""
+    temporal = variant if variant in ("channels", "attention") else None
     kwargs = dict(
         in_channels=24, num_classes=K, encoder=SMALL_ENCODER[name], channel_names=S2_24,
-        aux_params={"classes": 3} if variant == "aux" else None, **SMALL_OPTIONS[name],
+        aux_params={"classes": 3} if variant == "aux" else None, **series_options(name, temporal),
     )
     if variant == "pointrend":
         kwargs.update(pointrend=True, point_subdivision_points=64, point_fc_dim=16)
@@ -153,7 +180,7 @@ def test_whole_checkpoint_as_pretrained(name: str, variant: str, tmp_path) -> No
     want, got = model.state_dict(), loaded.state_dict()
     assert list(got) == list(want)
     assert all(torch.equal(got[k], want[k]) for k in want)
-    x = make_input(1, 24, 40, 40, invalid_fraction=0.25)
+    x = model_input(model, 1, 24, 40, 40, invalid_fraction=0.25)
     with torch.no_grad():
         y_want, y_got = model.eval()(x), loaded.eval()(x)
     if variant == "aux":
@@ -169,7 +196,7 @@ def test_pointrend_contract(name: str, tmp_path) -> None:
                          aux_params={"classes": 3}, pointrend=True, point_train_points=48,
                          point_subdivision_points=64, point_fc_dim=16, **SMALL_OPTIONS[name])
     assert model.supports_pointrend and model.point_head is not None
-    x = make_input(2, 24, 38, 38, invalid_fraction=0.25)  # not a multiple of the encoder stride
+    x = model_input(model, 2, 24, 38, 38, invalid_fraction=0.25)  # not a multiple of the encoder stride
     target = torch.randint(0, K, (2, 38, 38))
     out = model.train().forward_train(x)
     assert out.mask.shape == (2, K, 38, 38)

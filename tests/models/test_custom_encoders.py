@@ -265,11 +265,11 @@ def test_input_shape_gives_the_channels() -> None:
     model = create_model("deeplabv3plus", input_shape=(224, 224, 5), encoder="test_resnet", **SMALL)
     assert model.in_channels == 5
     assert create_model("unet", input_shape=(None, None, 4), encoder="test_resnet").in_channels == 4
-    with pytest.raises(ModelError, match="volumetric.*not implemented"):
-        create_model("deeplabv3plus", input_shape=(96, 96, 96, 3), encoder="test_resnet")
+    series = create_model("deeplabv3plus", input_shape=(4, 96, 96, 3), encoder="test_resnet", **SMALL)
+    assert series.name == "deeplabv3plus3d" and (series.in_channels, series.options.time_steps) == (3, 4)
     with pytest.raises(ModelError, match="has 3 channels but in_channels=24"):
         create_model("deeplabv3plus", input_shape=(64, 64, 3), in_channels=24, encoder="test_resnet")
-    with pytest.raises(ModelError, match=r"\(H, W, C\)"):
+    with pytest.raises(ModelError, match=r"\(H, W, C\) or a series \(T, H, W, C\)"):
         create_model("deeplabv3plus", input_shape=(64, 64), encoder="test_resnet")
 
 

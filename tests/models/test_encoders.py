@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _model_helpers import model_input
 from torch import nn
 
 from geoseg.errors import ModelError
@@ -97,7 +98,7 @@ def tiny_registered():
 def test_registered_custom_encoder_works_everywhere(name: str, tiny_registered: str) -> None:
     model = create_model(name, in_channels=6, num_classes=3, encoder=tiny_registered)
     assert model.encoder.channels == [4, 8, 12, 16, 20]
-    x = torch.randn(2, 6, 40, 40)
+    x = model_input(model, 2, 6, 40, 40)  # a series for deeplabv3plus3d (temporal blocks on the outputs)
     out = model.forward_train(x)
     assert out.mask.shape == (2, 3, 40, 40)
     out.mask.mean().backward()

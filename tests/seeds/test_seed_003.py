@@ -1,11 +1,12 @@
-"""Seed 003 (medicai's DeepLabV3Plus): its 2D model, encoder depth and custom encoder, as written.
+"""Seed 003 (medicai's DeepLabV3Plus): its 2D and 3D models, encoder depth and custom encoder.
 
 The seed's code blocks are quoted below and checked against the seed's text. They run with
 ``medicai.models`` replaced by ``geoseg.models``; the custom-encoder example's Keras
 ``ConvNeXtBackbone`` is a small PyTorch stand-in built from timm's ConvNeXt (the same
 depths and projection dims, 2D, returning ``{"P1": ..., "P4": ...}`` with P1 at stride 4).
-Inputs are tiny (64 px). The seed's 3D (volumetric) models are a later issue: those parts are
-skipped. docs/seeds.md maps every name.
+Inputs are tiny (64 px). The 3D examples build ``deeplabv3plus3d`` (the volume's depth D is the
+series' dates T) with medicai's ``seresnext50`` spelled as timm does (``seresnext50_32x4d``);
+their forward pass runs on 32 px dates. docs/seeds.md maps every name.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pytest
 import timm
 import torch
 from torch import nn
+
+from geoseg.errors import ModelError
 
 SEED = Path(__file__).resolve().parents[2].parent / "shared" / "seeds" / "003_3cab615a640b9e50.txt"
 
@@ -132,11 +135,32 @@ def test_2d_model_with_resnet_backbone() -> None:
     assert "deeplabv3plus" in list_models()
 
 
-@pytest.mark.skip(reason="3D (volumetric) DeepLabV3+ (input_shape (D, H, W, C), seresnext50) is a later "
-                  "issue: Sentinel-2 cubes are 2D; geoseg refuses a 3D input_shape with a one-line error")
+def _timm_names(code: str) -> str:
+    return code.replace("'seresnext50'", "'seresnext50_32x4d'")  # medicai's name -> timm's (docs/seeds.md)
+
+
 def test_3d_models() -> None:
-    _run(INIT_2D + INIT_3D)
-    _run("from medicai.models import DeepLabV3Plus\n" + PYRAMID_3D)
+    """input_shape=(D, H, W, C) builds the 3D DeepLabV3+: D dates of (H, W, C), one 2D map out."""
+    scope = _run(_timm_names(INIT_2D + INIT_3D))
+    model = scope["model"].eval()
+    assert model.spec["name"] == "deeplabv3plus3d" and model.spec["encoder"] == "seresnext50_32x4d"
+    assert (model.in_channels, model.num_classes, model.options.time_steps) == (3, 1, 96)
+    assert model.temporal_stages.interleaved  # a temporal block after each stage of the backbone
+    with torch.no_grad():
+        out = model(torch.randn(1, 96, 3, 32, 32))  # 96 dates (the seed's D), small dates
+    assert out.shape == (1, 1, 32, 32) and ((out > 0) & (out < 1)).all()  # classifier_activation
+    with pytest.raises(ModelError, match="T=96"):
+        model(torch.randn(1, 4, 3, 32, 32))
+
+
+def test_3d_pyramid_outputs() -> None:
+    """model.encoder.pyramid_outputs: P1..P5 of the per-date encoder (time is never strided)."""
+    model = _run("from medicai.models import DeepLabV3Plus\n" + _timm_names(PYRAMID_3D))["model"]
+    assert {k: v.channels for k, v in model.encoder.pyramid_outputs.items()} == {
+        "P1": 64, "P2": 256, "P3": 512, "P4": 1024, "P5": 2048}
+    assert [v.stride for v in model.encoder.pyramid_outputs.values()] == [2, 4, 8, 16, 16]
+    levels = list(model.encoder.pyramid_outputs)
+    assert levels[model.deep_index] == "P5" and levels[model.low_index] == "P2"
 
 
 @pytest.mark.parametrize(("encoder_depth", "deep"), [(5, "P5"), (4, "P4"), (3, "P3")])
