@@ -30,6 +30,11 @@ class CatalogScene:
     labels: LabelSource | None
     series: SceneSeries | None = None
 
+    @property
+    def date_scenes(self) -> list[Scene]:
+        """The scenes it reads: ``scene`` itself, or every (not padded) date of its series."""
+        return [self.scene] if self.series is None else [s for s in self.series.scenes if s is not None]
+
 
 def scene_from_entry(catalog: Catalog, dataset: Dataset, entry: SceneEntry) -> CatalogScene:
     """Resolve a catalog scene entry to its scene file and labels (generating the demo scene if needed)."""

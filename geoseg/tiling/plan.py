@@ -22,7 +22,6 @@ from geoseg.errors import ConfigError, LabelError
 from geoseg.features.recipes import Recipe, get_recipe
 from geoseg.io.fingerprint import file_fingerprint
 from geoseg.io.labels import LabelMap, SceneLabels, prepare_labels
-from geoseg.io.scene import Scene
 from geoseg.io.sensors import REFLECTANCE_SCALE
 from geoseg.tiling.compact import form_manifest, native_layout, store_form
 from geoseg.tiling.compact_native import plan_native_layout
@@ -54,7 +53,7 @@ class TilePlan:
         """The catalog, scene files, masks and label files this plan reads."""
         files = [self.manifest.get("catalog")]
         for cs in self.scenes:
-            for scene in date_scenes(cs):
+            for scene in cs.date_scenes:
                 files += scene.files()
             if cs.labels is not None:
                 files.append(str(cs.labels.file))
@@ -75,7 +74,7 @@ class TilePlan:
     @property
     def scene_pixels(self) -> int:
         """Pixels of every scene read (each date of a series)."""
-        return sum(s.scene.grid.width * s.scene.grid.height * len(date_scenes(s)) for s in self.scenes)
+        return sum(s.scene.grid.width * s.scene.grid.height * len(s.date_scenes) for s in self.scenes)
 
     def tasks(self) -> list[TileTask]:
         """Runs of up to ``params.group`` neighbouring cubes of one cube row, in candidate order."""
@@ -118,11 +117,6 @@ def _union(run: list[tuple[int, CubeWindow]]) -> Window:
 
 # keys of a manifest's per-scene source that describe the scene but do not decide the store's content
 SOURCE_INFO_KEYS = ("level", "offset_rule", "offset_detail")
-
-
-def date_scenes(cs: CatalogScene) -> list[Scene]:
-    """The scenes a catalog scene reads: itself, or every (not padded) date of its series."""
-    return [cs.scene] if cs.series is None else [s for s in cs.series.scenes if s is not None]
 
 
 def _series_sources(cs: CatalogScene) -> list[dict]:
@@ -169,7 +163,7 @@ def make_plan(catalog: str | Path | Catalog, dataset: str, out: str | Path, para
     scenes = dataset_scenes(cat, dataset)
     recipe = get_recipe(ds.recipe)
     for cs in scenes:
-        for scene in date_scenes(cs):
+        for scene in cs.date_scenes:
             scene.require_bands(recipe.required_bands, f"recipe {recipe.name}")
     label_map = LabelMap(tuple(c.code for c in ds.classes), tuple(ds.ignore_codes), tuple(c.name for c in ds.classes))
     labels: list[SceneLabels | None] = []

@@ -257,6 +257,10 @@ def test_catalog_rules_of_series(season, tmp_path) -> None:
                                                for t, s in enumerate(season["scenes"])], None)
     series = dataset_scenes(load_catalog(given), "season")[0].series
     assert series is not None and [d.acquired for d in series.dates] == [f"2024-0{t}-01T00:00:00" for t in (1, 2, 3)]
+    from geoseg.pipeline.state import scene_fingerprints
+
+    fingerprints = scene_fingerprints(load_catalog(given), "season")["scenes"]
+    assert [f["scene_id"] for f in fingerprints] == [f"site@2024-0{t}-01T00:00:00" for t in (1, 2, 3)]  # every date
     assert parse_acquired("2023:06:12 10:15:59") == parse_acquired("2023-06-12T12:15:59+02:00")
     with pytest.raises(ConfigError, match="date_range and min_valid_fraction select dates of a 'series'"):
         load_catalog(_catalog(tmp_path / "r.yaml", season["scenes"], None, time_steps=None,
