@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from pathlib import Path
@@ -15,7 +16,8 @@ from geoseg.io.raster import is_virtual
 from geoseg.io.sensors import DEFAULT_INVALID_SCL
 from geoseg.utils.closest import did_you_mean
 
-__all__ = ["ClassDef", "LabelSource", "SceneEntry", "DemoSource", "Dataset", "Catalog", "load_catalog", "cache_dir"]
+__all__ = ["ClassDef", "LabelSource", "SceneEntry", "AcquisitionEntry", "DemoSource", "Dataset", "Catalog",
+           "load_catalog", "cache_dir"]
 
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -85,8 +87,41 @@ class DemoSource(StrictModel):
         return cache_dir() / f"demo_{self.size}_{self.seed}"
 
 
+class AcquisitionEntry(StrictModel):
+    """One date of a scene's time series: a scene location read exactly as a single scene is."""
+
+    path: Path | str | None = Field(None, description="multi-band GeoTIFF, per-band folder, .SAFE(.zip) or URL")
+    stac: str | None = Field(None, description="STAC item (JSON file or URL) whose assets are the date's bands")
+    offset: float | None = Field(None, description="DN offset override, e.g. -1000")
+    scale: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                description="DN per unit reflectance: 10000 (default, Sentinel-2 DN), 1 for reflectance 0-1")
+    date: str | None = Field(None, validation_alias=AliasChoices("date", "datetime"),
+                             description="acquisition to read from a folder of several: YYYYMMDD[THHMMSS] or ISO "
+                                         "8601 (key date: or datetime:)")
+    band_names: list[str] | None = None
+    mask: Path | str | None = Field(None, description="external mask raster: non-zero = invalid")
+    acquired: str | None = Field(None, description="acquisition date or datetime (ISO 8601); wins over the scene's "
+                                 "metadata, needed when the metadata has none")
+
+    @field_validator("path", "mask", mode="before")
+    @classmethod
+    def _location(cls, value):
+        return SceneEntry._location(value)
+
+    @field_validator("date", "acquired", mode="before")
+    @classmethod
+    def _date_text(cls, value):
+        return SceneEntry._date_text(value)
+
+    @model_validator(mode="after")
+    def _one_path(self) -> AcquisitionEntry:
+        if (self.path is None) == (self.stac is None):
+            raise ValueError("a series date needs exactly one of 'path' or 'stac'")
+        return self
+
+
 class SceneEntry(StrictModel):
-    """One scene of a dataset: a file, folder or URL, a STAC item, or the generated demo scene."""
+    """One scene of a dataset: a file, folder or URL, a STAC item, the generated demo scene, or a time series."""
 
     id: str
     path: Path | str | None = Field(None, description="multi-band GeoTIFF, per-band folder, .SAFE(.zip) or URL")
@@ -101,6 +136,12 @@ class SceneEntry(StrictModel):
                                          "8601 (key date: or datetime:)")
     band_names: list[str] | None = None
     mask: Path | str | None = Field(None, description="external mask raster: non-zero = invalid")
+    series: list[AcquisitionEntry] | None = Field(None, min_length=1, description="the acquisitions of a time "
+                                                  "series on one grid (the dataset sets time_steps)")
+    date_range: tuple[dt.date, dt.date] | None = Field(None, description="series: keep dates in [first, last] "
+                                                       "(inclusive)")
+    min_valid_fraction: float | None = Field(None, ge=0, le=1, description="series: drop dates whose scene has a "
+                                             "smaller fraction of valid pixels")
 
     @field_validator("path", "mask", mode="before")
     @classmethod
@@ -122,10 +163,15 @@ class SceneEntry(StrictModel):
 
     @model_validator(mode="after")
     def _one_path(self) -> SceneEntry:
-        given = [key for key in ("path", "stac", "demo") if getattr(self, key) is not None]
+        given = [key for key in ("path", "stac", "demo", "series") if getattr(self, key) is not None]
         if len(given) != 1:
-            raise ValueError(f"scene {self.id!r}: give exactly one of 'path', 'stac' or 'demo'"
+            raise ValueError(f"scene {self.id!r}: give exactly one of 'path', 'stac', 'demo' or 'series'"
                              + (f" (found {' and '.join(given)})" if given else ""))
+        if self.series is None and (self.date_range is not None or self.min_valid_fraction is not None):
+            raise ValueError(f"scene {self.id!r}: date_range and min_valid_fraction select dates of a 'series'")
+        if self.date_range is not None and self.date_range[0] > self.date_range[1]:
+            raise ValueError(f"scene {self.id!r}: date_range {self.date_range[0]} .. {self.date_range[1]} ends "
+                             "before it starts")
         return self
 
 
@@ -139,6 +185,26 @@ class Dataset(StrictModel):
     ignore_codes: list[int] = Field(default_factory=lambda: [0], description="label codes = unlabelled")
     classes: list[ClassDef] = Field(default_factory=list)
     scenes: list[SceneEntry] = Field(min_length=1)
+    time_steps: int | None = Field(None, ge=1, le=1000, description="T: dates per cube of a time-series dataset "
+                                   "(its scenes give a series)")
+    series_rule: Literal["even", "pad"] = Field("even", description="more usable dates than T: T chosen evenly "
+                                                "through the season (both rules); fewer: an error (even) or "
+                                                "padded with fully masked dates (pad)")
+
+    @model_validator(mode="after")
+    def _series(self) -> Dataset:
+        for scene in self.scenes:
+            if self.time_steps is not None and scene.series is None:
+                raise ValueError(f"scene {scene.id!r} has no 'series', but the dataset has time_steps (every scene "
+                                 "of a time-series dataset lists its dates under series:)")
+            if self.time_steps is None and scene.series is not None:
+                raise ValueError(f"scene {scene.id!r} has a 'series': set the dataset's time_steps (dates per cube)")
+        return self
+
+    @property
+    def is_series(self) -> bool:
+        """Whether the dataset's scenes are time series (``time_steps`` set)."""
+        return self.time_steps is not None
 
     @model_validator(mode="after")
     def _unique(self) -> Dataset:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from geoseg.config.catalog import Catalog, Dataset, LabelSource, SceneEntry
+from geoseg.config.series import SceneSeries, open_series
 from geoseg.io.scene import Scene, open_scene
 from geoseg.io.stac import load_item
 
@@ -18,11 +19,21 @@ __all__ = ["CatalogScene", "dataset_scenes", "scene_from_entry"]
 
 @dataclass(frozen=True)
 class CatalogScene:
-    """A scene of a dataset with its resolved label source (paths absolute)."""
+    """A scene of a dataset with its resolved label source (paths absolute).
+
+    A time series (``series`` set) is described by its first chosen date as ``scene``, named
+    by the entry's id (its grid is every date's grid); ``series`` holds the ``T`` dates.
+    """
 
     entry: SceneEntry
     scene: Scene
     labels: LabelSource | None
+    series: SceneSeries | None = None
+
+    @property
+    def date_scenes(self) -> list[Scene]:
+        """The scenes it reads: ``scene`` itself, or every (not padded) date of its series."""
+        return [self.scene] if self.series is None else [s for s in self.series.scenes if s is not None]
 
 
 def scene_from_entry(catalog: Catalog, dataset: Dataset, entry: SceneEntry) -> CatalogScene:
@@ -40,14 +51,16 @@ def scene_from_entry(catalog: Catalog, dataset: Dataset, entry: SceneEntry) -> C
             labels = LabelSource(raster=demo.labels)
     elif entry.stac is not None:  # read as a STAC item whatever its href ends with
         path = load_item(catalog.locate(entry.stac))
-    else:
-        assert entry.path is not None  # guaranteed by SceneEntry validation
+    elif entry.path is not None:
         path = catalog.locate(entry.path)
     if labels is not None:
         labels = labels.model_copy(update={
             "raster": catalog.locate(labels.raster) if labels.raster else None,
             "vector": catalog.locate(labels.vector) if labels.vector else None,
         })
+    if entry.series is not None:
+        series = open_series(catalog, dataset, entry)
+        return CatalogScene(entry, series.reference.with_options(scene_id=entry.id), labels, series)
     scene = open_scene(
         path,
         offset=entry.offset,

@@ -122,12 +122,12 @@ def scene_fingerprints(catalog: Any, dataset: str, scene_ids: list[str] | None =
     scenes = [cs for cs in dataset_scenes(catalog, dataset) if scene_ids is None or cs.scene.scene_id in scene_ids]
     out = []
     for cs in scenes:
-        scene = cs.scene
-        files = sorted({b.path for b in scene.bands.values()} | {x.path for x in (scene.scl, scene.mask) if x})
-        labels = None
-        if cs.labels is not None:
-            labels = {**file_fingerprint(cs.labels.file), "column": cs.labels.column,
-                      "layer": cs.labels.layer}
-        out.append({"scene_id": scene.scene_id, "offset": scene.offset.offset,
-                    "files": [file_fingerprint(f) for f in files], "labels": labels})
+        for scene in cs.date_scenes:  # a time series: every date
+            files = sorted({b.path for b in scene.bands.values()} | {x.path for x in (scene.scl, scene.mask) if x})
+            labels = None
+            if cs.labels is not None:
+                labels = {**file_fingerprint(cs.labels.file), "column": cs.labels.column,
+                          "layer": cs.labels.layer}
+            out.append({"scene_id": scene.scene_id, "offset": scene.offset.offset,
+                        "files": [file_fingerprint(f) for f in files], "labels": labels})
     return {"dataset": dataset, "definition": ds.model_dump(mode="json"), "scenes": out}

@@ -40,6 +40,7 @@ from rasterio.windows import Window
 
 from geoseg.errors import CorruptStoreError, GeosegError
 from geoseg.features.recipes import Recipe
+from geoseg.tiling.series import time_steps
 
 if TYPE_CHECKING:
     from geoseg.io.scene import Scene
@@ -88,8 +89,8 @@ def cube_array_name(manifest: dict) -> Literal["cubes", "dn", "record"]:
 
 
 def cube_array_ndim(manifest: dict) -> int:
-    """Dimensions of the cube array (records are ``(N, bytes)``)."""
-    return 2 if native_layout(manifest) else 4
+    """Dimensions of the cube array (records are ``(N, bytes)``; multi-date cubes ``(N, T, C, H, W)``)."""
+    return 2 if native_layout(manifest) else 5 if time_steps(manifest) else 4
 
 
 def chunk_bytes(manifest: dict) -> int:
@@ -97,7 +98,7 @@ def chunk_bytes(manifest: dict) -> int:
     layout = native_layout(manifest)
     if layout is not None:
         return int(layout["record_bytes"])
-    return 4 * array_channels(manifest) * int(manifest["cube_size"]) ** 2
+    return 4 * (time_steps(manifest) or 1) * array_channels(manifest) * int(manifest["cube_size"]) ** 2
 
 
 def array_channels(manifest: dict) -> int:

@@ -20,21 +20,27 @@ def export_npy(store: str | Path | CubeStore, out: str | Path, *, with_labels: b
 
     With ``with_labels`` the last channel is the label as a float32 training index (255 =
     ignore). Cubes are in cube-id order (of ``split`` only, when given). Written atomically.
+    A multi-date store's array is ``(N, T, C, H, W)`` (its labels, ``(N, H, W)``, have no date).
     """
     cubes = store if isinstance(store, CubeStore) else CubeStore.open(store)
     check_not_input({"--out": out}, [cubes.path])
     out = claim_file(out, suffixes=(".npy",))
     if with_labels and not cubes.has_labels:
         raise GeosegError("this CubeStore has no labels", path=cubes.path, hint="export without --with-labels")
+    if with_labels and cubes.time_steps:
+        raise GeosegError(f"a multi-date CubeStore's cubes are (T={cubes.time_steps}, C, H, W): the labels (H, W) "
+                          "are not a channel of them", path=cubes.path,
+                          hint="export without --with-labels (labels: CubeStore.read_labels)")
     ids = cubes.ids(split)
     if len(ids) == 0:
         raise EmptyAreaError(f"no cubes in split {split!r}", path=cubes.path, hint="choose another --split")
     channels = cubes.num_channels + (1 if with_labels else 0)
     size = cubes.cube_size
+    shape = (len(ids), *cubes.cube_shape) if cubes.time_steps else (len(ids), channels, size, size)
     with atomic_path(out) as tmp:
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(ids), channels, size, size))
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         for k, i in enumerate(ids):
-            arr[k, : cubes.num_channels] = cubes.read_cube(i)
+            arr[k, ..., : cubes.num_channels, :, :] = cubes.read_cube(i)
             if with_labels:
                 arr[k, -1] = cubes.read_label(i).astype(np.float32)
         arr.flush()
@@ -69,6 +75,22 @@ def store_info(store: str | Path | CubeStore) -> list[str]:
     else:
         lines.append("  no labels")
     lines.append(f"  valid pixels: {cubes.stats['count']}; mean valid fraction {index['valid_fraction'].mean():.3f}")
+    return lines + (_series_lines(cubes) if cubes.time_steps else [])
+
+
+def _series_lines(cubes: CubeStore) -> list[str]:
+    """A multi-date store's dates per location, each with the mean valid fraction of its cubes on that date."""
+    series = cubes.manifest.get("series") or {}
+    padded = sum(int(loc.get("padded", 0)) for loc in series.get("locations", []))
+    lines = [f"  time series: T = {cubes.time_steps} dates per cube (rule {series.get('rule')}, "
+             f"{padded} padded date{'s' * (padded != 1)}); valid fraction per date (mean over the cubes):"]
+    index = cubes.index
+    for loc in series.get("locations", []):
+        rows = index.loc[index["scene_id"] == loc["scene_id"], "date_valid_fractions"]
+        means = np.mean(np.stack([np.asarray(r, np.float64) for r in rows]), axis=0) if len(rows) else None
+        dates = [f"{d[:10] if d else 'padded'} {means[t]:.3f}" if means is not None else f"{d[:10] if d else 'padded'}"
+                 for t, d in enumerate(loc["dates"])]
+        lines.append(f"    {loc['scene_id']}: " + ", ".join(dates))
     return lines
 
 

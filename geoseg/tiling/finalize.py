@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from geoseg.tiling.compact import array_channels, cube_array_name, cube_array_ndim, radiometry
 from geoseg.tiling.plan import TilePlan
+from geoseg.tiling.series import SERIES_INDEX_LISTS, series_columns
 from geoseg.tiling.split import assign_splits
 from geoseg.tiling.stats import Moments
 from geoseg.tiling.store import (
@@ -46,6 +47,7 @@ class Outcome:
     kept: np.ndarray  # bool per candidate
     moments: dict[int, Moments]
     class_counts: dict[int, list[int]]
+    date_fractions: dict[int, list[float]] = field(default_factory=dict)  # a series' valid fraction per date
 
     @property
     def skipped(self) -> dict[str, int]:
@@ -60,6 +62,7 @@ def collect(plan: TilePlan, records: list[dict]) -> Outcome:
     kept = np.zeros(n, bool)
     moments: dict[int, Moments] = {}
     counts: dict[int, list[int]] = {}
+    dates: dict[int, list[float]] = {}
     for record in records:
         for e in record["cubes"]:
             i = e["candidate"]
@@ -68,7 +71,9 @@ def collect(plan: TilePlan, records: list[dict]) -> Outcome:
                 moments[i] = Moments.from_json(e["moments"])
                 if "class_counts" in e:
                     counts[i] = e["class_counts"]
-    return Outcome(fractions, kept, moments, counts)
+                if "date_valid_fractions" in e:
+                    dates[i] = e["date_valid_fractions"]
+    return Outcome(fractions, kept, moments, counts, dates)
 
 
 def _compact(plan: TilePlan, kept_ids: np.ndarray) -> None:
@@ -114,6 +119,9 @@ def _index(plan: TilePlan, outcome: Outcome, kept_ids: np.ndarray, splits: list[
             "split": splits[dense],
             "geometry": box(*grid.window_bounds(win.window)),
         }
+        series = plan.scenes[win.scene].series
+        if series is not None:  # its dates (None = padding) and their valid fractions
+            row.update(series_columns(series, outcome.date_fractions[int(candidate)]))
         if plan.params.store == "compact":  # reflectance = (DN + offset) / scale of the cube's scene
             row["dn_offset"], row["dn_scale"] = radiometry(plan.scenes[win.scene].scene)
         if plan.has_labels:
@@ -158,8 +166,9 @@ def _stats(plan: TilePlan, outcome: Outcome, kept_ids: np.ndarray, splits: list[
         **block(total),
         "by_split": {s: block(per_split[s]) for s in SPLITS},
         "class_counts": {str(c.code): int(n) for c, n in zip(classes, class_counts, strict=True)},
-        "note": "population mean/std over valid pixels of all cubes (overlaps counted per cube); "
-                "by_split gives the same per split (use train for normalisation without leakage)",
+        "note": f"population mean/std over valid {'(date, pixel)s' if plan.dataset.is_series else 'pixels'} of all "
+                "cubes (overlaps counted per cube); by_split gives the same per split (use train for normalisation "
+                "without leakage)",
     }
 
 
@@ -179,7 +188,8 @@ def finalize(plan: TilePlan, records: list[dict]) -> tuple[Outcome, dict]:
     with atomic_path(plan.out / INDEX_NAME) as tmp:
         index.to_parquet(tmp, index=False)
     gpkg = index.copy()
-    gpkg["transform"] = [json.dumps(t) for t in gpkg["transform"]]
+    for column in ("transform", *(SERIES_INDEX_LISTS if plan.dataset.is_series else ())):  # lists as JSON text
+        gpkg[column] = [json.dumps(list(v)) for v in gpkg[column]]
     with atomic_path(plan.out / GPKG_NAME) as tmp:
         gpkg.to_file(tmp, driver="GPKG", layer="cubes")
     describe_arrays(plan.out / ARRAYS_NAME, plan.manifest, index)

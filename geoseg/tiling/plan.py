@@ -2,7 +2,8 @@
 
 Everything here is cheap (headers, label checks, window arithmetic): no feature is computed.
 The plan fixes the candidate numbering (scene order, then row-major windows), which makes the
-final store independent of how many workers run it and in which order tasks finish.
+final store independent of how many workers run it and in which order tasks finish. A
+time-series dataset's scenes are locations with ``T`` dates on one grid (:mod:`geoseg.tiling.series`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from rasterio.windows import Window
 from geoseg import __version__
 from geoseg.config.catalog import Catalog, Dataset, load_catalog
 from geoseg.config.scenes import CatalogScene, dataset_scenes
-from geoseg.errors import LabelError
+from geoseg.errors import ConfigError, LabelError
 from geoseg.features.recipes import Recipe, get_recipe
 from geoseg.io.fingerprint import file_fingerprint
 from geoseg.io.labels import LabelMap, SceneLabels, prepare_labels
@@ -26,6 +27,7 @@ from geoseg.tiling.compact import form_manifest, native_layout, store_form
 from geoseg.tiling.compact_native import plan_native_layout
 from geoseg.tiling.layout import CubeWindow, cube_windows
 from geoseg.tiling.options import TilingParams
+from geoseg.tiling.series import series_manifest
 from geoseg.tiling.store import STAGING_NAME, STORE_FORMAT
 from geoseg.tiling.worker import TileTask
 
@@ -51,7 +53,8 @@ class TilePlan:
         """The catalog, scene files, masks and label files this plan reads."""
         files = [self.manifest.get("catalog")]
         for cs in self.scenes:
-            files += cs.scene.files()
+            for scene in cs.date_scenes:
+                files += scene.files()
             if cs.labels is not None:
                 files.append(str(cs.labels.file))
         return [f for f in files if f]
@@ -70,16 +73,19 @@ class TilePlan:
 
     @property
     def scene_pixels(self) -> int:
-        return sum(s.scene.grid.width * s.scene.grid.height for s in self.scenes)
+        """Pixels of every scene read (each date of a series)."""
+        return sum(s.scene.grid.width * s.scene.grid.height * len(s.date_scenes) for s in self.scenes)
 
     def tasks(self) -> list[TileTask]:
         """Runs of up to ``params.group`` neighbouring cubes of one cube row, in candidate order."""
         recipe_json = json.dumps(self.recipe.to_dict())  # key order = channel order
         runs: list[list[tuple[int, CubeWindow]]] = []
+        # a series task holds T dates of its window: T times fewer cubes per task keep its memory
+        group = max(1, self.params.group // (self.dataset.time_steps or 1))
         for candidate, win in enumerate(self.windows):
             last = runs[-1][-1][1] if runs else None
             if (last is None or last.scene != win.scene or last.row_off != win.row_off
-                    or len(runs[-1]) >= self.params.group):
+                    or len(runs[-1]) >= group):
                 runs.append([])
             runs[-1].append((candidate, win))
         unions = [_union(run) for run in runs]
@@ -93,12 +99,13 @@ class TilePlan:
                 labels_of[i] = sub
         tasks = []
         for task_id, run in enumerate(runs):
+            series = self.scenes[run[0][1].scene].series
             tasks.append(TileTask(
                 task_id=task_id, scene=self.scenes[run[0][1].scene].scene, labels=labels_of[task_id],
                 has_labels=self.has_labels, recipe=recipe_json, num_classes=len(self.dataset.classes),
                 cubes=tuple(run), cube_size=self.params.cube_size, min_valid=self.params.min_valid,
                 staging=str(self.staging_arrays), records=str(self.records), form=self.params.store,
-                layout=native_layout(self.manifest),
+                layout=native_layout(self.manifest), series=series.scenes if series is not None else None,
             ))
         return tasks
 
@@ -110,6 +117,13 @@ def _union(run: list[tuple[int, CubeWindow]]) -> Window:
 
 # keys of a manifest's per-scene source that describe the scene but do not decide the store's content
 SOURCE_INFO_KEYS = ("level", "offset_rule", "offset_detail")
+
+
+def _series_sources(cs: CatalogScene) -> list[dict]:
+    """One source per date of a series (its files and radiometry), tagged with the location."""
+    assert cs.series is not None
+    return [{**_scene_sources(CatalogScene(cs.entry, d.scene, cs.labels)), "location": cs.entry.id,
+             "acquired": d.acquired} for d in cs.series.dates if d.scene is not None]
 
 
 def _scene_sources(cs: CatalogScene) -> dict:
@@ -143,10 +157,14 @@ def make_plan(catalog: str | Path | Catalog, dataset: str, out: str | Path, para
     """
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     ds = cat.dataset(dataset)
+    if ds.is_series and params.store != "features":
+        raise ConfigError(f"--store {params.store} does not hold time series yet: dataset {dataset!r} has "
+                          f"time_steps {ds.time_steps}", hint="tile it with --store features (the default)")
     scenes = dataset_scenes(cat, dataset)
     recipe = get_recipe(ds.recipe)
     for cs in scenes:
-        cs.scene.require_bands(recipe.required_bands, f"recipe {recipe.name}")
+        for scene in cs.date_scenes:
+            scene.require_bands(recipe.required_bands, f"recipe {recipe.name}")
     label_map = LabelMap(tuple(c.code for c in ds.classes), tuple(ds.ignore_codes), tuple(c.name for c in ds.classes))
     labels: list[SceneLabels | None] = []
     for cs in scenes:
@@ -184,10 +202,13 @@ def make_plan(catalog: str | Path | Catalog, dataset: str, out: str | Path, para
         "min_valid": params.min_valid,
         "split": {"fractions": dict(zip(("train", "val", "test"), params.split, strict=True)),
                   "seed": params.seed, "block": params.split_block},
-        "sources": [_scene_sources(cs) for cs in scenes],
+        "sources": ([s for cs in scenes for s in _series_sources(cs)] if ds.is_series
+                    else [_scene_sources(cs) for cs in scenes]),
         "num_candidates": len(windows),
         **form_manifest(params.store, recipe, plan_native_layout([cs.scene for cs in scenes], recipe, params.cube_size)
                         if params.store == "compact" else None),
+        **(series_manifest(ds.time_steps, ds.series_rule, [cs.series for cs in scenes if cs.series is not None])
+           if ds.time_steps else {}),
         "complete": False,
     }
     return plan
@@ -196,7 +217,7 @@ def make_plan(catalog: str | Path | Catalog, dataset: str, out: str | Path, para
 def content_key(manifest: dict) -> dict:
     """The parts of a manifest that decide the store's content (compared when resuming)."""
     keys = ("format", "dataset", "recipe", "classes", "ignore_codes", "cube_size", "overlap", "min_valid",
-            "split", "sources", "num_candidates")
+            "split", "sources", "num_candidates", "time_steps", "series")
     key = {k: manifest.get(k) for k in keys}
     key["form"] = store_form(manifest)  # stores written before the option hold features
     if isinstance(key["sources"], list):  # a store written before a source recorded them resumes alike
@@ -214,7 +235,8 @@ def describe_difference(old: dict, new: dict) -> str:
             if s_old != s_new:
                 what = [k for k in s_old if s_old.get(k) != s_new.get(k)]
                 return f"source of scene {s_new['scene_id']!r} changed ({', '.join(what)})"
-    return "parameters changed: " + ", ".join(f"{k} {a[k]!r} -> {b[k]!r}" if k != "sources" else k for k in changed)
+    return "parameters changed: " + ", ".join(f"{k} {a[k]!r} -> {b[k]!r}" if k not in ("sources", "series") else k
+                                              for k in changed)
 
 
 def remove_tree(path: Path) -> None:

@@ -4,6 +4,7 @@ Layout (docs/tiling.md has the full description)::
 
     STORE/
       cubes.zarr/       zarr v3 group: ``cubes`` (N, C, H, W) float32, one chunk per cube
+                        (a time series: (N, T, C, H, W), see :mod:`geoseg.tiling.series`);
                         (compact form: ``dn`` or ``record``, see :mod:`geoseg.tiling.compact`);
                         ``labels`` (N, H, W) uint8, one chunk per cube, 255 = ignore; named
                         dimensions, coordinates and attributes for xarray (store_metadata.py)
@@ -41,6 +42,7 @@ from geoseg.tiling.compact import (
     cube_array_ndim,
     features_of_dn,
 )
+from geoseg.tiling.series import SERIES_CUBE_DIMS, time_steps
 from geoseg.utils.outputs import legacy_entries
 
 if TYPE_CHECKING:
@@ -151,7 +153,8 @@ def create_arrays(root: str | Path, n: int, channels: int, size: int, labels: bo
     """Create (overwriting) the zarr v3 group ``root`` with ``cubes`` and optional ``labels``.
 
     A compact store's ``manifest`` gives the array ``dn`` (``channels`` = DN bands) or
-    ``record`` (byte records) instead of ``cubes`` (:mod:`geoseg.tiling.compact`).
+    ``record`` (byte records) instead of ``cubes`` (:mod:`geoseg.tiling.compact`); a
+    multi-date store's, cubes ``(n, T, channels, size, size)`` (:mod:`geoseg.tiling.series`).
 
     Returns:
         ``(cubes, labels)`` zarr arrays (``labels`` is None without labels).
@@ -160,10 +163,15 @@ def create_arrays(root: str | Path, n: int, channels: int, size: int, labels: bo
 
     group = zarr.open_group(str(root), mode="w", zarr_format=3)
     name = cube_array_name(manifest or {})
+    steps = time_steps(manifest or {})
     if name == "record":  # a missing record reads as zeros: no valid pixel, which a kept cube never has
         record = chunk_bytes(manifest or {})
         cubes = group.create_array(name, shape=(n, record), chunks=(1, record), dtype="uint8", fill_value=0,
                                    chunk_key_encoding=_KEYS, dimension_names=COMPACT_DIMS[name], **_codecs(name))
+    elif steps:
+        cubes = group.create_array(name, shape=(n, steps, channels, size, size), chunks=(1, steps, channels, size, size),
+                                   dtype="float32", fill_value=float("nan"), chunk_key_encoding=_KEYS,
+                                   dimension_names=SERIES_CUBE_DIMS, **_codecs(name))
     else:
         cubes = group.create_array(
             name, shape=(n, channels, size, size), chunks=(1, channels, size, size),
@@ -388,7 +396,9 @@ class CubeStore(CompactReads):
         return int(self.manifest["num_cubes"])
 
     def __repr__(self) -> str:
-        return f"CubeStore({str(self.path)!r}, cubes={len(self)}, size={self.cube_size}, channels={self.num_channels})"
+        steps = f", time_steps={self.time_steps}" if self.time_steps else ""
+        return (f"CubeStore({str(self.path)!r}, cubes={len(self)}, size={self.cube_size}, "
+                f"channels={self.num_channels}{steps})")
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -399,6 +409,17 @@ class CubeStore(CompactReads):
     @property
     def cube_size(self) -> int:
         return int(self.manifest["cube_size"])
+
+    @property
+    def time_steps(self) -> int | None:
+        """Dates per cube of a multi-date store (cubes ``(T, C, H, W)``); None for a single-date store."""
+        return time_steps(self.manifest)
+
+    @property
+    def cube_shape(self) -> tuple[int, ...]:
+        """Shape of one cube: ``(C, H, W)``, or ``(T, C, H, W)`` for a multi-date store."""
+        size = self.cube_size
+        return ((self.time_steps,) if self.time_steps else ()) + (self.num_channels, size, size)
 
     @property
     def recipe(self) -> Recipe:
@@ -468,11 +489,14 @@ class CubeStore(CompactReads):
         return i
 
     def _damaged(self, name: str, i: int, what: str) -> CorruptStoreError:
-        ndim = 3 if name == "labels" else 2 if name == "record" else 4
+        ndim = 3 if name == "labels" else cube_array_ndim(self.manifest)
         return damage_message(self.path, [(i, chunk_path(self.path / ARRAYS_NAME, name, i, ndim), what)])
 
     def read_cube(self, i: int) -> np.ndarray:
         """Cube ``i`` as float32 ``(C, H, W)``; invalid pixels are 0 in every channel.
+
+        A multi-date store's cube is ``(T, C, H, W)``: each date masked on its own, padded dates
+        0 everywhere (the index's ``dates`` are None there).
 
         A compact store's channels are computed from its DN (on the CPU, with the recipe's
         kernel; equal to the default form's cube bit for bit).
@@ -506,8 +530,8 @@ class CubeStore(CompactReads):
             raise self._damaged("labels", i, f"cannot be read ({str(err).splitlines()[0][:120]})") from None
 
     def read_cubes(self, ids: Sequence[int]) -> np.ndarray:
-        """Several cubes as ``(n, C, H, W)`` float32 (one zarr chunk read per cube)."""
-        out = np.empty((len(ids), self.num_channels, self.cube_size, self.cube_size), np.float32)
+        """Several cubes as ``(n, C, H, W)`` float32, ``(n, T, C, H, W)`` multi-date (one chunk read per cube)."""
+        out = np.empty((len(ids), *self.cube_shape), np.float32)
         for k, i in enumerate(ids):
             out[k] = self.read_cube(i)
         return out

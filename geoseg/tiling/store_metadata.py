@@ -9,6 +9,10 @@ names, ``affine``: the letters of the affine coefficients), the per-cube arrays 
 attributes (channel names, the class map as CF ``flag_*`` plus ``classes``, tiling
 parameters). The metadata is consolidated into the group's ``zarr.json`` so that opening it
 reads one file. CubeStore itself needs none of this: stores written before it open as before.
+
+A multi-date store's ``cubes`` has dimensions ``cube, time, channel, y, x``; ``time`` indexes
+the dates of a cube (``0..T-1``), whose acquisitions are the coordinate ``dates`` (cube, time;
+empty text for a padded date) with their valid fractions ``date_valid_fraction``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from geoseg.tiling.series import SERIES_CUBE_DIMS, time_steps
 from geoseg.tiling.store import COMPACT_DIMS, CUBE_DIMS, IGNORE_INDEX, LABEL_DIMS
 from geoseg.utils.atomic import write_json_atomic
 
@@ -65,11 +70,20 @@ def describe_arrays(root: str | Path, manifest: dict, index: Any) -> None:
         _write(group, "yc", transforms[:, [5]] + transforms[:, [4]] * centres, ("cube", "y"),
                long_name="y of pixel centres in the cube's crs", standard_name="projection_y_coordinate")
         coords += ["xc", "yc"]
+    steps = time_steps(manifest)
+    if steps:
+        _write(group, "time", np.arange(steps, dtype=np.int64), ("time",), long_name="date of the cube (0 = earliest)")
+        _write(group, "dates", [[d or "" for d in row] for row in index["dates"]], ("cube", "time"),
+               long_name="acquisition datetime of each date of the cube (empty: a padded, fully masked date)")
+        _write(group, "date_valid_fraction", np.array([list(r) for r in index["date_valid_fractions"]],
+                                                      dtype=np.float64).reshape(n, steps), ("cube", "time"),
+               long_name="fraction of the cube's pixels valid on that date")
     if "cubes" in group:
-        _describe(root, group, "cubes", CUBE_DIMS, {
-            "long_name": "masked feature cubes", "coordinates": " ".join(coords),
+        _describe(root, group, "cubes", SERIES_CUBE_DIMS if steps else CUBE_DIMS, {
+            "long_name": "masked feature cubes", "coordinates": " ".join(
+                coords + (["dates", "date_valid_fraction"] if steps else [])),
             "mask_channels": int(manifest.get("mask_channels", 0)),
-            "comment": "invalid pixels are 0 in every channel",
+            "comment": "invalid pixels are 0 in every channel" + (" of that date" if steps else ""),
         })
     for name, dims in COMPACT_DIMS.items():  # the compact form: decoded by geoseg.tiling.compact
         if name in group:
@@ -85,7 +99,8 @@ def describe_arrays(root: str | Path, manifest: dict, index: Any) -> None:
         "classes": manifest["classes"],
         "ignore_index": IGNORE_INDEX,
         "recipe": manifest["recipe"].get("name") if isinstance(manifest.get("recipe"), dict) else None,
-        **{k: manifest[k] for k in ("cube_size", "overlap", "stride", "format", "geoseg_version") if k in manifest},
+        **{k: manifest[k] for k in ("cube_size", "overlap", "stride", "format", "geoseg_version", "time_steps")
+           if k in manifest},
     })
     with warnings.catch_warnings():  # "not part of the v3 specification yet": zarr-python and xarray read it
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)

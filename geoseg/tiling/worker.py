@@ -8,6 +8,7 @@ own chunk of the staging arrays (chunk = candidate number, so tasks never share 
 need no lock; chunk files are written directly, see :func:`~geoseg.tiling.store.write_chunk`).
 It then writes a small JSON *record* (valid fraction, float64 moments, class
 counts per cube) atomically: a task with a record is complete, which is what resuming checks.
+A time-series task reads the window of every date the same way (:mod:`geoseg.tiling.series`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from geoseg.io.scene import Scene
 from geoseg.tiling.compact import dn_cube, read_features_and_dn
 from geoseg.tiling.compact_native import RECORD_ARRAY, native_records
 from geoseg.tiling.layout import CubeWindow
+from geoseg.tiling.series import merged_moments, read_series
 from geoseg.tiling.stats import ColumnMoments
 from geoseg.tiling.store import write_chunk
 from geoseg.utils.atomic import write_json_atomic
@@ -52,6 +54,7 @@ class TileTask:
     records: str  # folder of task records
     form: str = "features"  # what a chunk holds: the recipe's channels, or its DN (geoseg.tiling.compact)
     layout: dict | None = None  # a compact store's native layout (geoseg.tiling.compact_native)
+    series: tuple[Scene | None, ...] | None = None  # a time series' T dates (None: a padded date)
 
     @property
     def union(self) -> Window:
@@ -126,6 +129,9 @@ def _run_task(task: TileTask) -> dict:
                           w.height, w.width) for _, w in task.cubes]
                 with reading(task.scene.path, f"the source blocks of window {union}"):
                     records = native_records(task.scene, union, cubes, valid, dn, recipe, task.layout)
+        elif task.series is not None:  # (T, C, h, w) and (T, h, w); a pixel valid on any date keeps its label
+            features, date_valid = read_series(task.series, union, recipe)
+            valid = np.logical_or.reduce(date_valid, axis=0)
         else:
             features, valid = read_features(task.scene, union, recipe)
         labels = None
@@ -135,7 +141,9 @@ def _run_task(task: TileTask) -> dict:
             else:
                 labels = task.labels.read(union, valid)
     size, area = task.cube_size, task.cube_size * task.cube_size
-    columns = ColumnMoments.of(features, valid)  # per-column moments, merged per cube below
+    # per-column moments (per date of a series), merged per cube below
+    columns = ([ColumnMoments.of(f, v) for f, v in zip(features, date_valid, strict=True)]
+               if task.series is not None else [ColumnMoments.of(features, valid)])
     entries = []
     for k, (candidate, win) in enumerate(task.cubes):
         c0 = win.col_off - int(union.col_off)
@@ -145,19 +153,21 @@ def _run_task(task: TileTask) -> dict:
         fraction = float(cube_valid.sum()) / area
         entry: dict = {"candidate": candidate, "valid_fraction": fraction,
                        "kept": fraction >= task.min_valid and fraction > 0}
+        if task.series is not None:
+            entry["date_valid_fractions"] = [float(v[:, cols].sum()) / area for v in date_valid]
         if entry["kept"] and records is not None:
             write_chunk(task.staging, RECORD_ARRAY, candidate, records[k])
         elif entry["kept"] and compact:
             write_chunk(task.staging, "dn", candidate, dn_cube(dn, cols, win.height, win.width, size))
         elif entry["kept"]:
-            if win.padded:
-                cube = np.zeros((features.shape[0], size, size), dtype=np.float32)
-                cube[:, : win.height, : win.width] = features[:, :, cols]
+            if win.padded:  # (C, size, size), or (T, C, size, size) for a series
+                cube = np.zeros((*features.shape[:-2], size, size), dtype=np.float32)
+                cube[..., : win.height, : win.width] = features[..., cols]
             else:
-                cube = np.ascontiguousarray(features[:, :, cols])
+                cube = np.ascontiguousarray(features[..., cols])
             write_chunk(task.staging, "cubes", candidate, cube)
         if entry["kept"]:
-            entry["moments"] = columns.moments(cols).to_json()
+            entry["moments"] = merged_moments(columns, cols).to_json()
             if labels is not None:
                 lab = np.full((size, size), IGNORE_INDEX, dtype=np.uint8)
                 lab[: win.height, : win.width] = labels[:, cols]

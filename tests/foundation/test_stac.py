@@ -332,7 +332,7 @@ datasets:
 def test_catalog_scene_needs_exactly_one_source(tmp_path: Path) -> None:
     (tmp_path / "catalog.yaml").write_text("schema_version: 1\ndatasets:\n  d:\n    scenes:\n"
                                            "      - {id: a, path: a.tif, stac: a.json}\n")
-    with pytest.raises(CatalogError, match="give exactly one of 'path', 'stac' or 'demo' \\(found path and stac\\)"):
+    with pytest.raises(CatalogError, match="give exactly one of 'path', 'stac', 'demo' or 'series' \\(found path and stac\\)"):
         load_catalog(tmp_path / "catalog.yaml")
 
 
