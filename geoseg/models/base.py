@@ -62,6 +62,7 @@ class SegmentationModel(nn.Module, metaclass=ArchitectureMeta):
         pad_divisor: Multiple the input is padded to internally.
         supports_deep_supervision: The architecture can return deep-supervision logits.
         supports_pointrend: The architecture accepts ``pointrend=True``.
+        undilated_setting: The option that builds it undilated (hint when an encoder cannot dilate).
         has_aux_head: An aux classification head is present (``forward`` returns a tuple).
         has_aux_mask_head: An auxiliary segmentation head fills ``ModelOutput.aux_mask``.
     """
@@ -72,6 +73,8 @@ class SegmentationModel(nn.Module, metaclass=ArchitectureMeta):
     summary: ClassVar[str] = ""
     supports_deep_supervision: ClassVar[bool] = False
     supports_pointrend: ClassVar[bool] = False
+    # the option that builds the architecture undilated, named when an encoder cannot dilate
+    undilated_setting: ClassVar[str] = "output_stride=32"
 
     def __init__(
         self,
@@ -93,7 +96,7 @@ class SegmentationModel(nn.Module, metaclass=ArchitectureMeta):
         self.input_norm: nn.Module | None = None
         self.encoder: FeatureEncoder = create_encoder(
             encoder, in_channels, options.encoder_depth, self.encoder_output_stride(options), timm_model,
-            stride_fallback=self.encoder_stride_fallback(options),
+            stride_fallback=self.encoder_stride_fallback(options), undilated=self.undilated_setting,
         )
         self.pad_divisor = max(self.encoder.reductions)
         self.required_divisor = 1

@@ -155,6 +155,7 @@ def pretrained_timm_features(
     state_dict: Mapping[str, Tensor] | None = None,
     source_bands: Sequence[str] | None = None,
     stride_fallback: bool = False,
+    undilated: str = "output_stride=32",
 ) -> nn.Module:
     """A timm features model with pretrained weights, first conv mapped band by band.
 
@@ -168,6 +169,7 @@ def pretrained_timm_features(
         source_bands: Bands of ``state_dict``'s first conv (None: RGB for 3 channels, else
             assumed identical to the target channels).
         stride_fallback: ``output_stride`` is only a default (see ``build_timm_features``).
+        undilated: The model setting that asks for no dilation (named in errors).
 
     Raises:
         ModelError: Download failure, or channel names needed but missing.
@@ -184,7 +186,7 @@ def pretrained_timm_features(
     source_bands, target = _band_lists(name, src_chans, in_channels, channel_names, source_bands)
     try:
         src, _ = build_timm_features(name, src_chans, depth, output_stride, fallback=stride_fallback,
-                                     pretrained=True, pretrained_cfg_overlay=overlay)
+                                     undilated=undilated, pretrained=True, pretrained_cfg_overlay=overlay)
     except ModelError:
         raise
     except (RuntimeError, KeyError) as err:
@@ -283,7 +285,7 @@ def _load_timm_backbone(model: SegmentationModel, sd: Mapping[str, Tensor],
     feats = pretrained_timm_features(
         model.encoder.name, model.in_channels, model.channel_names, model.options.encoder_depth,
         model.encoder_output_stride(model.options), state_dict=sd, source_bands=bands,
-        stride_fallback=model.encoder_stride_fallback(model.options),
+        stride_fallback=model.encoder_stride_fallback(model.options), undilated=model.undilated_setting,
     )
     model.encoder.model.load_state_dict(feats.state_dict(), strict=True)
     return model
@@ -350,7 +352,8 @@ def build_with_weights(
         src_chans = int(sd[_first_conv_key(sd, None, None)].shape[1])
         source, target = _band_lists(entry.name, src_chans, in_channels, channel_names, bands)
         enc = create_encoder(entry.name, in_channels, options.encoder_depth, cls.encoder_output_stride(options),
-                             stride_fallback=cls.encoder_stride_fallback(options), state_dict=sd,
+                             stride_fallback=cls.encoder_stride_fallback(options),
+                             undilated=cls.undilated_setting, state_dict=sd,
                              source_bands=source, channel_names=target)
         return cls(in_channels, num_classes, enc, options, aux_params, channel_names)
 
@@ -366,7 +369,8 @@ def build_with_weights(
             )
         feats = pretrained_timm_features(resolved, in_channels, channel_names, options.encoder_depth,
                                          cls.encoder_output_stride(options),
-                                         stride_fallback=cls.encoder_stride_fallback(options))
+                                         stride_fallback=cls.encoder_stride_fallback(options),
+                                         undilated=cls.undilated_setting)
         return cls(*args, timm_model=feats)
     if not isinstance(pretrained, str | Path):
         raise ModelError(f"pretrained must be False, True or a file path, got {pretrained!r}")

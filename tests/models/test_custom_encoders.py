@@ -260,6 +260,28 @@ def test_undilatable_encoder_falls_back_at_the_default_stride(caplog: pytest.Log
         create_model("deeplabv3plus", in_channels=3, encoder="densenet121", output_stride=16, **SMALL)
 
 
+PSP_8X = {"use_unet": False, "psp_channels": 16, "pyramid_sizes": (1, 2)}
+
+
+@pytest.mark.parametrize("encoder", ["densenet121", "template"])
+def test_pspnet_8x_head_falls_back_when_the_encoder_cannot_dilate(
+    encoder: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PSPNet's plain head dilates by default (keep_dilation=None): a wish, like DeepLabV3+'s 16."""
+    enc = TemplateEncoder() if encoder == "template" else encoder
+    name = "custom:test_custom_encoders.TemplateEncoder" if encoder == "template" else encoder
+    with caplog.at_level(logging.WARNING, logger="geoseg.models.encoders"):
+        model = create_model("pspnet", in_channels=3, num_classes=2, encoder=enc, **PSP_8X)
+    notes = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert notes == [f"encoder {name!r} cannot be dilated to output_stride=8; using it at output stride 32"]
+    assert model.encoder.reductions == [2, 4, 8, 16, 32]
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 2, 64, 64)
+    # keep_dilation=True asked for: refused, naming PSPNet's own setting (it has no output_stride)
+    with pytest.raises(ModelError, match=r"output_stride=8.*keep_dilation=False$") as err:
+        create_model("pspnet", in_channels=3, num_classes=2, encoder=enc, keep_dilation=True, **PSP_8X)
+    assert "output_stride=32" not in str(err.value)
+
+
 # ------------------------------------------------------------------ seed 003: options
 def test_input_shape_gives_the_channels() -> None:
     model = create_model("deeplabv3plus", input_shape=(224, 224, 5), encoder="test_resnet", **SMALL)
