@@ -117,6 +117,10 @@ def test_training_flags_are_geosegs_options(monkeypatch, tmp_path):
         tmp_path / "m", tmp_path / "data", True, 100)
     CliRunner().invoke(_main_group(), ["train", "--data_root", "d", "--save_path", "m", "--pretrained"])
     assert seen["args"][0].pretrained is True
+    for extra, mode in (([], "resize"), (["--target-mode", "crop"], "crop")):  # the preset's resize, unless given
+        CliRunner().invoke(_main_group(), ["train", "--preset", "seed001", "--data_root", "d", "--save_path", "m",
+                                           "--target_size", "32", *extra])
+        assert (seen["args"][0].target_size, seen["args"][0].target_mode) == (32, mode)
 
 
 def test_evaluation_and_inference_flags_are_geosegs_options(monkeypatch, tmp_path):
@@ -174,13 +178,16 @@ def test_preset_seed001_sits_under_yaml_and_cli(tmp_path):
     assert (cfg.model, cfg.encoder, cfg.epochs, cfg.batch_size, cfg.validate_every, cfg.monitor, cfg.patience,
             cfg.save_every) == ("unet3plus", "convnext_tiny", 30, 8, 2, "val_loss", 15, 10)
     assert cfg.pretrained is False  # offline: the hub weights stay opt-in (--pretrained)
+    assert cfg.target_mode == "resize"  # the seed's --target_size resizes
+    assert TrainConfig(preset="seed001", target_mode="crop").target_mode == "crop"  # unless asked otherwise
     yml = tmp_path / "train.yaml"
     yml.write_text(yaml.safe_dump({"preset": "seed001", "epochs": 5, "monitor": "val_miou"}))
     cfg = load_train_config(yml, batch_size=2)
     assert (cfg.epochs, cfg.monitor, cfg.batch_size, cfg.validate_every) == (5, "val_miou", 2, 2)
     assert load_train_config(None, preset="seed001", model="unet").model == "unet"
     plain = TrainConfig()  # geoseg's own defaults are unchanged
-    assert (plain.model, plain.validate_every, plain.monitor, plain.save_every) == ("unet", 1, "val_miou", None)
+    assert (plain.model, plain.validate_every, plain.monitor, plain.save_every, plain.target_mode) == (
+        "unet", 1, "val_miou", None, "crop")
     assert set(PRESETS["seed001"]) <= set(TrainConfig.model_fields)
 
 
