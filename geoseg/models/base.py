@@ -45,8 +45,9 @@ class Decoded:
 class SegmentationModel(nn.Module, metaclass=ArchitectureMeta):
     """Base class of every geoseg segmentation model.
 
-    Calling a registered architecture class with keywords only (``UNet(num_classes=3,
-    input_channels=24)``) builds it through ``create_model`` (:mod:`.constructors`).
+    Calling a registered architecture class with keywords (``UNet(num_classes=3,
+    input_channels=24)``; the encoder may come first, positionally, as in smp:
+    ``UNet("resnet34", classes=4)``) builds it through ``create_model`` (:mod:`.constructors`).
 
     Args:
         in_channels: Input channels.

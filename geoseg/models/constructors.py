@@ -9,11 +9,14 @@ pretrained-weight handling, option checks and ``spec``)::
     DeepLabV3Plus(encoder_name="resnet50", num_classes=1, encoder_depth=4)  # seed 003 / smp
     PSPNet(data=store, use_unet=False, pointrend=True)             # seed 004 (arcgis.learn)
     UNet(encoder_name="resnet34", in_channels=24, classes=6)        # smp
+    UNet("resnet34", encoder_weights=None, classes=4)               # smp, the encoder positional
 
 Argument names:
 
 * input channels: ``in_channels`` or ``input_channels``; classes: ``num_classes`` or
-  ``classes``; encoder: ``encoder``, ``encoder_name`` or ``backbone``;
+  ``classes``; encoder: ``encoder``, ``encoder_name`` or ``backbone``, or the one positional
+  argument, as smp's first parameter (``smp.Unet('resnet34', ...)``); every other argument is
+  a keyword;
 * ``encoder_weights`` (smp): ``"imagenet"`` means ``pretrained=True``, ``None`` means False,
   another string is a local weights file;
 * ``data`` (arcgis.learn): a CubeStore (or any object with ``channel_names`` and
@@ -32,6 +35,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from torch import nn
 
 from geoseg.errors import ModelError
 from geoseg.models.options import ArchOptions
@@ -106,9 +111,17 @@ class ArchitectureMeta(type):
         if factory is None or not isinstance(name, str) or models.get(name) is not cls:
             raise ModelError(f"{cls.__name__} is not a registered architecture",
                              hint=f"build it as {cls.__name__}(in_channels, num_classes, encoder, options)")
+        if len(args) > 1 or (args and not isinstance(args[0], str | nn.Module)):
+            raise ModelError(f"{cls.__name__}() takes one positional argument, the encoder (as smp's "
+                             f"encoder_name), got {', '.join(repr(a) for a in args)[:80]}",
+                             hint=f"give the others as keywords, e.g. {cls.__name__}('resnet34', num_classes=3, "
+                                  "in_channels=24)")
         if args:
-            raise ModelError(f"{cls.__name__}() takes keyword arguments only, got {len(args)} positional",
-                             hint=f"e.g. {cls.__name__}(num_classes=3, in_channels=24)")
+            named = [k for k in ("encoder", *ALIASES["encoder"]) if k in kwargs]
+            if named:
+                raise ModelError(f"{cls.__name__}() got the encoder positionally and as {named[0]}=",
+                                 hint="give it once")
+            kwargs = {"encoder": args[0], **kwargs}
         if "name" in kwargs:
             raise ModelError(f"{cls.__name__}() builds {name!r}; 'name' is not an argument")
         return factory(name, **translate_arguments(cls.__name__, kwargs))

@@ -3,14 +3,13 @@
 The seed's code blocks are quoted below and checked against the seed's text; they run with
 two substitutions: the template's ``...`` (its "Define encoder modules below") is filled in
 with five stride-2 convolutions producing the channels it declares, and ``smp.Unet(...)`` is
-``geoseg.models.UNet(...)`` (keyword arguments; geoseg's default input is the 24-channel
+``geoseg.models.UNet(...)`` (the same arguments; geoseg's default input is the 24-channel
 ``s2_24`` recipe, and geoseg does not download weights unless asked). Downloads are replaced
 by a local state dict: no network. docs/seeds.md maps every name.
 """
 
 from __future__ import annotations
 
-import re
 import textwrap
 from pathlib import Path
 
@@ -140,8 +139,8 @@ def scope():
 
 
 def _geoseg(code: str) -> str:
-    """``smp.Unet(...)`` → ``geoseg.models.UNet(...)``: keyword arguments only."""
-    return re.sub(r"smp\.Unet\('(\w+)', ", r"UNet(encoder_name='\1', ", code).replace("smp.Unet(", "UNet(")
+    """``smp.Unet(...)`` → ``geoseg.models.UNet(...)``, the arguments as written."""
+    return code.replace("smp.Unet(", "UNet(")
 
 
 def test_the_examples_are_the_seeds() -> None:
