@@ -263,18 +263,47 @@ def test_seed_spellings_stay_out_of_help(command):
     assert "--save-path" not in text and not [w for w in text.split() if w.startswith("--") and "_" in w], text
 
 
-def test_deepspeed_flag_is_the_zero2_strategy_or_one_error_line(monkeypatch, tmp_path):
+def _deepspeed_installed(monkeypatch, installed: bool) -> None:
+    """DeepSpeed importable or not, whatever this machine has (only ``find_spec`` is asked)."""
+    import importlib.machinery
     import importlib.util
 
-    if importlib.util.find_spec("deepspeed") is not None:
-        seen = _capture(monkeypatch, "geoseg.train.train")
-        CliRunner().invoke(_main_group(), ["train", "--data_root", "d", "--save_path", "m", "--deepspeed"])
-        assert seen["args"][0].strategy == "deepspeed_stage_2"
-        return
-    result = run_inproc("train", "--backbone", "convnext_tiny", "--pretrained", "--epochs", "30", "--batch_size", "8",
-                        "--deepspeed", "--data_root", tmp_path / "data", "--save_path", tmp_path / "m")
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args, **kwargs):
+        if name.split(".")[0] == "deepspeed":
+            return importlib.machinery.ModuleSpec("deepspeed", None) if installed else None
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+
+
+def test_deepspeed_flag_is_the_zero2_strategy(workdir, tmp_path, monkeypatch):
+    """The seed's ``deepspeed src/unet3plus/train_unet3plus.py ... --deepspeed``: with DeepSpeed
+    importable, the Lightning Trainer receives ``strategy="deepspeed_stage_2"`` (the run stops there)."""
+    import lightning.pytorch as pl
+
+    _deepspeed_installed(monkeypatch, True)
+    received: dict = {}
+
+    class Trainer:
+        def __init__(self, **kwargs) -> None:
+            received.update(kwargs)
+            raise SystemExit(0)  # what follows needs a real DeepSpeed
+
+    monkeypatch.setattr(pl, "Trainer", Trainer)
+    shutil.copytree(workdir / "spark2024", tmp_path / "spark2024")
+    result = run_in(tmp_path, as_geoseg(DEEPSPEED))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert received["strategy"] == "deepspeed_stage_2"
+    assert received["max_epochs"] == 2 and received["check_val_every_n_epoch"] == 2  # the rest of the command
+
+
+def test_deepspeed_flag_without_deepspeed_is_one_error_line(tmp_path, monkeypatch):
+    _deepspeed_installed(monkeypatch, False)
+    result = run_in(tmp_path, as_geoseg(DEEPSPEED))
     line = assert_refused(result, "--deepspeed")
-    assert "pip install deepspeed" in line and not (tmp_path / "m").exists()
+    assert "pip install deepspeed" in line and not (tmp_path / "model_weights_unet3plus").exists()
 
 
 def test_preset_seed001_sits_under_yaml_and_cli(tmp_path):
