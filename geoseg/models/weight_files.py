@@ -37,6 +37,7 @@ __all__ = [
     "spec_in",
     "download_error",
     "settings_tag",
+    "declared_bands",
     "registered_weights",
 ]
 
@@ -169,6 +170,12 @@ def settings_tag(entry: EncoderEntry | None, pretrained: bool | str | Path) -> s
     return pretrained if pretrained in settings or not any(c in pretrained for c in "/\\.") else None
 
 
+def declared_bands(entry: EncoderEntry, tag: str) -> list[str] | None:
+    """The ``bands`` list of ``pretrained_settings[tag]``, known before any download (None: not given)."""
+    bands = (entry.pretrained_settings.get(tag) or {}).get("bands")
+    return [str(b) for b in bands] if bands else None
+
+
 def registered_weights(entry: EncoderEntry, tag: str) -> tuple[dict[str, Tensor], list[str] | None]:
     """The state dict and band list of a registered encoder's ``pretrained_settings[tag]``.
 
@@ -203,7 +210,7 @@ def registered_weights(entry: EncoderEntry, tag: str) -> tuple[dict[str, Tensor]
         raise
     except Exception as err:  # network/hub errors have many types (OSError, HTTP errors, ...)
         raise download_error(entry.name, err) from err
-    bands = settings.get("bands") or (json.loads(meta["bands"]) if "bands" in meta else None)
+    bands = declared_bands(entry, tag) or (json.loads(meta["bands"]) if "bands" in meta else None)
     if bands is None and str(settings.get("input_space", "")).upper() == "BGR":
         bands = list(RGB_BANDS)[::-1]
     return sd, None if bands is None else [str(b) for b in bands]

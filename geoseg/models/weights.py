@@ -21,6 +21,9 @@ This module writes, maps and loads weights (reading files and downloads is
 * A backbone's first convolution is adapted band by band (:mod:`geoseg.models.first_conv`):
   hub weights are RGB = ``B04, B03, B02``; a local backbone file may declare its bands in
   the safetensors metadata key ``"bands"`` (JSON list), torchgeo weights in ``meta["bands"]``.
+  A model without ``channel_names`` given 3-channel (RGB) weights gets smp's mapping instead
+  (the filters cycled over its channels, with a one-line warning); weights of other bands
+  need the names, which is checked before anything is downloaded.
 * :func:`save_weights` writes safetensors with the model's ``spec`` as metadata, so
   ``load_model`` can rebuild the architecture from the file alone.
 """
@@ -43,7 +46,12 @@ from geoseg.errors import CheckpointError, ModelError
 from geoseg.models.base import SegmentationModel
 from geoseg.models.custom_encoders import EncoderEntry, resolve_encoder_name
 from geoseg.models.encoders import TimmEncoder, build_timm_features, create_encoder
-from geoseg.models.first_conv import RGB_BANDS, adapt_first_conv_weight, normalize_band_name
+from geoseg.models.first_conv import (
+    RGB_BANDS,
+    adapt_first_conv_weight,
+    cycle_first_conv_weight,
+    normalize_band_name,
+)
 from geoseg.models.options import ArchOptions
 from geoseg.models.torchgeo_weights import (
     check_encoder_matches,
@@ -54,6 +62,7 @@ from geoseg.models.torchgeo_weights import (
 )
 from geoseg.models.weight_files import (
     SPEC_KEY,
+    declared_bands,
     download_error,
     read_checkpoint,
     read_state_dict,
@@ -197,13 +206,17 @@ def pretrained_timm_features(
         if state_dict is None:
             raise download_error(name, err) from err
         raise
-    if [normalize_band_name(b) for b in source_bands] == [normalize_band_name(c) for c in target]:
+    if target is not None and [normalize_band_name(b) for b in source_bands] == [
+            normalize_band_name(c) for c in target]:
         logger.info("%s: pretrained first conv bands already match %s", name, list(target))
         return src
     sd = src.state_dict()
     pretrained_cfg = cast(dict[str, Any], src.pretrained_cfg)  # set by timm.create_model
     key = _first_conv_key(sd, pretrained_cfg.get("first_conv"), src_chans)
-    sd[key], _ = adapt_first_conv_weight(sd[key], source_bands, target, log_name=f"{name}.{key}")
+    if target is None:  # unnamed channels: smp's cycling
+        sd[key] = cycle_first_conv_weight(sd[key], in_channels, log_name=f"{name}.{key}")
+    else:
+        sd[key], _ = adapt_first_conv_weight(sd[key], source_bands, target, log_name=f"{name}.{key}")
     if output_stride is not None and max(_feature_info_reductions(src)) > output_stride:
         output_stride = None  # it could not dilate (stride_fallback): build the same, undilated
     model, _ = build_timm_features(name, in_channels, depth, output_stride)
@@ -216,14 +229,15 @@ def _feature_info_reductions(model: nn.Module) -> list[int]:
 
 
 def _band_lists(name: str, src_chans: int, in_channels: int, channel_names: Sequence[str] | None,
-                source_bands: Sequence[str] | None) -> tuple[list[str], list[str]]:
+                source_bands: Sequence[str] | None) -> tuple[list[str], list[str] | None]:
     """Bands of the weights' first conv and names of the model's channels (RGB for 3 unnamed).
 
     Without a declared band list, 3 channels are RGB, and as many channels as the model's are
-    taken as the model's own (named, or unnamed on both sides: loaded unchanged).
+    taken as the model's own (named, or unnamed on both sides: loaded unchanged). Other
+    unnamed channels given 3-channel weights get smp's cycling: their names are None.
 
     Raises:
-        ModelError: The model's channels need names (RGB weights, ``in_channels != 3``).
+        ModelError: The model's channels need names (weights of other than 3 channels).
         CheckpointError: The weights' bands cannot be told.
     """
     target = list(channel_names) if channel_names is not None else (
@@ -236,10 +250,10 @@ def _band_lists(name: str, src_chans: int, in_channels: int, channel_names: Sequ
             source_bands = target
         elif src_chans == in_channels:  # unnamed on both sides: same layout, loaded unchanged
             source_bands = target = [f"channel_{i}" for i in range(src_chans)]
-    if target is None:
+    if target is None and src_chans != 3:
         raise ModelError(
-            f"pretrained weights for {name!r} need channel_names for {in_channels} input channels",
-            hint="pass channel_names=[...] so RGB filters land on B04/B03/B02",
+            f"pretrained weights of {src_chans} bands for {name!r} need channel_names for {in_channels} "
+            "input channels", hint="pass channel_names=[...] so each band's filter lands on its channel",
         )
     if source_bands is None or len(source_bands) != src_chans:
         raise CheckpointError(f"cannot tell which bands the {src_chans}-channel first conv expects",
@@ -275,6 +289,7 @@ def load_torchgeo_weights(model: SegmentationModel, weights: Any,
     label = f"{type(weights).__name__}.{getattr(weights, 'name', '')}"
     check_encoder_matches(label, weights, model.encoder.name)
     bands = list(weights.meta["bands"])
+    _band_lists(label, len(bands), model.in_channels, model.channel_names, bands)  # before any download
     return _load_timm_backbone(model, torchgeo_state_dict(weights, file), bands)
 
 
@@ -359,6 +374,9 @@ def build_with_weights(
 
     tag = settings_tag(entry, pretrained)
     if entry is not None and tag is not None:
+        declared = declared_bands(entry, tag)
+        if declared is not None:  # the names they need are checked before any download
+            _band_lists(entry.name, len(declared), in_channels, channel_names, declared)
         return with_custom_weights(*registered_weights(entry, tag))
     if pretrained is True:
         if not isinstance(resolved, str):

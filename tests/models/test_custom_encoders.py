@@ -151,8 +151,8 @@ def test_imagenet_settings_from_a_local_file_are_band_mapped(smp_registered, tmp
     assert "copied [B02<-B02, B03<-B03, B04<-B04]; 21 channel(s) mean-initialised" in caplog.text
     bgr = create_model("unet", in_channels=24, encoder=name, pretrained="bgr", channel_names=S2_24)
     torch.testing.assert_close(_first_conv(bgr).weight[:, S2_24.index("B04")].detach(), src[:, 2] * 3 / 24)
-    with pytest.raises(ModelError, match="channel_names"):  # RGB weights, 24 unnamed channels
-        create_model("unet", in_channels=24, encoder=name, pretrained=True)
+    unnamed = create_model("unet", in_channels=24, encoder=name, pretrained=True)  # smp's set_in_channels
+    torch.testing.assert_close(_first_conv(unnamed).weight[:, 4].detach(), src[:, 1] * 3 / 24)  # 4 mod 3
     with pytest.raises(ModelError, match=r"no 'ssl' weights.*\['bgr', 'imagenet'\]"):  # smp's tag spelling
         create_model("unet", in_channels=3, encoder=name, pretrained="ssl")
 
@@ -190,6 +190,18 @@ def test_downloads_go_through_torch_hub_and_the_hf_hub(smp_registered, monkeypat
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(ModelError, match="could not download.*no network"):
         create_model("unet", in_channels=3, encoder=name, pretrained=True)
+
+
+def test_declared_bands_are_checked_before_any_download(smp_registered, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings of 13-band weights on 24 unnamed channels: refused before anything is fetched."""
+    def no_download(*args: object, **kwargs: object) -> None:
+        raise AssertionError("downloaded")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    s2 = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
+    name = smp_registered(settings={"imagenet": {"url": "https://some-url.com/s2-weights", "bands": s2}})
+    with pytest.raises(ModelError, match="weights of 13 bands for 'tpl_enc' need channel_names"):
+        create_model("unet", in_channels=24, encoder=name, pretrained=True)
 
 
 def test_local_backbone_file_for_a_registered_encoder(smp_registered, tmp_path: Path) -> None:
