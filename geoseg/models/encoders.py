@@ -247,7 +247,9 @@ def resolve_in_channels(in_channels: int | None, input_shape: Sequence[int | Non
     Args:
         in_channels: Given input channels, or None.
         input_shape: ``(H, W, C)``, channels last, as medicai/Keras write it (H and W may be
-            None: geoseg models take any size). A 3D ``(D, H, W, C)`` shape is refused.
+            None: geoseg models take any size). A 3D ``(D, H, W, C)`` shape is refused, and so
+            is one that looks channels-first (``(3, 64, 64)``: fewer rows than columns, as
+            many columns as "channels").
         encoder: An encoder module declares its channels in ``_in_channels`` (smp) or
             ``in_channels``, else they are its first ``Conv2d``'s.
 
@@ -255,7 +257,7 @@ def resolve_in_channels(in_channels: int | None, input_shape: Sequence[int | Non
         ``in_channels``, else C of ``input_shape``, else the module's, else 24 (the s2_24 recipe).
 
     Raises:
-        ModelError: A malformed or 3D ``input_shape``, or one contradicting ``in_channels``.
+        ModelError: A malformed, 3D or channels-first ``input_shape``, or one contradicting ``in_channels``.
     """
     if input_shape is not None:
         shape = tuple(input_shape) if isinstance(input_shape, Sequence) else ()
@@ -266,6 +268,11 @@ def resolve_in_channels(in_channels: int | None, input_shape: Sequence[int | Non
         channels = shape[2] if len(shape) == 3 else None
         if not (sizes_ok and isinstance(channels, int) and not isinstance(channels, bool) and channels > 0):
             raise ModelError(f"input_shape must be (H, W, C), channels last, got {input_shape!r}")
+        first, height = shape[0], shape[1]
+        if isinstance(first, int) and isinstance(height, int) and first < height == channels:  # (C, H, W)
+            raise ModelError(f"input_shape={input_shape!r} looks channels-first (C, H, W): read channels last it "
+                             f"gives {channels} channels", hint=f"give ({height}, {channels}, {first}), channels "
+                             f"last as in medicai/Keras, or in_channels={first}")
         if in_channels is not None and in_channels != channels:
             raise ModelError(f"input_shape={input_shape!r} has {channels} channels but in_channels={in_channels}")
         return channels

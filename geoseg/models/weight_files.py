@@ -25,7 +25,7 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
-from geoseg.errors import CheckpointError, ModelError
+from geoseg.errors import CheckpointError, ModelError, WeightsDownloadError
 from geoseg.models.custom_encoders import EncoderEntry
 from geoseg.models.first_conv import RGB_BANDS
 
@@ -143,9 +143,9 @@ def spec_in(meta: Mapping[str, str], path: str | Path) -> dict[str, Any] | None:
     return spec
 
 
-def download_error(name: str, err: Exception) -> ModelError:
+def download_error(name: str, err: Exception) -> WeightsDownloadError:
     """The one-line error of a failed weights download (no network: use a local file)."""
-    return ModelError(
+    return WeightsDownloadError(
         f"could not download pretrained weights for encoder {name!r} "
         f"({type(err).__name__}: {str(err)[:200]})",
         hint="this machine may have no network: pass pretrained=<local .safetensors or .pth file>",

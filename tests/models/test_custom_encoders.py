@@ -250,6 +250,21 @@ def test_pyramid_strides_are_checked_against_the_levels(encoder: nn.Module, matc
         create_model("deeplabv3plus", encoder=encoder, encoder_depth=4, **SMALL)
 
 
+def test_unet_names_the_level_that_is_not_at_its_stride() -> None:
+    """smp's U-Net decoder needs P_l at stride 2**l: a ConvNeXt-style P1 at stride 4 is named, with the fix."""
+    with pytest.raises(ModelError, match=r"unet needs each level P_l at stride 2\*\*l, but encoder .* has P1 at "
+                                         r"stride 4 .* key its features by stride \(P2, P3, P4, P5 with "
+                                         r"encoder_depth=5\)"):
+        create_model("unet", encoder=ConvNeXtStyle(), encoder_depth=4)
+
+    class ByStride(ConvNeXtStyle):  # the hint followed
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
+            return {f"P{int(k[1:]) + 1}": v for k, v in super().forward(x).items()}
+
+    model = create_model("unet", encoder=ByStride(), encoder_depth=5)
+    assert model.encoder.levels == [2, 3, 4, 5] and model(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+
+
 def test_pyramid_keys_must_be_levels() -> None:
     class Named(ConvNeXtStyle):
         def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
@@ -305,6 +320,9 @@ def test_input_shape_gives_the_channels() -> None:
         create_model("deeplabv3plus", input_shape=(64, 64, 3), in_channels=24, encoder="test_resnet")
     with pytest.raises(ModelError, match=r"\(H, W, C\)"):
         create_model("deeplabv3plus", input_shape=(64, 64), encoder="test_resnet")
+    with pytest.raises(ModelError, match=r"looks channels-first \(C, H, W\).*64 channels — give \(64, 64, 3\)"):
+        create_model("deeplabv3plus", input_shape=(3, 64, 64), encoder="test_resnet")
+    assert create_model("unet", input_shape=(128, 64, 64), encoder="test_resnet").in_channels == 64  # H > W: as given
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "softmax"])

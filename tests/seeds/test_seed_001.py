@@ -89,15 +89,16 @@ def seed_commands(text: str) -> list[str]:
     return commands
 
 
-def as_geoseg(command: str) -> list[str]:
-    """The geoseg arguments of one of the seed's command lines (the module docstring's substitutions)."""
+def as_geoseg(command: str, *, hub: bool = False) -> list[str]:
+    """The geoseg arguments of one of the seed's command lines (the module docstring's substitutions;
+    ``hub``: ``--pretrained`` kept, for a test that fakes the timm hub)."""
     _launcher, script, *args = shlex.split(command)
     if script.endswith("train_unet3plus.py"):
         args += [word for flag, value in TRAIN_DEFAULTS.items() if flag not in args for word in (flag, value)]
     out = list(SCRIPTS[script])
     for i, word in enumerate(args):
         flag = args[i - 1] if i else ""
-        if word == "--pretrained":
+        if word == "--pretrained" and not hub:
             word = "--no_pretrained"
         elif flag == "--backbone":
             word = TINY_BACKBONES[word]
@@ -297,6 +298,24 @@ def test_deepspeed_flag_is_the_zero2_strategy(workdir, tmp_path, monkeypatch):
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert received["strategy"] == "deepspeed_stage_2"
     assert received["max_epochs"] == 2 and received["check_val_every_n_epoch"] == 2  # the rest of the command
+
+
+def test_pretrained_offline_is_one_error_line_naming_the_weights_flag(workdir, tmp_path, monkeypatch):
+    """The seed's ``--pretrained`` as written, on a machine without network (the timm hub fails)."""
+    import timm
+
+    real = timm.create_model
+
+    def offline(name: str, *args, pretrained: bool = False, **kwargs):
+        if pretrained:
+            raise OSError("Temporary failure in name resolution")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    shutil.copytree(workdir / "spark2024", tmp_path / "spark2024")
+    result = run_in(tmp_path, as_geoseg(TRAIN, hub=True))
+    line = assert_refused(result, "test_convnext", "no network", "--weights FILE")
+    assert "pretrained=<" not in line and not (tmp_path / "model_weights_unet3plus").exists()
 
 
 def test_deepspeed_flag_without_deepspeed_is_one_error_line(tmp_path, monkeypatch):
