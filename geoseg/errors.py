@@ -20,6 +20,7 @@ __all__ = [
     "EmptyAreaError",
     "LabelError",
     "ModelError",
+    "WeightsDownloadError",
     "CheckpointError",
     "OutputError",
     "CorruptStoreError",
@@ -87,6 +88,10 @@ class LabelError(GeosegError, ValueError):
 
 class ModelError(GeosegError, ValueError):
     """Unknown architecture, encoder, or incompatible model options."""
+
+
+class WeightsDownloadError(ModelError):
+    """Pretrained weights could not be downloaded (often: no network); a local file is the fix."""
 
 
 class CheckpointError(GeosegError, ValueError):

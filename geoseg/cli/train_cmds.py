@@ -170,9 +170,14 @@ def train_cmd(cubes: Path | None, config_file: Path | None, print_config: bool, 
     if print_config:
         click.echo(resolved_yaml(cfg), nl=False)
         return
+    from geoseg.errors import WeightsDownloadError
     from geoseg.train import train
 
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except WeightsDownloadError as err:  # the API's hint names pretrained=<file>; here it is a flag
+        raise WeightsDownloadError(err.message, hint="this machine may have no network: give the weights as a "
+                                   "local file with --weights FILE (.safetensors or .pth) instead of --pretrained") from err
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     if getattr(rank_zero_only, "rank", 0) != 0:

@@ -49,8 +49,9 @@ class Decoded:
 class SegmentationModel(nn.Module, metaclass=ArchitectureMeta):
     """Base class of every geoseg segmentation model.
 
-    Calling a registered architecture class with keywords only (``UNet(num_classes=3,
-    input_channels=24)``) builds it through ``create_model`` (:mod:`.constructors`).
+    Calling a registered architecture class with keywords (``UNet(num_classes=3,
+    input_channels=24)``; the encoder may come first, positionally, as in smp:
+    ``UNet("resnet34", classes=4)``) builds it through ``create_model`` (:mod:`.constructors`).
 
     Args:
         in_channels: Input channels (of one date, for a time series).
@@ -66,6 +67,7 @@ class SegmentationModel(nn.Module, metaclass=ArchitectureMeta):
         pad_divisor: Multiple the input is padded to internally.
         supports_deep_supervision: The architecture can return deep-supervision logits.
         supports_pointrend: The architecture accepts ``pointrend=True``.
+        undilated_setting: The option that builds it undilated (hint when an encoder cannot dilate).
         has_aux_head: An aux classification head is present (``forward`` returns a tuple).
         has_aux_mask_head: An auxiliary segmentation head fills ``ModelOutput.aux_mask``.
     """
@@ -78,6 +80,8 @@ class SegmentationModel(nn.Module, metaclass=ArchitectureMeta):
     supports_pointrend: ClassVar[bool] = False
     #: The registered model a series ``input_shape=(T, H, W, C)`` builds without ``temporal``.
     series_variant: ClassVar[str | None] = None
+    # the option that builds the architecture undilated, named when an encoder cannot dilate
+    undilated_setting: ClassVar[str] = "output_stride=32"
 
     def __init__(
         self,
@@ -99,7 +103,7 @@ class SegmentationModel(nn.Module, metaclass=ArchitectureMeta):
         self.input_norm: MaskedBatchNorm2d | None = None
         self.encoder: FeatureEncoder = create_encoder(
             encoder, self.encoder_channels, options.encoder_depth, self.encoder_output_stride(options),
-            timm_model, stride_fallback=self.encoder_stride_fallback(options),
+            timm_model, stride_fallback=self.encoder_stride_fallback(options), undilated=self.undilated_setting,
         )
         self.pad_divisor = max(self.encoder.reductions)
         self.required_divisor = 1

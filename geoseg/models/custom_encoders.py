@@ -321,11 +321,12 @@ def instance_name(module: nn.Module) -> str:
 
 
 def check_custom_encoder(enc: ModuleEncoder, depth: int, output_stride: int | None,
-                         fallback: bool) -> ModuleEncoder:
+                         fallback: bool, undilated: str = "output_stride=32") -> ModuleEncoder:
     """Check a custom encoder's levels against ``encoder_depth`` and its strides against ``output_stride``.
 
     With ``fallback`` (the output stride is only a default), an encoder coarser than
-    ``output_stride`` is kept with a logged warning instead of raising.
+    ``output_stride`` is kept with a logged warning instead of raising; otherwise the error's
+    hint names ``undilated``, the model setting that asks for no dilation.
     """
     if max(enc.levels) > depth:
         raise ModelError(
@@ -338,7 +339,7 @@ def check_custom_encoder(enc: ModuleEncoder, depth: int, output_stride: int | No
                 f"custom encoder {enc.name!r} has strides {enc.reductions}, coarser than "
                 f"output_stride={output_stride}",
                 hint="dilate it (an output_stride constructor argument, or get_stages() for smp's "
-                "make_dilated) or use output_stride=32",
+                f"make_dilated) or use {undilated}",
             )
         warn_stride_fallback(enc.name, output_stride, max(enc.reductions))
     return enc

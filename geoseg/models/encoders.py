@@ -102,7 +102,7 @@ _PLANS: dict[tuple[str, int, int | None], tuple[tuple[int, ...], list[int]]] = {
 
 def build_timm_features(
     name: str, in_channels: int, depth: int, output_stride: int | None, *, fallback: bool = False,
-    **create_kwargs: Any,
+    undilated: str = "output_stride=32", **create_kwargs: Any,
 ) -> tuple[nn.Module, list[int]]:
     """Build a timm ``features_only`` model keeping the features of level ≤ ``depth``.
 
@@ -113,6 +113,7 @@ def build_timm_features(
         output_stride: Dilate to this stride (None or 32: undilated).
         fallback: A model that cannot be dilated is built undilated, with a logged warning,
             instead of raising.
+        undilated: The setting that asks for no dilation, named in the error's hint.
         **create_kwargs: Passed to ``timm.create_model`` (``pretrained``, overlays).
 
     Returns:
@@ -129,7 +130,7 @@ def build_timm_features(
     if key in _PLANS:
         out_indices, levels = _PLANS[key]
         return timm.create_model(name, out_indices=out_indices, **kwargs), list(levels)
-    hint = "use a dilatable backbone (ResNet, ResNeSt, EfficientNet, ConvNeXt) or output_stride=32"
+    hint = f"use a dilatable backbone (ResNet, ResNeSt, EfficientNet, ConvNeXt) or {undilated}"
     try:
         model = timm.create_model(name, **kwargs)
     except (AssertionError, TypeError) as err:
@@ -149,7 +150,7 @@ def build_timm_features(
             warn_stride_fallback(name, output_stride, max(reductions))
             return build_timm_features(name, in_channels, depth, None, **create_kwargs)
         raise ModelError(f"encoder {name!r} ignores output_stride={output_stride} (strides {reductions})",
-                         hint="use a dilatable backbone or output_stride=32")
+                         hint=f"use a dilatable backbone or {undilated}")
     all_levels = nominal_levels(reductions)
     keep = [i for i, lv in enumerate(all_levels) if lv <= depth]
     if not keep:
@@ -170,6 +171,7 @@ def create_encoder(
     timm_model: nn.Module | None = None,
     *,
     stride_fallback: bool = False,
+    undilated: str = "output_stride=32",
     state_dict: Mapping[str, Tensor] | None = None,
     source_bands: Sequence[str] | None = None,
     channel_names: Sequence[str] | None = None,
@@ -185,6 +187,7 @@ def create_encoder(
         timm_model: An already built timm features model to wrap (used by weight loading).
         stride_fallback: ``output_stride`` is only a default: an encoder that cannot be
             dilated is used as it is, with a logged warning, instead of raising.
+        undilated: The model setting that asks for no dilation, named in the errors' hints.
         state_dict: Weights for a registered custom encoder, loaded before its first
             convolution is adapted to ``in_channels`` (see ``source_bands``).
         source_bands: Band of each input channel of ``state_dict``'s first convolution.
@@ -211,7 +214,7 @@ def create_encoder(
                 "smp.encoders.encoders) so geoseg adapts its first convolution",
             )
         enc = ModuleEncoder(encoder, name, in_channels)
-        return check_custom_encoder(enc, depth, output_stride, stride_fallback)
+        return check_custom_encoder(enc, depth, output_stride, stride_fallback, undilated)
     resolved = resolve_encoder_name(encoder)
     if resolved is None:
         raise _unknown_encoder(encoder)
@@ -219,10 +222,10 @@ def create_encoder(
         module = build_encoder_module(resolved, in_channels, depth, output_stride, state_dict=state_dict,
                                       source_bands=source_bands, channel_names=channel_names)
         return check_custom_encoder(ModuleEncoder(module, encoder, in_channels), depth, output_stride,
-                             stride_fallback)
+                                    stride_fallback, undilated)
     if timm_model is None:
         timm_model, levels = build_timm_features(resolved, in_channels, depth, output_stride,
-                                                 fallback=stride_fallback)
+                                                 fallback=stride_fallback, undilated=undilated)
     else:
         levels = nominal_levels(list(_feature_info(timm_model).reduction()))
     return TimmEncoder(timm_model, resolved, in_channels, levels)
@@ -245,7 +248,8 @@ def resolve_in_channels(in_channels: int | None, input_shape: Sequence[int | Non
         in_channels: Given input channels, or None.
         input_shape: ``(H, W, C)``, channels last, as medicai/Keras write it, or a series
             ``(T, H, W, C)`` (seed 003's 3D form; C is the channels of one date). The sizes may
-            be None: geoseg models take any size.
+            be None: geoseg models take any size. A shape that looks channels-first
+            (``(3, 64, 64)``: fewer rows than columns, as many columns as "channels") is refused.
         encoder: An encoder module declares its channels in ``_in_channels`` (smp) or
             ``in_channels``, else they are its first ``Conv2d``'s.
 
@@ -253,7 +257,7 @@ def resolve_in_channels(in_channels: int | None, input_shape: Sequence[int | Non
         ``in_channels``, else C of ``input_shape``, else the module's, else 24 (the s2_24 recipe).
 
     Raises:
-        ModelError: A malformed ``input_shape``, or one contradicting ``in_channels``.
+        ModelError: A malformed or channels-first ``input_shape``, or one contradicting ``in_channels``.
     """
     if input_shape is not None:
         shape = tuple(input_shape) if isinstance(input_shape, Sequence) else ()
@@ -262,6 +266,12 @@ def resolve_in_channels(in_channels: int | None, input_shape: Sequence[int | Non
         if not (sizes_ok and isinstance(channels, int) and not isinstance(channels, bool) and channels > 0):
             raise ModelError(f"input_shape must be (H, W, C) or a series (T, H, W, C), channels last, "
                              f"got {input_shape!r}")
+        if len(shape) == 3:
+            first, height = shape[0], shape[1]
+            if isinstance(first, int) and isinstance(height, int) and first < height == channels:  # (C, H, W)
+                raise ModelError(f"input_shape={input_shape!r} looks channels-first (C, H, W): read channels last it "
+                                 f"gives {channels} channels", hint=f"give ({height}, {channels}, {first}), channels "
+                                 f"last as in medicai/Keras, or in_channels={first}")
         if in_channels is not None and in_channels != channels:
             raise ModelError(f"input_shape={input_shape!r} has {channels} channels but in_channels={in_channels}")
         return channels

@@ -11,10 +11,14 @@ Channels are matched by name only — never by position. A date-prefixed channel
 (``"t2:B04"``, the dates-as-channels input of a time series) matches its band (``B04``): every
 date's B04 channel gets the red filter, and the scale counts every date's channels.
 
+Channels without names (a model of 24 unnamed channels given RGB weights) get smp's rule
+instead, :func:`cycle_first_conv_weight`: channel i takes source filter i mod n, scaled
+n / in_channels, logged as a one-line warning, since that mapping knows no bands.
+
 :func:`set_module_in_channels` does to a whole encoder module what smp's
 ``EncoderMixin.set_in_channels`` does (the first ``Conv2d`` taking the module's native channels
 gets the new channel count; ``_in_channels`` and ``_out_channels[0]`` follow), with the kernel
-adapted by name instead of smp's channel cycling.
+adapted by name, or cycled as smp does when the channels have no names.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ __all__ = [
     "band_of",
     "date_channel_names",
     "adapt_first_conv_weight",
+    "cycle_first_conv_weight",
     "set_module_in_channels",
 ]
 
@@ -157,6 +162,29 @@ def adapt_first_conv_weight(
     return out.to(weight.dtype), mapping
 
 
+def cycle_first_conv_weight(weight: Tensor, in_channels: int, *, log_name: str = "first conv") -> Tensor:
+    """smp's ``set_in_channels`` kernel for unnamed channels: the pretrained filters cycled over them.
+
+    Channel i takes source filter ``i mod n`` and the kernel is scaled by ``n / in_channels``
+    (one channel: the sum of the filters), as smp's ``patch_first_conv`` does. The mapping
+    ignores what the channels hold, so it is logged as a warning naming the band-aware way.
+
+    Args:
+        weight: Pretrained kernel (out, n, kh, kw).
+        in_channels: Input channels of the new model.
+        log_name: Layer name used in the log message.
+
+    Returns:
+        The new kernel (out, in_channels, kh, kw).
+    """
+    n = int(weight.shape[1])
+    w = weight.detach()
+    out = w.sum(dim=1, keepdim=True) if in_channels == 1 else w[:, [i % n for i in range(in_channels)]] * (n / in_channels)
+    logger.warning("%s: %d pretrained input filters cycled over %d unnamed channels (smp's set_in_channels), "
+                   "not band-aware: pass channel_names to map the bands by name", log_name, n, in_channels)
+    return out.contiguous()
+
+
 def default_channel_names(in_channels: int) -> list[str] | None:
     """Names assumed when none are given: RGB for 3 channels, unknown otherwise."""
     return list(RGB_BANDS) if in_channels == 3 else None
@@ -177,7 +205,8 @@ def set_module_in_channels(
     convolution (smp's ``patch_first_conv`` rule). Its kernel is rebuilt for ``in_channels``:
     without ``source_bands`` (random weights) it is freshly initialised, as smp does with
     ``pretrained=False``; with them (pretrained weights already loaded) it is adapted band by
-    band with :func:`adapt_first_conv_weight`. smp's bookkeeping attributes follow:
+    band with :func:`adapt_first_conv_weight`, or, without ``target_channels``, cycled as smp
+    does (:func:`cycle_first_conv_weight`). smp's bookkeeping attributes follow:
     ``_in_channels`` becomes ``in_channels`` and ``_out_channels[0]`` too when it was ``native``.
 
     Args:
@@ -185,14 +214,15 @@ def set_module_in_channels(
         native: Input channels the module was built for.
         in_channels: Input channels wanted.
         source_bands: Band of each of the ``native`` channels of the loaded weights, or None.
-        target_channels: Name of each of the ``in_channels`` channels (needed with ``source_bands``).
+        target_channels: Name of each of the ``in_channels`` channels (None: unnamed, smp's cycling).
         log_name: Name used in log messages.
 
     Returns:
-        The band mapping applied, or None for a fresh initialisation.
+        The band mapping applied, or None (freshly initialised, or cycled over unnamed channels).
 
     Raises:
-        ModelError: No convolution takes ``native`` channels, it is grouped, or names are missing.
+        ModelError: No convolution takes ``native`` channels, it is grouped, or the names do not
+            match ``in_channels``.
     """
     conv = next((m for m in module.modules() if isinstance(m, nn.Conv2d) and m.in_channels == native), None)
     if conv is None:
@@ -206,15 +236,17 @@ def set_module_in_channels(
         weight = torch.empty(conv.out_channels, in_channels, *conv.kernel_size,
                              dtype=conv.weight.dtype, device=conv.weight.device)
         logger.info("%s: first conv %d -> %d channels, freshly initialised", log_name, native, in_channels)
-    elif target_channels is None or len(target_channels) != in_channels:
-        raise ModelError(f"pretrained weights for {log_name} need channel_names for {in_channels} input "
-                         "channels", hint="pass channel_names=[...] so RGB filters land on B04/B03/B02")
+    elif target_channels is None:
+        weight = cycle_first_conv_weight(conv.weight, in_channels, log_name=f"{log_name} first conv")
+    elif len(target_channels) != in_channels:
+        raise ModelError(f"{log_name}: {len(target_channels)} channel_names for {in_channels} input channels",
+                         hint="give one name per input channel")
     else:
         weight, mapping = adapt_first_conv_weight(conv.weight, source_bands, target_channels,
                                                   log_name=f"{log_name} first conv")
     conv.in_channels = in_channels
     conv.weight = nn.Parameter(weight)
-    if mapping is None:
+    if source_bands is None:
         conv.reset_parameters()
     smp_attrs = cast(Any, module)  # smp's plain int / list attributes, not parameters
     if hasattr(module, "_in_channels"):

@@ -6,7 +6,9 @@
   ``pyramid_sizes`` (default 1, 2, 3, 6 — the paper's set; pass another set such as
   1, 3, 5, 6 explicitly if wanted), 1×1 conv to ``C / len(sizes)``, bilinear upsampling,
   concatenation with the input and a 3×3 bottleneck conv.
-* Head: ``use_unet=False`` → 1×1 classifier + bilinear upsampling (×8 when dilated);
+* Head: ``use_unet=False`` → 1×1 classifier + bilinear upsampling (×8 when dilated; an
+  encoder that cannot dilate, such as DenseNet, is used at its own stride with a one-line
+  note unless ``keep_dilation=True`` was asked for);
   ``use_unet=True`` (the default, as in arcgis.learn) → a learnable U-Net/FPN-style
   decoder through the encoder skips.
 * ``aux_mask_head``: the paper's auxiliary FCN head on P4 (res4), loss weight 0.4.
@@ -135,6 +137,7 @@ class PSPNet(SegmentationModel):
     default_encoder: ClassVar[str] = "resnet50"
     summary: ClassVar[str] = "PSPNet (Zhao et al. 2017): pyramid pooling, U-Net decoder or 8x head, aux head, PointRend"
     supports_pointrend: ClassVar[bool] = True
+    undilated_setting: ClassVar[str] = "keep_dilation=False"
 
     @classmethod
     def encoder_output_stride(cls, options: ArchOptions) -> int | None:
@@ -149,6 +152,10 @@ class PSPNet(SegmentationModel):
     def _aux_feature(self) -> int:
         """Index of the feature the aux segmentation head reads: P4, else the second deepest."""
         return self.encoder.feature_at_level(4) if 4 in self.encoder.levels else len(self.encoder.channels) - 2
+
+    @classmethod
+    def encoder_stride_fallback(cls, options: ArchOptions) -> bool:
+        return options.keep_dilation is None  # type: ignore[attr-defined]  # the 8x head's dilation is a wish
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from geoseg.errors import ModelError
 from geoseg.models.base import Decoded, SegmentationModel
+from geoseg.models.feature_encoder import FeatureEncoder
 from geoseg.models.heads import SegmentationHead
 from geoseg.models.options import ArchOptions, opt
 from geoseg.models.pointrend import PointRendOptions
@@ -49,6 +50,21 @@ class UNetOptions(PointRendOptions):
         return self.decoder_channels or _DEFAULT_CHANNELS[5 - self.encoder_depth :]
 
 
+def _check_level_strides(encoder: FeatureEncoder) -> None:
+    """smp's U-Net decoder joins level P_l at stride 2**l: name the first level that is not there."""
+    for level, stride in zip(encoder.levels, encoder.reductions, strict=True):
+        if stride == 2**level:
+            continue
+        where = (f"unet needs each level P_l at stride 2**l, but encoder {encoder.name!r} has P{level} at stride "
+                 f"{stride} (levels {encoder.levels}, strides {encoder.reductions})")
+        if stride < 2**level:
+            raise ModelError(where, hint="it is dilated: use it undilated (unet does not dilate its encoder)")
+        keyed = [r.bit_length() - 1 for r in encoder.reductions]  # the level of each stride
+        raise ModelError(where, hint=f"key its features by stride ({', '.join(f'P{k}' for k in keyed)} with "
+                                     f"encoder_depth={max(keyed)}), or use deeplabv3plus or pspnet, which take "
+                                     "the levels as declared")
+
+
 class UNet(SegmentationModel):
     """Plain U-Net (Ronneberger et al. 2015) with smp's decoder blocks."""
 
@@ -63,8 +79,7 @@ class UNet(SegmentationModel):
         opts: UNetOptions = self.options  # type: ignore[assignment]
         depth = opts.encoder_depth
         by_level = dict(zip(self.encoder.levels, self.encoder.channels, strict=True))
-        if self.encoder.reductions != [2**lv for lv in self.encoder.levels]:
-            raise ModelError(f"unet needs an undilated encoder, got strides {self.encoder.reductions}")
+        _check_level_strides(self.encoder)
         self._missing = [lv for lv in range(1, depth + 1) if lv not in by_level]
         enc_channels = [self.in_channels] + [by_level.get(lv, 0) for lv in range(1, depth + 1)]
         self.decoder = UnetDecoder(

@@ -25,7 +25,7 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
-from geoseg.errors import CheckpointError, ModelError
+from geoseg.errors import CheckpointError, ModelError, WeightsDownloadError
 from geoseg.models.custom_encoders import EncoderEntry
 from geoseg.models.first_conv import RGB_BANDS
 
@@ -37,6 +37,7 @@ __all__ = [
     "spec_in",
     "download_error",
     "settings_tag",
+    "declared_bands",
     "registered_weights",
 ]
 
@@ -142,9 +143,9 @@ def spec_in(meta: Mapping[str, str], path: str | Path) -> dict[str, Any] | None:
     return spec
 
 
-def download_error(name: str, err: Exception) -> ModelError:
+def download_error(name: str, err: Exception) -> WeightsDownloadError:
     """The one-line error of a failed weights download (no network: use a local file)."""
-    return ModelError(
+    return WeightsDownloadError(
         f"could not download pretrained weights for encoder {name!r} "
         f"({type(err).__name__}: {str(err)[:200]})",
         hint="this machine may have no network: pass pretrained=<local .safetensors or .pth file>",
@@ -167,6 +168,12 @@ def settings_tag(entry: EncoderEntry | None, pretrained: bool | str | Path) -> s
         return None
     # smp's encoder_weights="ssl" etc.: a settings key, or a word that is no file path
     return pretrained if pretrained in settings or not any(c in pretrained for c in "/\\.") else None
+
+
+def declared_bands(entry: EncoderEntry, tag: str) -> list[str] | None:
+    """The ``bands`` list of ``pretrained_settings[tag]``, known before any download (None: not given)."""
+    bands = (entry.pretrained_settings.get(tag) or {}).get("bands")
+    return [str(b) for b in bands] if bands else None
 
 
 def registered_weights(entry: EncoderEntry, tag: str) -> tuple[dict[str, Tensor], list[str] | None]:
@@ -203,7 +210,7 @@ def registered_weights(entry: EncoderEntry, tag: str) -> tuple[dict[str, Tensor]
         raise
     except Exception as err:  # network/hub errors have many types (OSError, HTTP errors, ...)
         raise download_error(entry.name, err) from err
-    bands = settings.get("bands") or (json.loads(meta["bands"]) if "bands" in meta else None)
+    bands = declared_bands(entry, tag) or (json.loads(meta["bands"]) if "bands" in meta else None)
     if bands is None and str(settings.get("input_space", "")).upper() == "BGR":
         bands = list(RGB_BANDS)[::-1]
     return sd, None if bands is None else [str(b) for b in bands]

@@ -21,6 +21,9 @@ This module writes, maps and loads weights (reading files and downloads is
 * A backbone's first convolution is adapted band by band (:mod:`geoseg.models.first_conv`):
   hub weights are RGB = ``B04, B03, B02``; a local backbone file may declare its bands in
   the safetensors metadata key ``"bands"`` (JSON list), torchgeo weights in ``meta["bands"]``.
+  A model without ``channel_names`` given 3-channel (RGB) weights gets smp's mapping instead
+  (the filters cycled over its channels, with a one-line warning); weights of other bands
+  need the names, which is checked before anything is downloaded.
 * :func:`save_weights` writes safetensors with the model's ``spec`` as metadata, so
   ``load_model`` can rebuild the architecture from the file alone.
 """
@@ -43,7 +46,12 @@ from geoseg.errors import CheckpointError, ModelError
 from geoseg.models.base import SegmentationModel
 from geoseg.models.custom_encoders import EncoderEntry, resolve_encoder_name
 from geoseg.models.encoders import TimmEncoder, build_timm_features, create_encoder
-from geoseg.models.first_conv import RGB_BANDS, adapt_first_conv_weight, normalize_band_name
+from geoseg.models.first_conv import (
+    RGB_BANDS,
+    adapt_first_conv_weight,
+    cycle_first_conv_weight,
+    normalize_band_name,
+)
 from geoseg.models.options import ArchOptions
 from geoseg.models.temporal import encoder_input
 from geoseg.models.torchgeo_weights import (
@@ -55,6 +63,7 @@ from geoseg.models.torchgeo_weights import (
 )
 from geoseg.models.weight_files import (
     SPEC_KEY,
+    declared_bands,
     download_error,
     read_checkpoint,
     read_state_dict,
@@ -167,6 +176,7 @@ def pretrained_timm_features(
     state_dict: Mapping[str, Tensor] | None = None,
     source_bands: Sequence[str] | None = None,
     stride_fallback: bool = False,
+    undilated: str = "output_stride=32",
 ) -> nn.Module:
     """A timm features model with pretrained weights, first conv mapped band by band.
 
@@ -180,6 +190,7 @@ def pretrained_timm_features(
         source_bands: Bands of ``state_dict``'s first conv (None: RGB for 3 channels, else
             assumed identical to the target channels).
         stride_fallback: ``output_stride`` is only a default (see ``build_timm_features``).
+        undilated: The model setting that asks for no dilation (named in errors).
 
     Raises:
         ModelError: Download failure, or channel names needed but missing.
@@ -196,7 +207,7 @@ def pretrained_timm_features(
     source_bands, target = _band_lists(name, src_chans, in_channels, channel_names, source_bands)
     try:
         src, _ = build_timm_features(name, src_chans, depth, output_stride, fallback=stride_fallback,
-                                     pretrained=True, pretrained_cfg_overlay=overlay)
+                                     undilated=undilated, pretrained=True, pretrained_cfg_overlay=overlay)
     except ModelError:
         raise
     except (RuntimeError, KeyError) as err:
@@ -207,13 +218,17 @@ def pretrained_timm_features(
         if state_dict is None:
             raise download_error(name, err) from err
         raise
-    if [normalize_band_name(b) for b in source_bands] == [normalize_band_name(c) for c in target]:
+    if target is not None and [normalize_band_name(b) for b in source_bands] == [
+            normalize_band_name(c) for c in target]:
         logger.info("%s: pretrained first conv bands already match %s", name, list(target))
         return src
     sd = src.state_dict()
     pretrained_cfg = cast(dict[str, Any], src.pretrained_cfg)  # set by timm.create_model
     key = _first_conv_key(sd, pretrained_cfg.get("first_conv"), src_chans)
-    sd[key], _ = adapt_first_conv_weight(sd[key], source_bands, target, log_name=f"{name}.{key}")
+    if target is None:  # unnamed channels: smp's cycling
+        sd[key] = cycle_first_conv_weight(sd[key], in_channels, log_name=f"{name}.{key}")
+    else:
+        sd[key], _ = adapt_first_conv_weight(sd[key], source_bands, target, log_name=f"{name}.{key}")
     if output_stride is not None and max(_feature_info_reductions(src)) > output_stride:
         output_stride = None  # it could not dilate (stride_fallback): build the same, undilated
     model, _ = build_timm_features(name, in_channels, depth, output_stride)
@@ -226,14 +241,15 @@ def _feature_info_reductions(model: nn.Module) -> list[int]:
 
 
 def _band_lists(name: str, src_chans: int, in_channels: int, channel_names: Sequence[str] | None,
-                source_bands: Sequence[str] | None) -> tuple[list[str], list[str]]:
+                source_bands: Sequence[str] | None) -> tuple[list[str], list[str] | None]:
     """Bands of the weights' first conv and names of the model's channels (RGB for 3 unnamed).
 
     Without a declared band list, 3 channels are RGB, and as many channels as the model's are
-    taken as the model's own (named, or unnamed on both sides: loaded unchanged).
+    taken as the model's own (named, or unnamed on both sides: loaded unchanged). Other
+    unnamed channels given 3-channel weights get smp's cycling: their names are None.
 
     Raises:
-        ModelError: The model's channels need names (RGB weights, ``in_channels != 3``).
+        ModelError: The model's channels need names (weights of other than 3 channels).
         CheckpointError: The weights' bands cannot be told.
     """
     target = list(channel_names) if channel_names is not None else (
@@ -246,10 +262,10 @@ def _band_lists(name: str, src_chans: int, in_channels: int, channel_names: Sequ
             source_bands = target
         elif src_chans == in_channels:  # unnamed on both sides: same layout, loaded unchanged
             source_bands = target = [f"channel_{i}" for i in range(src_chans)]
-    if target is None:
+    if target is None and src_chans != 3:
         raise ModelError(
-            f"pretrained weights for {name!r} need channel_names for {in_channels} input channels",
-            hint="pass channel_names=[...] so RGB filters land on B04/B03/B02",
+            f"pretrained weights of {src_chans} bands for {name!r} need channel_names for {in_channels} "
+            "input channels", hint="pass channel_names=[...] so each band's filter lands on its channel",
         )
     if source_bands is None or len(source_bands) != src_chans:
         raise CheckpointError(f"cannot tell which bands the {src_chans}-channel first conv expects",
@@ -285,6 +301,7 @@ def load_torchgeo_weights(model: SegmentationModel, weights: Any,
     label = f"{type(weights).__name__}.{getattr(weights, 'name', '')}"
     check_encoder_matches(label, weights, model.encoder.name)
     bands = list(weights.meta["bands"])
+    _band_lists(label, len(bands), model.in_channels, model.channel_names, bands)  # before any download
     return _load_timm_backbone(model, torchgeo_state_dict(weights, file), bands)
 
 
@@ -295,7 +312,7 @@ def _load_timm_backbone(model: SegmentationModel, sd: Mapping[str, Tensor],
     feats = pretrained_timm_features(
         model.encoder.name, model.encoder_channels, model.encoder_channel_names, model.options.encoder_depth,
         model.encoder_output_stride(model.options), state_dict=sd, source_bands=bands,
-        stride_fallback=model.encoder_stride_fallback(model.options),
+        stride_fallback=model.encoder_stride_fallback(model.options), undilated=model.undilated_setting,
     )
     model.encoder.model.load_state_dict(feats.state_dict(), strict=True)
     return model
@@ -364,12 +381,16 @@ def build_with_weights(
         src_chans = int(sd[_first_conv_key(sd, None, None)].shape[1])
         source, target = _band_lists(entry.name, src_chans, enc_channels, enc_names, bands)
         enc = create_encoder(entry.name, enc_channels, options.encoder_depth, cls.encoder_output_stride(options),
-                             stride_fallback=cls.encoder_stride_fallback(options), state_dict=sd,
+                             stride_fallback=cls.encoder_stride_fallback(options),
+                             undilated=cls.undilated_setting, state_dict=sd,
                              source_bands=source, channel_names=target)
         return cls(in_channels, num_classes, enc, options, aux_params, channel_names)
 
     tag = settings_tag(entry, pretrained)
     if entry is not None and tag is not None:
+        declared = declared_bands(entry, tag)
+        if declared is not None:  # the names they need are checked before any download
+            _band_lists(entry.name, len(declared), in_channels, channel_names, declared)
         return with_custom_weights(*registered_weights(entry, tag))
     if pretrained is True:
         if not isinstance(resolved, str):
@@ -380,7 +401,8 @@ def build_with_weights(
             )
         feats = pretrained_timm_features(resolved, enc_channels, enc_names, options.encoder_depth,
                                          cls.encoder_output_stride(options),
-                                         stride_fallback=cls.encoder_stride_fallback(options))
+                                         stride_fallback=cls.encoder_stride_fallback(options),
+                                         undilated=cls.undilated_setting)
         return cls(*args, timm_model=feats)
     if not isinstance(pretrained, str | Path):
         raise ModelError(f"pretrained must be False, True or a file path, got {pretrained!r}")

@@ -46,9 +46,10 @@ TRAIN_KIND = "training run"  # the ownership marker's kind of a MODEL_DIR (geose
 # given overrides its preset value. docs/seeds.md says where each value comes from.
 PRESETS: dict[str, dict[str, Any]] = {
     # seed 001 (UNet3+ with a pretrained backbone): its training defaults that make sense offline
-    # (no hub weights, no 512 px target size: geoseg chips and cubes are often smaller)
+    # (no hub weights, no 512 px target size: geoseg chips and cubes are often smaller); its
+    # --target_size resizes, so --target-size does too unless --target-mode is given
     "seed001": {"model": "unet3plus", "encoder": "convnext_tiny", "epochs": 30, "batch_size": 8, "patience": 15,
-                "validate_every": 2, "monitor": "val_loss", "save_every": 10},
+                "validate_every": 2, "monitor": "val_loss", "save_every": 10, "target_mode": "resize"},
 }
 
 

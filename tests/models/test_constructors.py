@@ -70,11 +70,21 @@ def test_the_registry_form_is_unchanged() -> None:
     assert type(model) is UNet and model.spec["num_classes"] == 2
 
 
+def test_the_encoder_may_be_positional_as_in_smp() -> None:
+    model = UNet("test_resnet", encoder_weights=None, in_channels=3, classes=2)  # smp.Unet('resnet34', ...)
+    assert model.spec == create_model("unet", encoder="test_resnet", in_channels=3, num_classes=2).spec
+    assert DeepLabV3Plus("test_convnext", in_channels=3, encoder_depth=4).encoder.name == "test_convnext"
+
+
 def test_errors_are_one_line_model_errors() -> None:
     with pytest.raises(ModelError, match="contradicts"):
         UNet(num_classes=3, classes=4, encoder="test_resnet")
-    with pytest.raises(ModelError, match="keyword arguments only"):
+    with pytest.raises(ModelError, match="one positional argument, the encoder"):
         UNet(3, 24)
+    with pytest.raises(ModelError, match="one positional argument"):
+        UNet("test_resnet", 3)
+    with pytest.raises(ModelError, match="positionally and as encoder_name="):
+        UNet("test_resnet", encoder_name="test_convnext")
     with pytest.raises(ModelError, match="unknown option 'pyramid_size'") as err:
         PSPNet(num_classes=3, encoder="test_resnet", pyramid_size=[1, 2])
     assert "pyramid_sizes" in str(err.value)

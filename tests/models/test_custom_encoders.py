@@ -151,8 +151,8 @@ def test_imagenet_settings_from_a_local_file_are_band_mapped(smp_registered, tmp
     assert "copied [B02<-B02, B03<-B03, B04<-B04]; 21 channel(s) mean-initialised" in caplog.text
     bgr = create_model("unet", in_channels=24, encoder=name, pretrained="bgr", channel_names=S2_24)
     torch.testing.assert_close(_first_conv(bgr).weight[:, S2_24.index("B04")].detach(), src[:, 2] * 3 / 24)
-    with pytest.raises(ModelError, match="channel_names"):  # RGB weights, 24 unnamed channels
-        create_model("unet", in_channels=24, encoder=name, pretrained=True)
+    unnamed = create_model("unet", in_channels=24, encoder=name, pretrained=True)  # smp's set_in_channels
+    torch.testing.assert_close(_first_conv(unnamed).weight[:, 4].detach(), src[:, 1] * 3 / 24)  # 4 mod 3
     with pytest.raises(ModelError, match=r"no 'ssl' weights.*\['bgr', 'imagenet'\]"):  # smp's tag spelling
         create_model("unet", in_channels=3, encoder=name, pretrained="ssl")
 
@@ -190,6 +190,18 @@ def test_downloads_go_through_torch_hub_and_the_hf_hub(smp_registered, monkeypat
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(ModelError, match="could not download.*no network"):
         create_model("unet", in_channels=3, encoder=name, pretrained=True)
+
+
+def test_declared_bands_are_checked_before_any_download(smp_registered, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings of 13-band weights on 24 unnamed channels: refused before anything is fetched."""
+    def no_download(*args: object, **kwargs: object) -> None:
+        raise AssertionError("downloaded")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    s2 = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
+    name = smp_registered(settings={"imagenet": {"url": "https://some-url.com/s2-weights", "bands": s2}})
+    with pytest.raises(ModelError, match="weights of 13 bands for 'tpl_enc' need channel_names"):
+        create_model("unet", in_channels=24, encoder=name, pretrained=True)
 
 
 def test_local_backbone_file_for_a_registered_encoder(smp_registered, tmp_path: Path) -> None:
@@ -238,6 +250,21 @@ def test_pyramid_strides_are_checked_against_the_levels(encoder: nn.Module, matc
         create_model("deeplabv3plus", encoder=encoder, encoder_depth=4, **SMALL)
 
 
+def test_unet_names_the_level_that_is_not_at_its_stride() -> None:
+    """smp's U-Net decoder needs P_l at stride 2**l: a ConvNeXt-style P1 at stride 4 is named, with the fix."""
+    with pytest.raises(ModelError, match=r"unet needs each level P_l at stride 2\*\*l, but encoder .* has P1 at "
+                                         r"stride 4 .* key its features by stride \(P2, P3, P4, P5 with "
+                                         r"encoder_depth=5\)"):
+        create_model("unet", encoder=ConvNeXtStyle(), encoder_depth=4)
+
+    class ByStride(ConvNeXtStyle):  # the hint followed
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
+            return {f"P{int(k[1:]) + 1}": v for k, v in super().forward(x).items()}
+
+    model = create_model("unet", encoder=ByStride(), encoder_depth=5)
+    assert model.encoder.levels == [2, 3, 4, 5] and model(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+
+
 def test_pyramid_keys_must_be_levels() -> None:
     class Named(ConvNeXtStyle):
         def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
@@ -260,6 +287,28 @@ def test_undilatable_encoder_falls_back_at_the_default_stride(caplog: pytest.Log
         create_model("deeplabv3plus", in_channels=3, encoder="densenet121", output_stride=16, **SMALL)
 
 
+PSP_8X = {"use_unet": False, "psp_channels": 16, "pyramid_sizes": (1, 2)}
+
+
+@pytest.mark.parametrize("encoder", ["densenet121", "template"])
+def test_pspnet_8x_head_falls_back_when_the_encoder_cannot_dilate(
+    encoder: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PSPNet's plain head dilates by default (keep_dilation=None): a wish, like DeepLabV3+'s 16."""
+    enc = TemplateEncoder() if encoder == "template" else encoder
+    name = "custom:test_custom_encoders.TemplateEncoder" if encoder == "template" else encoder
+    with caplog.at_level(logging.WARNING, logger="geoseg.models.encoders"):
+        model = create_model("pspnet", in_channels=3, num_classes=2, encoder=enc, **PSP_8X)
+    notes = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert notes == [f"encoder {name!r} cannot be dilated to output_stride=8; using it at output stride 32"]
+    assert model.encoder.reductions == [2, 4, 8, 16, 32]
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 2, 64, 64)
+    # keep_dilation=True asked for: refused, naming PSPNet's own setting (it has no output_stride)
+    with pytest.raises(ModelError, match=r"output_stride=8.*keep_dilation=False$") as err:
+        create_model("pspnet", in_channels=3, num_classes=2, encoder=enc, keep_dilation=True, **PSP_8X)
+    assert "output_stride=32" not in str(err.value)
+
+
 # ------------------------------------------------------------------ seed 003: options
 def test_input_shape_gives_the_channels() -> None:
     model = create_model("deeplabv3plus", input_shape=(224, 224, 5), encoder="test_resnet", **SMALL)
@@ -271,6 +320,9 @@ def test_input_shape_gives_the_channels() -> None:
         create_model("deeplabv3plus", input_shape=(64, 64, 3), in_channels=24, encoder="test_resnet")
     with pytest.raises(ModelError, match=r"\(H, W, C\) or a series \(T, H, W, C\)"):
         create_model("deeplabv3plus", input_shape=(64, 64), encoder="test_resnet")
+    with pytest.raises(ModelError, match=r"looks channels-first \(C, H, W\).*64 channels — give \(64, 64, 3\)"):
+        create_model("deeplabv3plus", input_shape=(3, 64, 64), encoder="test_resnet")
+    assert create_model("unet", input_shape=(128, 64, 64), encoder="test_resnet").in_channels == 64  # H > W: as given
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "softmax"])

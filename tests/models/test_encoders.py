@@ -83,8 +83,9 @@ def test_unknown_encoder_suggests_the_closest_name() -> None:
 
 
 def test_undilatable_encoder_is_reported() -> None:
-    with pytest.raises(ModelError, match="output_stride"):
-        create_model("pspnet", in_channels=3, encoder="hrnet_w18_small", use_unet=False)
+    """Only an explicit keep_dilation=True is refused (the default falls back with a note)."""
+    with pytest.raises(ModelError, match="output_stride=8.*or keep_dilation=False"):
+        create_model("pspnet", in_channels=3, encoder="hrnet_w18_small", use_unet=False, keep_dilation=True)
 
 
 @pytest.fixture

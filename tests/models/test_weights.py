@@ -133,10 +133,40 @@ def test_same_layout_file_loads_unchanged(tmp_path: Path) -> None:
     torch.testing.assert_close(_conv0(model), sd["conv1.0.weight"])
 
 
-def test_rgb_weights_need_channel_names(tmp_path: Path) -> None:
+def _notes(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("in_channels", [24, 1, 2])
+def test_rgb_weights_on_unnamed_channels_are_cycled_as_smp_does(tmp_path: Path, in_channels: int,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """No channel_names: smp's set_in_channels (RGB filters cycled, scaled 3/C; 1 channel: their sum)."""
+    from segmentation_models_pytorch.encoders._utils import patch_first_conv
+
     path, sd = _timm_backbone_file(tmp_path)
-    with pytest.raises(ModelError, match="channel_names"):
+    with caplog.at_level(logging.WARNING, logger="geoseg.models"):
+        model = create_model("unet", in_channels=in_channels, encoder="test_resnet", pretrained=path)
+    smp_way = timm.create_model("test_resnet", features_only=True)
+    smp_way.load_state_dict(sd, strict=False)
+    patch_first_conv(smp_way, in_channels, default_in_channels=3, pretrained=True)
+    torch.testing.assert_close(_conv0(model), smp_way.conv1[0].weight.detach())
+    if in_channels == 24:
+        torch.testing.assert_close(_conv0(model)[:, 22], sd["conv1.0.weight"][:, 1] * 3 / 24)  # 22 mod 3
+    assert _notes(caplog) == [f"test_resnet.conv1.0.weight: 3 pretrained input filters cycled over {in_channels} "
+                              "unnamed channels (smp's set_in_channels), not band-aware: pass channel_names to "
+                              "map the bands by name"]
+    torch.testing.assert_close(model.encoder.model.state_dict()["layer1.0.conv1.weight"],
+                               sd["layer1.0.conv1.weight"])
+
+
+def test_weights_of_other_bands_need_channel_names(tmp_path: Path) -> None:
+    path, _ = _timm_backbone_file(tmp_path, in_chans=13, bands=TORCHGEO_S2)
+    with pytest.raises(ModelError, match="weights of 13 bands .* need channel_names for 24 input channels"):
         create_model("unet", in_channels=24, encoder="test_resnet", pretrained=path)
+
+
+def test_rgb_weights_on_rgb_channels(tmp_path: Path) -> None:
+    path, sd = _timm_backbone_file(tmp_path)
     model = create_model("unet", in_channels=3, encoder="test_resnet", pretrained=path)  # RGB
     torch.testing.assert_close(_conv0(model), sd["conv1.0.weight"])
     bgr = create_model("unet", in_channels=3, encoder="test_resnet", pretrained=path,
@@ -156,8 +186,18 @@ def test_hub_download_failure_is_a_model_error(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ModelError, match="no network") as err:
         create_model("unet", in_channels=24, encoder="test_resnet", pretrained=True, channel_names=S2_24)
     assert "local" in str(err.value)
-    with pytest.raises(ModelError, match="channel_names"):  # fails before any download
+    with pytest.raises(ModelError, match="no network"):  # unnamed channels: smp's mapping, after the download
         create_model("unet", in_channels=24, encoder="test_resnet", pretrained=True)
+
+
+def test_torchgeo_band_names_are_checked_before_any_download() -> None:
+    class NoDownload(_FakeWeights):
+        def get_state_dict(self, progress: bool = True) -> dict[str, torch.Tensor]:
+            raise AssertionError("downloaded")
+
+    model = create_model("unet", in_channels=24, encoder="test_resnet")  # no channel_names
+    with pytest.raises(ModelError, match="13 bands .* need channel_names"):
+        load_torchgeo_weights(model, NoDownload({}))
 
 
 def test_hub_weights_are_band_mapped(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,14 +3,14 @@
 The seed's code blocks are quoted below and checked against the seed's text; they run with
 two substitutions: the template's ``...`` (its "Define encoder modules below") is filled in
 with five stride-2 convolutions producing the channels it declares, and ``smp.Unet(...)`` is
-``geoseg.models.UNet(...)`` (keyword arguments; geoseg's default input is the 24-channel
+``geoseg.models.UNet(...)`` (the same arguments; geoseg's default input is the 24-channel
 ``s2_24`` recipe, and geoseg does not download weights unless asked). Downloads are replaced
 by a local state dict: no network. docs/seeds.md maps every name.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 import textwrap
 from pathlib import Path
 
@@ -140,8 +140,8 @@ def scope():
 
 
 def _geoseg(code: str) -> str:
-    """``smp.Unet(...)`` → ``geoseg.models.UNet(...)``: keyword arguments only."""
-    return re.sub(r"smp\.Unet\('(\w+)', ", r"UNet(encoder_name='\1', ", code).replace("smp.Unet(", "UNet(")
+    """``smp.Unet(...)`` → ``geoseg.models.UNet(...)``, the arguments as written."""
+    return code.replace("smp.Unet(", "UNet(")
 
 
 def test_the_examples_are_the_seeds() -> None:
@@ -168,7 +168,7 @@ def test_the_template_registered_in_smps_dict_works_at_24_channels(scope: dict) 
     assert model.classification_head is None
 
 
-def test_encoder_weights_imagenet_is_downloaded_from_the_settings_url(scope: dict, monkeypatch) -> None:
+def test_encoder_weights_imagenet_is_downloaded_from_the_settings_url(scope: dict, monkeypatch, caplog) -> None:
     _run(REGISTER, scope)
     rgb = scope["MyEncoder"]().state_dict()
     urls: list[str] = []
@@ -187,7 +187,15 @@ def test_encoder_weights_imagenet_is_downloaded_from_the_settings_url(scope: dic
         torch.testing.assert_close(w[:, S2_24.index(band)], rgb["stages.0.0.weight"][:, i] * 3 / 24)
     torch.testing.assert_close(model.encoder.module.stages[3][0].weight, rgb["stages.3.0.weight"])
     none = _run(_geoseg(USE).replace(")", ", encoder_weights=None)"), dict(scope))["model"]
-    assert none.encoder.module.stages[0][0].in_channels == 24 and urls == [urls[0]]  # nothing fetched
+    assert none.encoder.module.stages[0][0].in_channels == 24 and len(urls) == 1  # nothing fetched
+    # 24 unnamed channels: smp's set_in_channels (RGB filters cycled, scaled 3/24), with a one-line note
+    with caplog.at_level(logging.WARNING, logger="geoseg.models"):
+        smp_way = _run(_geoseg(USE).replace(")", ', encoder_weights="imagenet")'), dict(scope))["model"]
+    w = smp_way.encoder.module.stages[0][0].weight.detach()
+    for channel in (0, 4, 23):
+        torch.testing.assert_close(w[:, channel], rgb["stages.0.0.weight"][:, channel % 3] * 3 / 24)
+    notes = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(notes) == 1 and "not band-aware: pass channel_names" in notes[0]
 
 
 def test_aux_classification_output(scope: dict) -> None:

@@ -196,3 +196,18 @@ def test_densenet_backbone_falls_back_to_a_valid_output_stride(caplog: pytest.Lo
     assert model.encoder.pyramid_outputs["P5"].stride == 32
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 1, 64, 64)
+
+
+def test_medicai_encoder_names_are_timms() -> None:
+    """The seed's ``encoder_name='seresnext50'`` (its 3D example, here 2D) and medicai's other spellings."""
+    from geoseg.models import DeepLabV3Plus
+    from geoseg.models.constructors import medicai_encoder_name
+
+    model = _run(INIT_3D.replace("(96, 96, 96, 3)", "(96, 96, 3)"), DeepLabV3Plus=DeepLabV3Plus)["model"]
+    assert model.spec["encoder"] == "seresnext50_32x4d" and model.in_channels == 3
+    names = {"seresnext101": "seresnext101_32x4d", "resnext50": "resnext50_32x4d", "efficientnetb0": "efficientnet_b0",
+             "EfficientNetB3": "efficientnet_b3", "resnet50v2": "resnetv2_50", "resnet50vd": "resnet50d",
+             "convnext_v2_atto": "convnextv2_atto", "efficientnetv2s": "efficientnetv2_s"}
+    assert {name: medicai_encoder_name(name) for name in names} == names
+    for known in ("resnet50", "densenet121", "efficientnet_b0", "mit_b0", "seresnet50v2"):  # timm/smp, or no match
+        assert medicai_encoder_name(known) == known
