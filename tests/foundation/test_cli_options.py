@@ -12,10 +12,12 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from geoseg.cli.export_cmds import export_cmd
 from geoseg.cli.options import option_fields
 from geoseg.cli.predict_cmds import predict_cmd
 from geoseg.cli.tile_cmds import tile_cmd
 from geoseg.cli.train_cmds import _BY_HAND, evaluate_cmd, train_cmd
+from geoseg.export.options import ExportOptions
 from geoseg.predict.options import PredictOptions
 from geoseg.tiling.options import TileOptions
 from geoseg.train.config import TrainConfig
@@ -27,6 +29,7 @@ COMMANDS = [
     (train_cmd, TrainConfig, set(_BY_HAND)),
     (evaluate_cmd, EvaluateOptions, set()),
     (predict_cmd, PredictOptions, set()),
+    (export_cmd, ExportOptions, set()),
 ]
 
 
@@ -86,3 +89,28 @@ def test_the_fields_own_spelling_works_too_and_stays_out_of_help(monkeypatch, tm
     assert seen["options"] == TileOptions(cube_size=128, split_block=2, min_valid=0.5, progress=False)
     text = CliRunner().invoke(tile_cmd, ["--help"]).output
     assert "--cube-size" in text and "--cube_size" not in text and "--no_progress" not in text
+
+
+def test_export_flags_reach_export_onnx_unchanged(monkeypatch, tmp_path):
+    """``geoseg export`` and the pipeline's export step hand export_onnx one ExportOptions, as typed."""
+    import geoseg.export
+    from geoseg.pipeline.schema import ExportStep
+
+    seen: dict = {}
+
+    def fake(model, out, options):
+        seen["options"] = options
+        raise SystemExit(0)
+
+    monkeypatch.setattr(geoseg.export, "export_onnx", fake, raising=False)  # the CLI's lazy import finds it
+    args = ["m", "--out", str(tmp_path / "m.onnx"), "--opset", "18", "--overlap", "10", "--resolution", "20",
+            "--seg-thresh", "0.5", "--batch", "2", "--no-mask-invalid", "--exporter", "dynamo", "--no-check"]
+    assert CliRunner().invoke(export_cmd, args).exit_code == 0
+    typed = ExportOptions(opset=18, overlap=10, resolution=20.0, seg_thresh=0.5, batch=2, mask_invalid=False,
+                          exporter="dynamo", check=False)
+    assert seen["options"] == typed
+    step = ExportStep(opset=18, overlap=10, resolution=20.0, seg_thresh=0.5, batch=2, mask_invalid=False,
+                      exporter="dynamo", check=False)
+    assert step.options(ExportOptions) == typed
+    assert "check" not in step.content_params() and step.content_params()["bundle"] == "best"
+    assert ExportStep().options(ExportOptions) == ExportOptions()
