@@ -27,7 +27,7 @@ class ExportOptions(OptionsModel):
     opset: int = Field(17, ge=MIN_OPSET, le=MAX_OPSET, description=f"ONNX opset (Deepness needs <= {MAX_OPSET})")
     tile_size: int | None = Field(None, ge=8, description="input tile size in pixels (default: the model's window)")
     overlap: int = Field(25, ge=0, lt=100, description="Deepness tile overlap in percent")
-    resolution: float = Field(10.0, gt=0, description="input pixel size in metres")
+    resolution: float = Field(10.0, gt=0, allow_inf_nan=False, description="input pixel size in metres")
     seg_thresh: float = Field(0.0, ge=0, le=1, description="Deepness's probability threshold (0: every pixel gets "
                               "its most probable class)")
     batch: int | None = Field(None, ge=1, description="static batch size (default: dynamic)")
