@@ -179,3 +179,18 @@ def test_the_catalog_declares_its_scene_options_with_the_model_s_fields(tmp_path
     catalog.write_text(yaml.safe_dump({"datasets": {"d": {"invalid_scl": [3, 12], "scenes": [{"id": "s", "path": "s"}]}}}))
     with pytest.raises(ConfigError, match=r"datasets\.d\.invalid_scl\.1: Input should be less than or equal to 11"):
         load_catalog(catalog)
+
+
+def test_hand_written_train_help_takes_its_defaults_from_train_config():
+    from pathlib import Path
+
+    import geoseg.cli.train_cmds as train_cmds
+
+    helps = {p.name: p.help for p in train_cmd.params if isinstance(p, click.Option)}
+    patience, encoder = TrainConfig.model_fields["patience"].default, TrainConfig.model_fields["encoder"].default
+    assert helps["patience"].endswith(f"0 = off [{patience}]") and helps["encoder"].endswith(f"own [{encoder}]")
+    assert "(needs the network) [no-pretrained]" in helps["pretrained"]
+    assert TrainConfig.model_fields["pretrained"].default is False
+    source = Path(train_cmds.__file__).read_text()
+    for copied in (f"[{patience}]", f"[{encoder}]", "[no-pretrained]", f"--patience {patience}"):
+        assert copied not in source, f"{copied} is copied into train_cmds.py; read it from TrainConfig"
