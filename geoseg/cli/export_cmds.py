@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from geoseg.cli.types import Float, Int
+from geoseg.cli.options import Flag, given, option_fields, options_from
+from geoseg.export.options import MAX_OPSET, MIN_OPSET, ExportOptions
 
 __all__ = ["export_cmd"]
 
 
 @click.command("export")
 @click.argument("model_dir", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True,
-              help="Export format.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Output file, e.g. model.onnx.")
-@click.option("--opset", type=Int(13, 20, hint="an ONNX opset from 13 to 20, e.g. --opset 17"), default=17, show_default=True, help="ONNX opset (Deepness needs <= 20).")
-@click.option("--tile-size", type=Int(8, hint="pixels, e.g. --tile-size 256"), default=None, help="Input tile size in pixels (default: the model's window).")
-@click.option("--overlap", type=Int(0, 100, max_open=True, hint="percent of the tile, e.g. --overlap 25"), default=25, show_default=True, help="Deepness tile overlap in percent.")
-@click.option("--resolution", type=Float(0, min_open=True, hint="input pixel size in metres, e.g. --resolution 10"), default=10.0, show_default=True, help="Input pixel size in metres.")
-@click.option("--batch", type=Int(1, hint="e.g. --batch 1"), default=None, help="Static batch size (default: dynamic).")
-@click.option("--mask-invalid/--no-mask-invalid", default=True, show_default=True,
-              help="Re-apply the zero mask of invalid pixels inside the graph (see docs/qgis.md).")
-@click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True,
-              help="PyTorch ONNX exporter.")
-@click.option("--no-check", is_flag=True, help="Skip the onnxruntime-vs-PyTorch check.")
-def export_cmd(model_dir: Path, fmt: str, out: Path, opset: int, tile_size: int | None, overlap: int,
-               resolution: float, batch: int | None, mask_invalid: bool, exporter: str, no_check: bool) -> None:
+@options_from(ExportOptions, flags={
+    "opset": Flag(hint=f"an ONNX opset from {MIN_OPSET} to {MAX_OPSET}, e.g. --opset 17"),
+    "tile_size": Flag(hint="pixels, e.g. --tile-size 256"),
+    "overlap": Flag(hint="percent of the tile, e.g. --overlap 25"),
+    "resolution": Flag(hint="input pixel size in metres, e.g. --resolution 10"),
+})
+def export_cmd(model_dir: Path, out: Path, **options: Any) -> None:
     """Export MODEL_DIR (a bundle, or a training run: its best/ bundle) for QGIS.
 
     The ONNX model takes the 24-channel feature stack (geoseg features SCENE --out stack.tif)
@@ -38,10 +33,9 @@ def export_cmd(model_dir: Path, fmt: str, out: Path, opset: int, tile_size: int 
     Example:
       geoseg export runs/demo/train/model/best --format onnx --out model.onnx
     """
+    opts = ExportOptions(**given(options, option_fields(export_cmd)))  # bad options refused before any work
     from geoseg.export import export_onnx
 
-    result = export_onnx(model_dir, out, opset=opset, tile_size=tile_size, overlap=overlap, resolution_m=resolution,
-                         batch=batch, mask_invalid=mask_invalid, exporter=exporter,  # type: ignore[arg-type]
-                         check=not no_check)
+    result = export_onnx(model_dir, out, opts)
     for line in result.lines():
         click.echo(line)

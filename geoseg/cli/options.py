@@ -5,7 +5,8 @@ A stage declares its options once, as a pydantic model (:class:`~geoseg.tiling.T
 :class:`~geoseg.train.EvaluateOptions`): name, type, bounds, default and description. The
 command builds its click options from that model with :func:`options_from`: ``--kebab-name``,
 a ``click.Choice`` for a ``Literal``, ``--x/--no-x`` for a bool, a range-checked
-:class:`~geoseg.cli.types.Int`/:class:`~geoseg.cli.types.Float` from the field's bounds, and
+:class:`~geoseg.cli.types.Int`/:class:`~geoseg.cli.types.Float` from the field's bounds (an
+:class:`~geoseg.cli.types.IntList` for a tuple of bounded ints, e.g. SCL classes), and
 the description with the model's default as help; the field's own spelling
 (``--batch_size``) works too, unlisted. Every generated option defaults to
 ``None`` (not given), so the model's default is the only default and a YAML config can be
@@ -17,17 +18,17 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 import annotated_types as at
 import click
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from geoseg.cli.types import Float, Int
+from geoseg.cli.types import Float, Int, IntList
 
 __all__ = ["Flag", "AliasOption", "options_from", "given", "option_fields"]
 
@@ -69,9 +70,9 @@ def _without_none(annotation: Any) -> Any:
     return annotation
 
 
-def _bounds(info: FieldInfo) -> dict[str, Any]:
+def _bounds(metadata: Iterable[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for item in info.metadata:
+    for item in metadata:
         if isinstance(item, at.Ge):
             out.update(min=item.ge)
         elif isinstance(item, at.Gt):
@@ -100,7 +101,7 @@ def _click_type(name: str, info: FieldInfo, flag: Flag) -> click.ParamType | typ
     """The click type of a field (None for a bool flag)."""
     if flag.type is not None:
         return flag.type
-    annotation = _without_none(info.annotation)
+    annotation = _plain(_without_none(info.annotation))
     origin = typing.get_origin(annotation)
     option = "--" + name.replace("_", "-")
     example = _default_text(info)
@@ -108,8 +109,10 @@ def _click_type(name: str, info: FieldInfo, flag: Flag) -> click.ParamType | typ
         return None
     if origin is Literal:
         return click.Choice([str(a) for a in typing.get_args(annotation)])
+    if origin is tuple and typing.get_args(annotation)[1:] == (Ellipsis,):
+        return _int_list(name, typing.get_args(annotation)[0], flag.hint or f"e.g. {option} {example or '1,2'}")
     if annotation in (int, float):
-        bounds = _bounds(info)
+        bounds = _bounds(info.metadata)
         if example is None:
             example = str(bounds.get("min", 1))
         hint = flag.hint or f"e.g. {option} {example}"
@@ -121,6 +124,22 @@ def _click_type(name: str, info: FieldInfo, flag: Flag) -> click.ParamType | typ
     if annotation is str:
         return click.STRING
     raise TypeError(f"option {name}: no click type for {annotation!r}; give Flag(type=...)")
+
+
+def _plain(annotation: Any) -> Any:
+    """``Annotated[X, ...]`` → ``X`` (validators and constraints stay with the model)."""
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is Annotated else annotation
+
+
+def _int_list(name: str, item: Any, hint: str) -> IntList:
+    """``tuple[Annotated[int, Field(ge=a, le=b, description=noun)], ...]`` → a comma-separated ``IntList(a, b)``."""
+    infos = [m for m in typing.get_args(item)[1:] if isinstance(m, FieldInfo)] if _plain(item) is not item else []
+    bounds = _bounds(m for info in infos for m in info.metadata)
+    if _plain(item) is not int or "min" not in bounds or "max" not in bounds or bounds.get("min_open") \
+            or bounds.get("max_open"):
+        raise TypeError(f"option {name}: a tuple option needs int items with ge and le bounds; give Flag(type=...)")
+    noun = next((info.description for info in infos if info.description), "value")
+    return IntList(bounds["min"], bounds["max"], what=noun, hint=hint)
 
 
 class _Option(click.Option):

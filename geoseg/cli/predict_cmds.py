@@ -8,8 +8,10 @@ from typing import Any
 
 import click
 
-from geoseg.cli.options import AliasOption, Flag, given, option_fields, options_from
-from geoseg.cli.types import Device, Float
+from geoseg.cli.options import AliasOption, Flag, given, options_from
+from geoseg.cli.scene_cmds import SCENE_FLAGS
+from geoseg.cli.types import Device
+from geoseg.io.options import SceneOptions
 from geoseg.predict.options import PredictOptions
 
 __all__ = ["predict_cmd"]
@@ -20,11 +22,6 @@ __all__ = ["predict_cmd"]
               help="Model directory written by geoseg train (MODEL_DIR, MODEL_DIR/best, final or epoch_N).")
 @click.option("--scene", "-s", "scenes", type=click.Path(path_type=str), multiple=True,
               help="Scene: multi-band GeoTIFF, folder of band files, or .SAFE. Repeat for several scenes.")
-@click.option("--scale", type=Float(0, min_open=True, hint="DN per unit reflectance, e.g. --scale 1 for reflectance 0-1"),
-              default=None, help="DN per unit reflectance of the --scene files [default: 10000, Sentinel-2 digital "
-              "numbers]; 1 for reflectance 0-1 (catalog scenes: the catalog's scale:).")
-@click.option("--date", "--datetime", "date", default=None, help="Acquisition to read from a --scene folder holding band files of several "
-              "(YYYYMMDD[THHMMSS] or ISO 8601).")
 @click.option("--catalog", type=click.Path(path_type=Path), default=None,
               help="data_catalog.yaml to take the scenes of --dataset from (default: ./data_catalog.yaml).")
 @click.option("--dataset", default=None, help="Predict every scene of this catalog dataset.")
@@ -43,6 +40,11 @@ __all__ = ["predict_cmd"]
                    "(several scenes: <scene_id>_<name> in --out).")
 @click.option("--summary-json", type=click.Path(path_type=Path), default=None,
               help="Also write the run summary (areas, seconds...) as JSON.")
+@options_from(SceneOptions, exclude=("resolution", "offset", "invalid_scl"), flags={
+    "scale": Flag(hint=SCENE_FLAGS["scale"].hint, help="DN per unit reflectance of the --scene files [default: 10000, "
+                  "Sentinel-2 digital numbers]; 1 for reflectance 0-1 (catalog scenes: the catalog's scale:)"),
+    "date": Flag(aliases=("--datetime",), help="Acquisition to read from a --scene folder holding band files of "
+                 "several (YYYYMMDD[THHMMSS] or ISO 8601)")})
 @options_from(PredictOptions, flags={"device": Flag(type=Device()), "tta": Flag(is_flag=True),
                                      "window": Flag(aliases=("--target_size",)),
                                      "workers": Flag(aliases=("--num_workers",))})
@@ -63,7 +65,8 @@ def predict_cmd(model: Path, scenes: tuple[str, ...], scale: float | None, date:
       geoseg predict -m MODEL --dataset demo --out predictions/
       geoseg predict -m MODEL --data-path chips/ --out masks/ --save-visualizations
     """
-    opts = PredictOptions(**given(options, option_fields(predict_cmd)))  # bad options refused before any work
+    opts = PredictOptions(**given(options, PredictOptions.model_fields))  # bad options refused before any work
+    scene_options = SceneOptions(scale=scale, date=date)
     from geoseg.errors import ConfigError
     from geoseg.io import open_scene
 
@@ -91,7 +94,7 @@ def predict_cmd(model: Path, scenes: tuple[str, ...], scale: float | None, date:
 
         claim_file(summary_json, flag="--summary-json", suffixes=(".json",))
     # a damaged or unusual scene is refused in a second, before torch loads
-    opened = [open_scene(s, scale=scale, date=date) for s in scenes]
+    opened = [open_scene(s, scene_options) for s in scenes]
     into_folder = out.is_dir() or not out.suffix  # ``--out maps/``: <scene_id>.tif inside
     if len(opened) == 1 and dataset is None and not into_folder:  # output paths too, before torch
         from geoseg.stitch.output import check_landcover_outputs

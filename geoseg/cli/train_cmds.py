@@ -42,6 +42,10 @@ def _no_pretrained_alias(command: Any) -> Any:
 # TrainConfig fields with a hand-made form below: the positional CUBES, the weights (a bool or a
 # file), resume (a bool, "auto" or a file) and the architecture's KEY=VALUE options
 _BY_HAND = ("schema_version", "cubes", "pretrained", "resume", "model_options")
+# defaults shown in hand-written help: read from TrainConfig, never copied
+_PATIENCE = TrainConfig.model_fields["patience"].default
+_ENCODER = TrainConfig.model_fields["encoder"].default
+_PRETRAINED = "pretrained" if TrainConfig.model_fields["pretrained"].default is True else "no-pretrained"
 
 
 # LightningCLI's subcommands, as torchgeo and TerraTorch users type them (`geoseg train fit -c config.yaml`)
@@ -88,7 +92,7 @@ class _TrainCommand(click.Command):
               help="Print the resolved options (file + flags + defaults) as a geoseg YAML and exit.")
 @_no_pretrained_alias
 @click.option("--pretrained/--no-pretrained", cls=AliasOption, default=None,
-              help="timm hub weights (needs the network) [no-pretrained]; --pretrained torchgeo:NAME[=FILE] "
+              help=f"timm hub weights (needs the network) [{_PRETRAINED}]; --pretrained torchgeo:NAME[=FILE] "
                    "loads torchgeo's Sentinel-2 weights, e.g. torchgeo:ResNet18_Weights.SENTINEL2_ALL_MOCO.")
 @click.option("--weights", type=_path, help="Local pretrained weights file (backbone or whole model), or "
                                             "torchgeo:NAME[=FILE] (docs/models.md).")
@@ -103,10 +107,10 @@ class _TrainCommand(click.Command):
     "out": Flag(aliases=("-o", "--save_path")),
     "model": Flag(aliases=("--architecture",)),
     "encoder": Flag(aliases=("--backbone",), help="timm encoder (backbone); 'default' = the architecture's own "
-                                                  "[resnet18]"),
+                                                  f"[{_ENCODER}]"),
     "lr": Flag(aliases=("--learning-rate",)),
-    "patience": Flag(type=Int(0, hint="validations without improvement, 0 = off, e.g. --patience 15"),
-                     help="early stopping after N validations without improvement; 0 = off [15]"),
+    "patience": Flag(type=Int(0, hint=f"validations without improvement, 0 = off, e.g. --patience {_PATIENCE}"),
+                     help=f"early stopping after N validations without improvement; 0 = off [{_PATIENCE}]"),
     "devices": Flag(type=Devices()),
     "max_time": Flag(type=Duration()),
     "overwrite": Flag(is_flag=True),
@@ -207,7 +211,8 @@ def train_cmd(cubes: Path | None, config_file: Path | None, print_config: bool, 
 @click.option("--mask-root", "--mask_root", "mask_root", cls=AliasOption, type=_path,
               help="Folder of the --val-csv masks [masks/ beside the CSV].")
 @click.option("--save_examples", "examples_switch", is_flag=True, default=False, hidden=True,
-              help="Seed 001's switch: draw the example figures (as many as --save-examples, 4 by default).")
+              help="Seed 001's switch: draw the example figures (as many as --save-examples, "
+                   f"{EvaluateOptions.model_fields['save_examples'].default} by default).")
 @options_from(EvaluateOptions, flags={"device": Flag(type=Device()), "fp16": Flag(is_flag=True),
                                       "compile": Flag(is_flag=True), "save_examples": Flag(snake=False)})
 def evaluate_cmd(model_dir: Path | None, cubes: Path | None, model_path: Path | None, out: Path,
@@ -220,7 +225,7 @@ def evaluate_cmd(model_dir: Path | None, cubes: Path | None, model_path: Path | 
     chips it lists (with --image-root and --mask-root).
     """
     opts = EvaluateOptions(**given(options, option_fields(evaluate_cmd)))
-    del examples_switch  # the seed's switch asks for what geoseg does anyway (--save-examples, 4 by default)
+    del examples_switch  # the seed's switch asks for what geoseg does anyway (--save-examples)
     from geoseg.errors import ConfigError
 
     if model_path is not None:  # seed 001: --model_path MODEL [CUBES]

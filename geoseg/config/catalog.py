@@ -8,12 +8,12 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from geoseg.config.schema import StrictModel, load_yaml
 from geoseg.errors import CatalogError
+from geoseg.io.options import AcquisitionDate, SCLClasses, scene_option
 from geoseg.io.raster import is_virtual
-from geoseg.io.sensors import DEFAULT_INVALID_SCL
 from geoseg.utils.closest import did_you_mean
 
 __all__ = ["ClassDef", "LabelSource", "SceneEntry", "AcquisitionEntry", "DemoSource", "Dataset", "Catalog",
@@ -128,12 +128,10 @@ class SceneEntry(StrictModel):
     stac: str | None = Field(None, description="STAC item (JSON file or URL) whose assets are the scene's bands")
     demo: DemoSource | None = Field(None, description="generate the built-in demo scene instead")
     labels: LabelSource | None = None
-    offset: float | None = Field(None, description="DN offset override, e.g. -1000")
-    scale: float | None = Field(None, gt=0, allow_inf_nan=False,
-                                description="DN per unit reflectance: 10000 (default, Sentinel-2 DN), 1 for reflectance 0-1")
-    date: str | None = Field(None, validation_alias=AliasChoices("date", "datetime"),
-                             description="acquisition to read from a folder of several: YYYYMMDD[THHMMSS] or ISO "
-                                         "8601 (key date: or datetime:)")
+    # the scene's reading options, declared by geoseg.io.SceneOptions (key date: or datetime:)
+    offset: float | None = scene_option("offset")
+    scale: float | None = scene_option("scale")
+    date: AcquisitionDate | None = scene_option("date")
     band_names: list[str] | None = None
     mask: Path | str | None = Field(None, description="external mask raster: non-zero = invalid")
     series: list[AcquisitionEntry] | None = Field(None, min_length=1, description="the acquisitions of a time "
@@ -148,18 +146,6 @@ class SceneEntry(StrictModel):
     def _location(cls, value):
         """A URL or GDAL ``/vsi`` path stays the string as written (``Path`` folds ``s3://`` to ``s3:/``)."""
         return Path(value) if isinstance(value, str) and not is_virtual(value) else value
-
-    @field_validator("date", mode="before")
-    @classmethod
-    def _date_text(cls, value):
-        """YAML reads ``date: 2017-02-16`` as a date and ``date: 20170216`` as a number: take them as text."""
-        import datetime as _dt
-
-        if isinstance(value, _dt.datetime):
-            return value.strftime("%Y%m%dT%H%M%S")
-        if isinstance(value, _dt.date):
-            return value.strftime("%Y%m%d")
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _one_path(self) -> SceneEntry:
@@ -181,7 +167,7 @@ class Dataset(StrictModel):
     description: str = ""
     requires: Path | None = Field(None, description="folder that must exist (e.g. ../shared/data)")
     recipe: str = "s2_24"
-    invalid_scl: list[int] = Field(default_factory=lambda: list(DEFAULT_INVALID_SCL))
+    invalid_scl: SCLClasses = scene_option("invalid_scl")
     ignore_codes: list[int] = Field(default_factory=lambda: [0], description="label codes = unlabelled")
     classes: list[ClassDef] = Field(default_factory=list)
     scenes: list[SceneEntry] = Field(min_length=1)

@@ -1,71 +1,25 @@
-"""Typed YAML configs: pydantic models that reject unknown keys with a helpful one-line error."""
+"""Typed YAML configs: pydantic models that reject unknown keys with a helpful one-line error.
+
+The base models (:class:`StrictModel`, :class:`OptionsModel`) live in :mod:`geoseg.utils.options`
+(below every stage) and are re-exported here.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from geoseg.errors import ConfigError, MissingFileError
 from geoseg.utils.closest import did_you_mean
+from geoseg.utils.options import OptionsModel, StrictModel, in_file, with_overrides
 
 __all__ = ["StrictModel", "OptionsModel", "with_overrides", "load_yaml", "read_yaml", "validate", "format_validation_error"]
 
 M = TypeVar("M", bound=BaseModel)
-# set while validate() reads a file: nested options models then report the key's location
-_IN_FILE: ContextVar[bool] = ContextVar("geoseg_in_file", default=False)
-OptionsT = TypeVar("OptionsT", bound="OptionsModel")
-
-
-class StrictModel(BaseModel):
-    """Base of every config model: unknown keys are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
-
-
-class OptionsModel(StrictModel):
-    """Base of a stage's options given from Python: frozen, validated when constructed.
-
-    A validator states a rule by raising :class:`ConfigError` with the user-facing message
-    (the CLI's words, e.g. ``--min-valid``); that error is raised as is. Other failures (an
-    unknown option, a wrong type) become one ConfigError naming the option.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as err:
-            if _IN_FILE.get():  # part of a config file: validate() names the key in the file
-                raise
-            raise _options_error(err, type(self)) from None
-
-
-def with_overrides(options: OptionsT, overrides: Mapping[str, Any]) -> OptionsT:
-    """``options`` with single ``overrides`` applied, validated again (an unknown name is refused)."""
-    if not overrides:
-        return options
-    return type(options)(**{**{k: getattr(options, k) for k in type(options).model_fields}, **overrides})
-
-
-def _options_error(err: ValidationError, model: type[BaseModel]) -> ConfigError:
-    for e in err.errors():
-        cause = (e.get("ctx") or {}).get("error")
-        if isinstance(cause, ConfigError):
-            return cause
-    first = next((e for e in err.errors() if e["type"] == "extra_forbidden"), err.errors()[0])
-    where = ".".join(str(p) for p in first["loc"]) or model.__name__
-    if first["type"] == "extra_forbidden":
-        return ConfigError(f"unknown option {where!r} of {model.__name__}",
-                           hint=did_you_mean(where, list(model.model_fields)))
-    message = first["msg"].removeprefix("Value error, ")
-    return ConfigError(f"{model.__name__} option {where}: {message}" if first["loc"] else f"{model.__name__}: {message}")
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -122,13 +76,11 @@ def format_validation_error(err: ValidationError, model: type[BaseModel], source
 
 def validate(model: type[M], data: Any, source: str) -> M:
     """Validate ``data`` against ``model``; errors become one-line ConfigErrors naming ``source``."""
-    token = _IN_FILE.set(True)
     try:
-        return model.model_validate(data)
+        with in_file():
+            return model.model_validate(data)
     except ValidationError as err:
         raise format_validation_error(err, model, source) from None
-    finally:
-        _IN_FILE.reset(token)
 
 
 def read_yaml(path: str | Path) -> Any:

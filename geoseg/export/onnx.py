@@ -25,7 +25,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,21 +33,20 @@ from torch import nn
 
 from geoseg import __version__
 from geoseg.bundle import ModelBundle, ModelRunner, load_model_bundle
+from geoseg.config.schema import with_overrides
 from geoseg.errors import ConfigError, ModelError
 from geoseg.export.deepness import DEEPNESS_SCALE, require_onnxruntime, run_like_deepness
+from geoseg.export.options import MAX_OPSET, Exporter, ExportOptions
 from geoseg.utils.atomic import atomic_path
 from geoseg.utils.outputs import check_not_input, claim_file
 from geoseg.validity import valid_mask
 
 __all__ = ["DeepnessGraph", "OnnxExport", "export_onnx", "deepness_metadata", "reference_probabilities",
-           "MAX_OPSET", "VALID_TOLERANCE"]
+           "VALID_TOLERANCE"]
 
 log = logging.getLogger(__name__)
 
-MAX_OPSET = 20  # Deepness pins onnxruntime 1.17
-MIN_OPSET = 13
 VALID_TOLERANCE = 1e-5  # valid_mask's tolerance on raw values recovered in the graph (rounding error)
-Exporter = Literal["torchscript", "dynamo"]
 
 
 class DeepnessGraph(nn.Module):
@@ -141,20 +140,12 @@ def deepness_metadata(bundle: ModelBundle, tile_size: int, overlap: int, resolut
     }
 
 
-def _check_options(bundle: ModelBundle, tile_size: int, opset: int, overlap: int, batch: int | None) -> None:
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ConfigError(f"opset {opset} is outside {MIN_OPSET}..{MAX_OPSET}",
-                          hint=f"Deepness runs onnxruntime 1.17: use --opset {MAX_OPSET} or lower")
-    if not 0 <= overlap < 100:
-        raise ConfigError(f"overlap {overlap} % must be in 0..99", hint="e.g. --overlap 25")
-    if tile_size < 8:
-        raise ConfigError(f"tile size {tile_size} is too small", hint="use the model's window (default)")
+def _check_tile_size(bundle: ModelBundle, tile_size: int) -> None:
+    """The rule that needs the model (the others are :class:`ExportOptions`'): a multiple of its divisor."""
     divisor = int(getattr(bundle.model, "required_divisor", 1) or 1)
     if tile_size % divisor:
         raise ConfigError(f"tile size {tile_size} is not a multiple of {divisor}, which the model needs",
                           hint=f"e.g. --tile-size {max(divisor, tile_size // divisor * divisor)}")
-    if batch is not None and batch < 1:
-        raise ConfigError(f"batch {batch} must be at least 1 (or omitted for a dynamic batch)")
 
 
 def _export(graph: nn.Module, example: torch.Tensor, path: Path, opset: int, dynamic_batch: bool,
@@ -221,31 +212,20 @@ def reference_probabilities(bundle: ModelBundle, raw: torch.Tensor, mask_invalid
 def export_onnx(
     model: ModelBundle | str | Path,
     out: str | Path,
-    *,
-    opset: int = 17,
-    tile_size: int | None = None,
-    overlap: int = 25,
-    resolution_m: float = 10.0,
-    seg_thresh: float = 0.0,
-    mask_invalid: bool = True,
-    batch: int | None = None,
-    exporter: Exporter = "torchscript",
-    check: bool = True,
+    options: ExportOptions | None = None,
+    **overrides: Any,
 ) -> OnnxExport:
     """Export a model bundle to ONNX for the Deepness QGIS plugin (see the module docstring).
 
     Args:
         model: a loaded bundle, a bundle directory or a training run (``best`` is used).
         out: the ``.onnx`` file (written atomically).
-        opset: ONNX opset (≤ 20, Deepness's onnxruntime 1.17).
-        tile_size: input height = width (default: the window the model was trained on).
-        overlap: ``tiles_overlap`` metadata, percent of the tile.
-        resolution_m: pixel size of the input raster in metres (10 for the s2_24 stack).
-        seg_thresh: Deepness's probability threshold (0: every pixel gets its argmax class).
-        mask_invalid: re-apply the zero mask of invalid pixels inside the graph.
-        batch: a static batch size (default: dynamic batch dimension).
-        exporter: ``torchscript`` (fast, default) or ``dynamo`` (``torch.export``).
-        check: run the file with onnxruntime as Deepness does and compare with PyTorch.
+        options: opset (≤ 20, Deepness's onnxruntime 1.17), tile size (default: the window the
+            model was trained on), overlap (``tiles_overlap``, percent of the tile), input
+            resolution in metres, ``seg_thresh``, static batch, ``mask_invalid``, exporter and
+            the onnxruntime check (:class:`~geoseg.export.ExportOptions`; default ``ExportOptions()``).
+        **overrides: single options on top of ``options``, e.g. ``export_onnx(m, o, opset=18)``
+            (``resolution_m`` is the former name of ``resolution``).
 
     Returns:
         The :class:`OnnxExport` (path, opset, metadata, check result, notes).
@@ -254,21 +234,25 @@ def export_onnx(
         CheckpointError: not a model directory. ConfigError: bad options or onnxruntime
             missing. ModelError: the check finds a difference above 1e-4.
     """
+    if "resolution_m" in overrides:  # the former name of ``resolution``
+        overrides["resolution"] = overrides.pop("resolution_m")
+    opts = with_overrides(options or ExportOptions(), overrides)
     bundle = load_model_bundle(model)
     check_not_input({"--out": out}, [bundle.path] if isinstance(model, ModelBundle) else [model, bundle.path])
     out = claim_file(out, suffixes=(".onnx",))
     cfg = bundle.config
-    size = int(tile_size or cfg.window)
-    _check_options(bundle, size, opset, overlap, batch)
+    size = int(opts.tile_size or cfg.window)
+    _check_tile_size(bundle, size)
     require_onnxruntime()
     graph = DeepnessGraph(bundle.model.cpu().eval(), cfg.normalization.mean, cfg.normalization.std,
-                          cfg.mask_channels, mask_invalid).eval()
+                          cfg.mask_channels, opts.mask_invalid).eval()
+    batch, mask_invalid = opts.batch, opts.mask_invalid
     example = torch.zeros(batch or 1, len(cfg.channel_names), size, size)
-    metadata = deepness_metadata(bundle, size, overlap, resolution_m, seg_thresh, mask_invalid)
+    metadata = deepness_metadata(bundle, size, opts.overlap, opts.resolution, opts.seg_thresh, mask_invalid)
     with atomic_path(out) as tmp:
-        _export(graph, example, tmp, opset, batch is None, exporter)
-        written_opset = _write_metadata(tmp, metadata, opset)
-        diff = _self_check(tmp, bundle, size, mask_invalid) if check else None
+        _export(graph, example, tmp, opts.opset, batch is None, opts.exporter)
+        written_opset = _write_metadata(tmp, metadata, opts.opset)
+        diff = _self_check(tmp, bundle, size, mask_invalid) if opts.check else None
         if diff is not None and diff > 1e-4:
             raise ModelError(f"the ONNX model differs from PyTorch by {diff:.2e} (> 1e-4)",
                              path=out, hint="try --exporter dynamo, or report the architecture")

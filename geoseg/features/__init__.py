@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING
 
+from geoseg.features.options import FeatureOptions
 from geoseg.features.recipes import Recipe, get_recipe, list_recipes
 from geoseg.features.stack import feature_stack, read_features
 
@@ -22,6 +23,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "FeatureOptions",
     "Recipe",
     "feature_stack",
     "get_recipe",

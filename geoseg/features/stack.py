@@ -14,6 +14,7 @@ from rasterio.windows import Window
 
 from geoseg.features.fused import compile_fused_kernel, fused_features
 from geoseg.features.kernel import compile_recipe_kernel
+from geoseg.features.options import DEFAULT_BLOCK, FeatureOptions
 from geoseg.features.recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from geoseg.io.radiometry import dn_to_reflectance
 from geoseg.io.reader import read_raw, read_sources, read_valid
@@ -23,8 +24,6 @@ if TYPE_CHECKING:  # dask.array and xarray load in ~2 s: only feature_stack need
     import xarray as xr
 
 __all__ = ["read_features", "features_from_dn", "feature_stack", "DEFAULT_BLOCK"]
-
-DEFAULT_BLOCK = 512
 
 
 def read_features(
@@ -86,9 +85,7 @@ def feature_stack(
     Coordinates are pixel centres in the scene CRS; ``attrs`` hold the CRS (WKT), the affine
     transform, the recipe and the scene id. Nothing is read until a block is computed.
     """
-    from geoseg.utils.checks import check_number
-
-    check_number("block", block, min=16, integer=True, hint="the block side in pixels, e.g. 512")
+    FeatureOptions(block=block)  # a bad block size is a one-line ConfigError naming it
     import dask.array as da
     import xarray as xr
 

@@ -1,8 +1,8 @@
 """A recipe's channels from DN in torch, on any device: the batch transform of compact CubeStores.
 
 :func:`features_from_dn_torch` is the torch twin of :func:`geoseg.features.stack.features_from_dn`:
-DN become reflectance ``(DN + offset) / scale`` in float64 (as
-:func:`geoseg.io.radiometry.dn_to_reflectance` does), every index is evaluated in float64 from
+DN become reflectance ``(DN + offset) / scale`` in float64 through
+:func:`geoseg.io.radiometry.dn_to_reflectance_torch` (the twin of ``dn_to_reflectance``), every index is evaluated in float64 from
 the recipe's formula (the same AST the numba kernel is generated from, with the kernel's
 rewrites: ``a / b`` is 0 where ``b == 0``, ``x ** 2`` is ``x * x``) and each channel is rounded to
 float32 once. Every step is one IEEE-754 operation (add, subtract, multiply, divide, square root,
@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 
 from geoseg.features.recipes import Recipe
-from geoseg.io.radiometry import INVALID_FILL
+from geoseg.io.radiometry import INVALID_FILL, dn_to_reflectance_torch
 
 __all__ = ["features_from_dn_torch", "dn_valid_torch"]
 
@@ -110,7 +110,7 @@ def features_from_dn_torch(dn: Tensor, radiometry: Tensor, recipe: Recipe) -> Te
     valid = dn_valid_torch(dn)
     offset = radiometry[:, 0].to(device=dn.device, dtype=torch.float64)[:, None, None]
     scale = radiometry[:, 1].to(device=dn.device, dtype=torch.float64)[:, None, None]
-    reflectance = {b: (dn[:, i].double() + offset) / scale for i, b in enumerate(recipe.required_bands)}
+    reflectance = {b: dn_to_reflectance_torch(dn[:, i], offset, scale) for i, b in enumerate(recipe.required_bands)}
     out = torch.empty((dn.shape[0], recipe.num_channels, *dn.shape[2:]), dtype=torch.float32, device=dn.device)
     fill = torch.tensor(INVALID_FILL, dtype=torch.float32, device=dn.device)
     for c, band in enumerate(recipe.bands):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import dask
 import dask.array as da
@@ -18,10 +18,12 @@ import rasterio
 from rasterio.windows import Window
 
 from geoseg import __version__
+from geoseg.features.options import Compression, FeatureOptions
 from geoseg.features.recipes import DEFAULT_RECIPE, Recipe, get_recipe
-from geoseg.features.stack import DEFAULT_BLOCK, feature_stack
+from geoseg.features.stack import feature_stack
 from geoseg.io.scene import Scene
 from geoseg.utils.atomic import atomic_path, write_text_atomic
+from geoseg.utils.options import with_overrides
 from geoseg.utils.outputs import SIGNATURE_TAG, check_not_input, claim_file
 from geoseg.utils.progress import DaskProgress
 from geoseg.utils.qgis_style import multiband_qml, qml_path
@@ -30,8 +32,7 @@ __all__ = ["write_feature_stack", "natural_colour_qml", "Compression", "NATURAL_
 
 log = logging.getLogger(__name__)
 
-Compression = Literal["zstd", "deflate", "lzw", "none"]
-_COMPRESSION: dict[str, dict] = {
+_COMPRESSION: dict[Compression, dict] = {
     "zstd": {"compress": "zstd", "zstd_level": 1, "predictor": 3},
     "deflate": {"compress": "deflate", "zlevel": 6, "predictor": 3},
     "lzw": {"compress": "lzw", "predictor": 3},
@@ -77,11 +78,8 @@ def write_feature_stack(
     scene: Scene,
     out: str | Path,
     recipe: str | Recipe = DEFAULT_RECIPE,
-    *,
-    block: int = DEFAULT_BLOCK,
-    workers: int | None = None,
-    compress: Compression = "zstd",
-    progress: bool = True,
+    options: FeatureOptions | None = None,
+    **overrides: Any,
 ) -> Path:
     """Compute and write the stack; memory is bounded by ``block`` (never the whole scene).
 
@@ -90,12 +88,20 @@ def write_feature_stack(
     floating-point predictor (ZSTD by default: ~3x faster than DEFLATE at the same size, read
     by GDAL ≥ 2.3 and QGIS; ``deflate`` for older readers), and a per-dataset mask (invalid
     pixels masked; their values are 0). Compression runs on all cores. Written atomically.
-    """
-    from geoseg.utils.checks import check_number
 
-    check_number("block", block, min=16, integer=True, hint="the block side in pixels, e.g. 512")
-    if workers is not None:
-        check_number("workers", workers, min=1, integer=True, hint="threads, e.g. 4")
+    Args:
+        scene: an opened scene (:func:`geoseg.io.open_scene`).
+        out: the GeoTIFF (``.tif``); ``<name>.qml`` goes beside it.
+        recipe: the feature recipe (name or :class:`~geoseg.features.Recipe`).
+        options: block size, threads, compression and progress
+            (:class:`~geoseg.features.FeatureOptions`; default ``FeatureOptions()``).
+        **overrides: single options on top of ``options``, e.g. ``write_feature_stack(s, o, block=256)``.
+
+    Raises:
+        ConfigError: a bad option (before anything is read or written).
+    """
+    opts = with_overrides(options or FeatureOptions(), overrides)
+    block, workers, compress, progress = opts.block, opts.workers, opts.compress, opts.progress
     check_not_input({"--out": out}, scene.files())
     out = claim_file(out, suffixes=(".tif", ".tiff"), sidecars=(qml_path(out),))
     recipe = get_recipe(recipe)

@@ -4,12 +4,14 @@
 >>> reflectance, valid = read_window(scene, Window(0, 0, 512, 512), ["B04", "B08"])
 
 Modules, lowest first: ``raster`` (opening files, GDAL errors), ``radiometry`` (DN to
-reflectance), ``offsets`` (the radiometric offset of a scene), ``scene`` (describing a scene),
+reflectance), ``offsets`` (the radiometric offset of a scene), ``options`` (how a scene is
+opened: :class:`SceneOptions`), ``scene`` (describing a scene),
 ``resample`` and ``reader`` (window reads), ``labels`` (class rasters and vectors).
 """
 
 from geoseg.io.grid import Grid, iter_blocks
 from geoseg.io.offsets import OffsetDecision
+from geoseg.io.options import SceneOptions
 from geoseg.io.raster import BandFile as BandFile
 from geoseg.io.raster import open_raster as open_raster
 from geoseg.io.reader import close_cached as close_cached
@@ -27,6 +29,7 @@ __all__ = [
     "S2_BANDS",
     "SCL_CLASSES",
     "Scene",
+    "SceneOptions",
     "iter_blocks",
     "open_scene",
     "read_scl",

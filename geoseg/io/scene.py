@@ -15,7 +15,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from geoseg.errors import (
     BandError,
@@ -33,6 +33,7 @@ from geoseg.io.offsets import (
     offset_from_tags,
     sample_bands,
 )
+from geoseg.io.options import SceneOptions
 from geoseg.io.raster import BandFile, is_virtual, open_raster
 from geoseg.io.sensors import (
     DEFAULT_INVALID_SCL,
@@ -44,6 +45,7 @@ from geoseg.io.sensors import (
     normalise_band_name,
 )
 from geoseg.io.stac import is_stac_item, read_stac_item
+from geoseg.utils.options import with_overrides
 
 __all__ = ["Scene", "Layout", "open_scene", "BandFile", "open_raster"]  # the last two live in geoseg.io.raster
 
@@ -308,15 +310,12 @@ def _find_in_zip(zf: zipfile.ZipFile, names: list[str], base: str, inner: str, s
 
 def open_scene(
     path: str | Path | pystac.Item,
+    options: SceneOptions | None = None,
     *,
-    resolution: float = 10.0,
-    offset: float | None = None,
     band_names: Sequence[str] | None = None,
-    invalid_scl: Sequence[int] = DEFAULT_INVALID_SCL,
     mask: str | Path | None = None,
     scene_id: str | None = None,
-    scale: float | None = None,
-    date: str | None = None,
+    **overrides: Any,
 ) -> Scene:
     """Describe the scene at ``path``; headers, metadata and a decimated sample are read.
 
@@ -330,30 +329,28 @@ def open_scene(
             (``s3://``, ``gs://``, ``az://``, ``http(s)://``; see :func:`geoseg.io.raster.gdal_path`), or a
             STAC item: a ``.json`` file or URL, a STAC API item URL or a :class:`pystac.Item`
             (:mod:`geoseg.io.stac`; its offset and scale come from the item's properties).
-        resolution: target grid resolution in metres (10 m: the finest S2 grid).
-        offset: DN offset overriding the product metadata (catalog ``offset``).
+        options: the grid resolution in metres (10 m: the finest S2 grid), a DN offset overriding
+            the product metadata (catalog ``offset``), the scale (DN per unit reflectance,
+            default 10000, Sentinel-2's quantification value; 1 for a product stored as
+            reflectance 0-1: reflectance = (DN + offset) / scale), the SCL classes that make a
+            pixel invalid, and the acquisition to read from a folder holding band files of
+            several (:class:`~geoseg.io.SceneOptions`; default ``SceneOptions()``).
         band_names: band order of a multi-band file without band descriptions.
-        invalid_scl: SCL classes that make a pixel invalid.
         mask: optional external mask raster; non-zero pixels are invalid.
         scene_id: identifier used in outputs (default: derived from the file name).
-        scale: DN per unit reflectance (default 10000, Sentinel-2's quantification value;
-            1 for a product stored as reflectance 0-1). Reflectance = (DN + offset) / scale.
-        date: the acquisition to read from a folder holding band files of several
-            (``YYYYMMDD`` or ``YYYYMMDDTHHMMSS``, as in the file names).
+        **overrides: single options on top of ``options``, e.g. ``open_scene(path, offset=-1000)``.
 
     Raises:
-        MissingFileError, CorruptRasterError, BandError, CRSMismatchError, ScaleError.
+        ConfigError: a bad option (before anything is read). MissingFileError,
+            CorruptRasterError, BandError, CRSMismatchError, ScaleError.
     """
-    from geoseg.utils.checks import check_number, check_scene_options
-
-    check_scene_options(resolution, offset, invalid_scl)  # ConfigError before anything is read
+    opts = with_overrides(options or SceneOptions(), overrides)
+    resolution, offset, scale, date = opts.resolution, opts.offset, opts.scale, opts.date
     stac = read_stac_item(path) if is_stac_item(path) else None  # a STAC item: its bands are its assets
     if stac is not None:
         path, scene_id = stac.item, scene_id or stac.scene_id
-        scale = stac.scale if scale is None else scale
+        scale = stac.scale if scale is None else scale  # stated > 0 (geoseg.io.stac)
     scale = REFLECTANCE_SCALE if scale is None else scale
-    check_number("scale", scale, min=0, min_open=True,
-                 hint="DN per unit reflectance: 10000 for Sentinel-2 digital numbers, 1 for reflectance 0-1")
     shown = str(path)  # as the user wrote it: errors and Scene.path of remote scenes keep it
     p = Path(shown)
     where: str | Path = shown if is_virtual(shown) else p  # what errors name
@@ -448,7 +445,7 @@ def open_scene(
         offset=decision,
         scl=scl,
         mask=external,
-        invalid_scl=tuple(invalid_scl),
+        invalid_scl=opts.invalid_scl,
         datetime=dt,
         facts=facts,
         scale=scale,

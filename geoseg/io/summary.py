@@ -36,6 +36,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from geoseg.io.grid import iter_blocks
+from geoseg.io.radiometry import dn_to_reflectance_units
 from geoseg.io.raster import GDAL_ENV, BandFile, open_raster, reading
 from geoseg.io.reader import read_raw, read_scl, read_valid
 from geoseg.io.resample import _invalid
@@ -149,7 +150,7 @@ class _Stats:
     """Running count, mean, variance and histogram of one band's reflectance x 10000."""
 
     def __init__(self, offset: float, scale: float):
-        self.offset, self.factor = float(offset), REFLECTANCE_SCALE / float(scale)
+        self.offset, self.scale = float(offset), float(scale)
         self.count, self.mean, self.m2 = 0, 0.0, 0.0
         self.hist = np.zeros(_HI - _LO, dtype=np.int64)
 
@@ -157,7 +158,7 @@ class _Stats:
         """Add the DN of valid pixels (any shape, any numeric dtype)."""
         if not dn.size:
             return
-        u = (dn.astype(np.float64).ravel() + self.offset) * self.factor  # reflectance x 10000
+        u = dn_to_reflectance_units(dn, self.offset, self.scale, REFLECTANCE_SCALE).ravel()  # reflectance x 10000
         n, mean = u.size, float(u.mean())
         m2 = float(np.square(u - mean).sum())
         total = self.count + n

@@ -188,8 +188,8 @@ def run_pipeline(
         _write_resolved_pipeline(p, root, scheduler)
         upstream: dict[str, dict[str, Any]] = {}
         for name in present:
-            result.steps.append(_run_step(name, p, catalog, root, scheduler, progress, report, upstream,
-                                          name in forced))
+            ctx = StepContext(name, p, catalog, root, scheduler, progress, report, upstream, forced=name in forced)
+            result.steps.append(_run_step(ctx))
             upstream[name] = result.steps[-1].manifest
         result.seconds = time.perf_counter() - start
         for line in result.lines():
@@ -197,10 +197,10 @@ def run_pipeline(
     return result
 
 
-def _run_step(name: str, p: Pipeline, catalog: Any, root: Path, scheduler: str | None, progress: bool,
-              report: Callable[[str], None], upstream: dict[str, dict[str, Any]], forced: bool) -> StepResult:
+def _run_step(ctx: StepContext) -> StepResult:
+    """Skip the step when it is up to date, else run (or resume) it, keeping its manifest current."""
+    name, report, forced = ctx.name, ctx.report, ctx.forced
     spec = STEPS[name]
-    ctx = StepContext(name, p, catalog, root, scheduler, progress, report, upstream, forced)
     params, inputs, code = spec.params(ctx), spec.inputs(ctx), spec.code_version()
     key = step_key(params, inputs, code.digest)
     old = read_manifest(ctx.step_dir)
@@ -218,7 +218,7 @@ def _run_step(name: str, p: Pipeline, catalog: Any, root: Path, scheduler: str |
     manifest: dict[str, Any] = {
         "step": name, "status": "running", "key": key, "params": params, "inputs": inputs,
         "geoseg_version": __version__, "code": {"digest": code.digest, "files": len(code.files)},
-        "started": now(), "pipeline": str(p.source) if p.source else None,
+        "started": now(), "pipeline": str(ctx.pipeline.source) if ctx.pipeline.source else None,
         "progress": {k: v for k, v in (ctx.previous or {}).get("progress", {}).items() if k != "resume"},
     }
 

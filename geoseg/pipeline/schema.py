@@ -17,6 +17,7 @@ from geoseg.bundle.runs import BundleChoice
 from geoseg.config.catalog import Catalog, load_catalog
 from geoseg.config.schema import OptionsModel, StrictModel, load_yaml
 from geoseg.errors import ConfigError
+from geoseg.export.options import ExportOptions
 from geoseg.predict.options import PredictOptions
 from geoseg.tiling.options import TileOptions
 from geoseg.train.config import TrainConfig
@@ -111,18 +112,11 @@ class PredictStep(PredictOptions, _Step):
     vector: bool = Field(False, description="also write <scene>_classes.gpkg (class polygons)")
 
 
-class ExportStep(_Step):
-    """Parameters of :func:`geoseg.export.export_onnx` (``geoseg export``)."""
+class ExportStep(ExportOptions, _Step):
+    """:class:`~geoseg.export.ExportOptions` (``geoseg export``) and which bundle is exported."""
 
-    format: Literal["onnx"] = "onnx"
-    bundle: BundleChoice = "best"
-    opset: int = Field(17, ge=13, le=20, description="ONNX opset (Deepness needs <= 20)")
-    tile_size: int | None = Field(None, ge=8, description="input tile size (default: the model's window)")
-    overlap: int = Field(25, ge=0, lt=100, description="Deepness tile overlap in percent")
-    resolution: float = Field(10.0, gt=0, description="input pixel size in metres")
-    mask_invalid: bool = Field(True, description="re-apply the zero mask of invalid pixels in the graph")
-    batch: int | None = Field(None, ge=1, description="static batch size (default: dynamic)")
-    exporter: Literal["torchscript", "dynamo"] = "torchscript"
+    EXECUTION: ClassVar[frozenset[str]] = frozenset({"check"})
+    bundle: BundleChoice = Field("best", description="which bundle of the training run")
 
 
 class Steps(StrictModel):

@@ -382,12 +382,10 @@ class ExportStepRunner(_ModelStep):
         return ctx.step_dir / "model.onnx"
 
     def run(self, ctx: StepContext) -> StepOutcome:
-        from geoseg.export import export_onnx
+        from geoseg.export import ExportOptions, export_onnx
 
-        p, out = ctx.params, self.output(ctx)
-        result = export_onnx(self.bundle(ctx), out, opset=p.opset, tile_size=p.tile_size,
-                             overlap=p.overlap, resolution_m=p.resolution, mask_invalid=p.mask_invalid,
-                             batch=p.batch, exporter=p.exporter)
+        out = self.output(ctx)
+        result = export_onnx(self.bundle(ctx), out, ctx.params.options(ExportOptions))
         for line in result.lines()[1:]:
             ctx.report(f" {line}")
         return StepOutcome({"onnx": str(out), "opset": result.opset, "max_abs_diff": result.max_abs_diff},

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 from rasterio.windows import Window
 
+import geoseg
 from geoseg.features import Recipe, get_recipe, read_features
 from geoseg.features import stack as stack_module
 from geoseg.features.kernel import compile_recipe_kernel, kernel_source
 from geoseg.io import open_scene
-from geoseg.io.radiometry import INVALID_FILL, dn_to_reflectance
+from geoseg.io.radiometry import (
+    INVALID_FILL,
+    dn_to_reflectance,
+    dn_to_reflectance_torch,
+    dn_to_reflectance_units,
+)
 from tests.conftest import shared
 
 numba = pytest.importorskip("numba")
@@ -87,3 +96,37 @@ def test_kernel_uses_the_shared_formula() -> None:
     source = kernel_source(get_recipe("s2_24"))
     assert "dn_to_reflectance(src[x], offset, scale)" in source
     assert "/ scale" not in source  # the formula is not written out a second time
+
+
+def test_torch_twin_and_units_give_the_formula_s_bits() -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    dn = (rng.integers(0, 20000, size=(3, 64)) + rng.random((3, 64))).astype(np.float32)
+    offset, scale = np.array([[-1000.0], [0.0], [-10.0]]), np.array([[10000.0], [10000.0], [100.0]])
+    twin = dn_to_reflectance_torch(torch.from_numpy(dn), torch.from_numpy(offset), torch.from_numpy(scale))
+    assert twin.dtype == torch.float64
+    np.testing.assert_array_equal(twin.numpy().view(np.uint64), dn_to_reflectance(dn, offset, scale).view(np.uint64))
+    # reflectance x 10000 keeps integer DN exact (one histogram bin per DN), as (DN + offset) / scale * 10000 does not
+    dn_int = np.arange(-2000, 30000, dtype=np.int32)
+    units = dn_to_reflectance_units(dn_int, -1000.0, 10000.0, 10000.0)
+    np.testing.assert_array_equal(units, dn_int - 1000.0)
+    assert (np.floor(dn_to_reflectance(dn_int, -1000.0, 10000.0) * 10000) != dn_int - 1000).any()
+
+
+def _reflectance_formulas(tree: ast.AST) -> list[int]:
+    """Lines of ``(… + …offset…) / …`` or ``* …``: a DN offset added, then scaled."""
+    def names(node: ast.AST) -> set[str]:
+        return {n.id if isinstance(n, ast.Name) else n.attr
+                for n in ast.walk(node) if isinstance(n, ast.Name | ast.Attribute)}
+    return [n.lineno for n in ast.walk(tree)
+            if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div | ast.Mult)
+            and isinstance(n.left, ast.BinOp) and isinstance(n.left.op, ast.Add)
+            and any("offset" in name.lower() for name in names(n.left))]
+
+
+def test_dn_to_reflectance_is_written_in_radiometry_only() -> None:
+    assert _reflectance_formulas(ast.parse("r = (dn.double() + self.offset) * factor")) == [1]  # the search works
+    root = Path(geoseg.__file__).parent
+    writers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                     if _reflectance_formulas(ast.parse(p.read_text(encoding="utf-8"))))
+    assert writers == ["io/radiometry.py"]
