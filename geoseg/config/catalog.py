@@ -92,26 +92,19 @@ class AcquisitionEntry(StrictModel):
 
     path: Path | str | None = Field(None, description="multi-band GeoTIFF, per-band folder, .SAFE(.zip) or URL")
     stac: str | None = Field(None, description="STAC item (JSON file or URL) whose assets are the date's bands")
-    offset: float | None = Field(None, description="DN offset override, e.g. -1000")
-    scale: float | None = Field(None, gt=0, allow_inf_nan=False,
-                                description="DN per unit reflectance: 10000 (default, Sentinel-2 DN), 1 for reflectance 0-1")
-    date: str | None = Field(None, validation_alias=AliasChoices("date", "datetime"),
-                             description="acquisition to read from a folder of several: YYYYMMDD[THHMMSS] or ISO "
-                                         "8601 (key date: or datetime:)")
+    # the date's reading options, declared by geoseg.io.SceneOptions (key date: or datetime:)
+    offset: float | None = scene_option("offset")
+    scale: float | None = scene_option("scale")
+    date: AcquisitionDate | None = scene_option("date")
     band_names: list[str] | None = None
     mask: Path | str | None = Field(None, description="external mask raster: non-zero = invalid")
-    acquired: str | None = Field(None, description="acquisition date or datetime (ISO 8601); wins over the scene's "
+    acquired: AcquisitionDate | None = Field(None, description="acquisition date or datetime (ISO 8601); wins over the scene's "
                                  "metadata, needed when the metadata has none")
 
     @field_validator("path", "mask", mode="before")
     @classmethod
     def _location(cls, value):
         return SceneEntry._location(value)
-
-    @field_validator("date", "acquired", mode="before")
-    @classmethod
-    def _date_text(cls, value):
-        return SceneEntry._date_text(value)
 
     @model_validator(mode="after")
     def _one_path(self) -> AcquisitionEntry:
