@@ -112,9 +112,10 @@ def prepare_run(scene: Scene | SeriesInput, bundle: ModelBundle, options: Predic
     """
     from geoseg.train.series import check_series_input
 
-    series = isinstance(scene, SeriesInput)
-    check_series_input(bundle.config.model, scene.time_steps if series else None,
-                       scene.reference.path if series else scene.path, "the series" if series else "the scene")
+    if isinstance(scene, SeriesInput):
+        check_series_input(bundle.config.model, scene.time_steps, scene.reference.path, "the series")
+    else:
+        check_series_input(bundle.config.model, None, scene.path, "the scene")
     recipe = bundle.config.recipe_obj()
     scene.require_bands(recipe.required_bands, f"the model's recipe {recipe.name}")
     layout = plan_windows(scene, bundle, options.window, options.overlap)
@@ -204,9 +205,10 @@ def stream_predictions(
 
     def read(run: tuple[Window, ...]) -> list[tuple[Window, torch.Tensor | None, np.ndarray]]:
         union = run_union(run)
+        valid: np.ndarray
         if isinstance(scene, SeriesInput):  # (T, C, h, w): a pixel is classified when any date is valid
             features, dates_valid = read_series(scene.scenes, union, recipe)
-            valid = dates_valid.any(axis=0)
+            valid = np.asarray(dates_valid.any(axis=0))
         else:
             features, valid = read_features(scene, union, recipe)
         out = []

@@ -8,6 +8,7 @@ grows with window x T, never with the scene x T, and writes one map on the commo
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,7 @@ class SeriesInput:
         """Every date's source, in time order (``; `` between them)."""
         return "; ".join(s.path for s in self.scenes if s is not None)
 
-    def files(self) -> list[Path]:
+    def files(self) -> list[str]:
         """Every file the dates read (inputs an output must never replace)."""
         return [f for s in self.scenes if s is not None for f in s.files()]
 
@@ -87,7 +88,7 @@ def series_from_scenes(scenes: Sequence[Scene | str | Path], scene_id: str | Non
                 f"{tuple(round(v, 3) for v in g.transform)[:6]} instead of {f.height} x {f.width} px "
                 f"{f.crs.to_string()} {tuple(round(v, 3) for v in f.transform)[:6]} ({first.path})", path=scene.path,
                 hint="resample every date onto one grid (gdalwarp -te/-tr/-t_srs of the first date)")
-    dated = []
+    dated: list[tuple[dt.datetime, Scene]] = []
     for scene in opened:
         when = parse_acquired(scene.datetime)
         if when is None:
