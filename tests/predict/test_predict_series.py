@@ -192,3 +192,19 @@ def test_onnx_export_of_a_series_model_matches_torch(series_unet, tmp_path):
     assert len(result.metadata["standardization_mean"]) == 72
     assert result.max_abs_diff is not None and result.max_abs_diff < 1e-4
     assert any("3 dates" in n for n in result.notes)
+
+
+def test_catalog_series_dataset_predicts_the_same_map_as_series_scenes(dates, series_unet, tmp_path, capsys):
+    from tests.tiling.test_tiler_series import _catalog
+
+    catalog = _catalog(tmp_path / "catalog.yaml", dates, None)  # one location "site", time_steps 3
+    base = ["predict", "-m", str(series_unet), "--device", "cpu", "--no-progress", "--window", "64"]
+    code, text = _run([*base, "--catalog", str(catalog), "--dataset", "season", "--out", str(tmp_path / "maps")],
+                      capsys)
+    assert code == 0, text
+    code, text = _run([*base, "--series", *[a for p in dates for a in ("-s", str(p))], "--out",
+                       str(tmp_path / "flag.tif")], capsys)
+    assert code == 0, text
+    with rasterio.open(tmp_path / "maps" / "site.tif") as a, rasterio.open(tmp_path / "flag.tif") as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+        assert a.transform == b.transform and a.crs == b.crs
