@@ -61,6 +61,9 @@ class BundleConfig(StrictModel):
                           "lays each scene out with the size of least total cost (a small scene gets a smaller window)")
     mask_channels: int = Field(description="leading channels that are all 0 at invalid pixels "
                                            "(the recipe's num_mask_channels)")
+    time_steps: int | None = Field(None, description="dates per cube of the training series store (the model takes "
+                                                     "(N, T, C, H, W); its temporal mode is in model.options); "
+                                                     "None: one date")
     target_size: int | None = Field(None, description="training input size (None: the cube size)")
     target_mode: TargetMode = Field("crop", description="how training reached target_size: random crops, "
                                                         "or a resize (which evaluation repeats)")

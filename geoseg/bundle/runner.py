@@ -28,7 +28,7 @@ from geoseg.bundle.engines import (
 )
 from geoseg.bundle.files import ModelBundle
 from geoseg.bundle.normalization import normalize
-from geoseg.errors import CheckpointError, ModelError
+from geoseg.errors import CheckpointError, ConfigError, ModelError
 
 __all__ = ["ModelRunner", "dihedral_transforms"]
 
@@ -109,6 +109,10 @@ class ModelRunner:
         self.torch_forward = torch.compile(self.model, dynamic=False) if compile else self.model
         self.bundle = bundle
         self.requested_engine: EngineName = engine
+        self.series = bool(getattr(bundle.model, "takes_series", False))  # input (N, T, C, H, W)
+        if self.series and engine == "onnxruntime":
+            raise ConfigError("--engine onnxruntime runs single-date models only: its graph takes one date "
+                              "(N, C, H, W), a series model takes (N, T, C, H, W)", hint="use --engine torch or auto")
         self.work_pixels = work_pixels
         self.choice: EngineChoice | None = None
         choose_engine(engine, self.device)  # an impossible explicit engine fails before any work
@@ -132,6 +136,9 @@ class ModelRunner:
             return self._forwards[shape]
 
     def _build_forward(self, shape: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor]:
+        if self.series:  # the engines' cached graph takes one date
+            self.choice = EngineChoice("torch", "auto: a series model runs on torch")
+            return self.torch_forward
         choice = self.choice or choose_engine(self.requested_engine, self.device, self.work_pixels,
                                               bundle=self.bundle, window=shape)
         if choice.name == "torch" or self.precision != "float32":
@@ -168,7 +175,7 @@ class ModelRunner:
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Float32 logits ``(N, K, H, W)`` of a normalised batch already on :attr:`device`."""
-        if self.cuda:
+        if self.cuda and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         forward = self._forward_for(x)
         with autocast(self.device, self.precision):

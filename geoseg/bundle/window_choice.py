@@ -8,7 +8,8 @@ bundle: ``predict_window`` (the fastest per pixel; ties within :data:`TIE` go to
 window) and ``predict_window_costs`` (seconds per megapixel of each size), from which
 :func:`geoseg.predict.plan_windows` picks the size of least total cost for each scene. With the
 overlap a fixed fraction of the window, every size recomputes the same share of a large scene's
-pixels, so seconds per pixel of one forward pass rank the sizes there.
+pixels, so seconds per pixel of one forward pass rank the sizes there. A series model is timed
+on series windows ``(N, T, C, h, w)`` of the training T (seconds per pixel of the map).
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ class WindowChoice:
     seconds_per_mpx: dict[int, float]
 
 
-def _seconds(model: nn.Module, channels: int, size: int, generator: torch.Generator) -> float:
-    x = torch.randn(BATCH, channels, size, size, generator=generator)
+def _seconds(model: nn.Module, channels: int, size: int, generator: torch.Generator,
+             time_steps: int | None = None) -> float:
+    dates = () if time_steps is None else (time_steps,)
+    x = torch.randn(BATCH, *dates, channels, size, size, generator=generator)
     model(x)  # warm-up: allocations, kernel selection
     best = float("inf")
     for _ in range(2):
@@ -47,8 +50,10 @@ def _seconds(model: nn.Module, channels: int, size: int, generator: torch.Genera
 
 
 def measure_predict_window(model: nn.Module, channels: int, train_window: int,
-                           candidates: tuple[int, ...] = CANDIDATES) -> WindowChoice:
+                           candidates: tuple[int, ...] = CANDIDATES, time_steps: int | None = None) -> WindowChoice:
     """Time ``model`` (on its device, eval mode, no gradients) at the training window and larger sizes.
+
+    ``time_steps``: dates T of a series model's input ``(N, T, C, h, w)`` (None: one date).
 
     Sizes are the training window and the ``candidates`` above it that are multiples of the
     model's ``required_divisor``. The model's mode is restored and the global random state
@@ -63,7 +68,7 @@ def measure_predict_window(model: nn.Module, channels: int, train_window: int,
     try:
         with torch.inference_mode():
             for size in sizes:
-                seconds = _seconds(model, channels, size, generator)
+                seconds = _seconds(model, channels, size, generator, time_steps)
                 per_mpx[size] = seconds / (BATCH * size * size / 1e6)
                 if seconds > BUDGET_SECONDS:
                     break

@@ -22,6 +22,9 @@ __all__ = ["predict_cmd"]
               help="Model directory written by geoseg train (MODEL_DIR, MODEL_DIR/best, final or epoch_N).")
 @click.option("--scene", "-s", "scenes", type=click.Path(path_type=str), multiple=True,
               help="Scene: multi-band GeoTIFF, folder of band files, or .SAFE. Repeat for several scenes.")
+@click.option("--series", is_flag=True, default=False,
+              help="The --scene files are the dates of one time series (same grid; ordered by acquisition time) "
+                   "for a series model: one map on their grid. Catalog series datasets need no flag.")
 @click.option("--catalog", type=click.Path(path_type=Path), default=None,
               help="data_catalog.yaml to take the scenes of --dataset from (default: ./data_catalog.yaml).")
 @click.option("--dataset", default=None, help="Predict every scene of this catalog dataset.")
@@ -48,7 +51,7 @@ __all__ = ["predict_cmd"]
 @options_from(PredictOptions, flags={"device": Flag(type=Device()), "tta": Flag(is_flag=True),
                                      "window": Flag(aliases=("--target_size",)),
                                      "workers": Flag(aliases=("--num_workers",))})
-def predict_cmd(model: Path, scenes: tuple[str, ...], scale: float | None, date: str | None,
+def predict_cmd(model: Path, scenes: tuple[str, ...], scale: float | None, date: str | None, series: bool,
                 catalog: Path | None, dataset: str | None, out: Path, data_path: Path | None,
                 save_visualizations: bool, confidence: Path | None, vector: Path | None,
                 summary_json: Path | None, **options: Any) -> None:
@@ -63,6 +66,7 @@ def predict_cmd(model: Path, scenes: tuple[str, ...], scale: float | None, date:
       geoseg predict --model runs/demo/train/model/best --scene S2_SCENE.SAFE --out landcover.tif
       geoseg predict -m MODEL -s a.tif -s b.tif --out predictions/ --confidence conf.tif
       geoseg predict -m MODEL --dataset demo --out predictions/
+      geoseg predict -m SERIES_MODEL --series -s april.tif -s june.tif -s august.tif --out landcover.tif
       geoseg predict -m MODEL --data-path chips/ --out masks/ --save-visualizations
     """
     opts = PredictOptions(**given(options, PredictOptions.model_fields))  # bad options refused before any work
@@ -71,7 +75,7 @@ def predict_cmd(model: Path, scenes: tuple[str, ...], scale: float | None, date:
     from geoseg.io import open_scene
 
     if data_path is not None:  # seed 001's inference: a folder of chips
-        other = [flag for flag, value in (("--scene", scenes), ("--dataset", dataset), ("--catalog", catalog),
+        other = [flag for flag, value in (("--scene", scenes), ("--series", series), ("--dataset", dataset), ("--catalog", catalog),
                                           ("--confidence", confidence), ("--vector", vector),
                                           ("--summary-json", summary_json), ("--date", date)) if value]
         if other:
@@ -93,8 +97,16 @@ def predict_cmd(model: Path, scenes: tuple[str, ...], scale: float | None, date:
         from geoseg.utils.outputs import claim_file
 
         claim_file(summary_json, flag="--summary-json", suffixes=(".json",))
+    if series and (dataset is not None or len(scenes) < 2):
+        raise ConfigError("--series takes the dates of one series as several --scene" if dataset is None else
+                          "--series goes with --scene; a catalog dataset's series scenes are read as series anyway",
+                          hint="repeat --scene, one per date (same grid)" if dataset is None else "drop --series")
     # a damaged or unusual scene is refused in a second, before torch loads
-    opened = [open_scene(s, scene_options) for s in scenes]
+    opened: list[Any] = [open_scene(s, scene_options) for s in scenes]
+    if series:
+        from geoseg.predict.series import series_from_scenes
+
+        opened = [series_from_scenes(opened)]  # grid and dates checked, before torch
     into_folder = out.is_dir() or not out.suffix  # ``--out maps/``: <scene_id>.tif inside
     if len(opened) == 1 and dataset is None and not into_folder:  # output paths too, before torch
         from geoseg.stitch.output import check_landcover_outputs
@@ -109,7 +121,9 @@ def predict_cmd(model: Path, scenes: tuple[str, ...], scale: float | None, date:
         cat = load_catalog(catalog or Path("data_catalog.yaml"))
         catalog_scenes = dataset_scenes(cat, dataset)
         _warn_class_map(cat.dataset(dataset).classes, bundle.config.classes, dataset)
-        opened += [c.scene for c in catalog_scenes]
+        from geoseg.predict.series import series_from_catalog
+
+        opened += [c.scene if c.series is None else series_from_catalog(c.series) for c in catalog_scenes]
     if len(opened) == 1 and dataset is None and not into_folder:
         summaries = [predict_scene(opened[0], bundle, out, opts, confidence=confidence, vector=vector, warn=_warn)]
     else:

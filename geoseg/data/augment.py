@@ -5,6 +5,9 @@ nearest-neighbour resizes), so labels stay exact and the masked-cube convention 
 an invalid pixel (0 in every channel) stays 0 and keeps its 255 label. Random numbers are
 drawn on the CPU from ``generator`` (or torch's global generator) and only the index work
 runs on the device, so results do not depend on the device's RNG.
+
+Images are ``(N, C, H, W)`` or series ``(N, T, C, H, W)``: every transform acts on the last two
+dims only, so all dates of a cube get the same flip, rotation, crop or resize.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def random_dihedral(x: Tensor, y: Tensor, generator: torch.Generator | None = No
     """Apply an independent random flip/rotation to each sample of a batch.
 
     Args:
-        x: Images (N, C, H, W).
+        x: Images (N, C, H, W) or series (N, T, C, H, W) (one draw per sample, shared by its dates).
         y: Labels (N, H, W).
         generator: CPU generator for the draws (None: torch's global generator).
 
@@ -67,7 +70,7 @@ def random_crop(x: Tensor, y: Tensor, size: int, generator: torch.Generator | No
         return x, y
     oy = torch.randint(0, h - size + 1, (n,), generator=generator).tolist()
     ox = torch.randint(0, w - size + 1, (n,), generator=generator).tolist()
-    xs = torch.stack([x[i, :, a:a + size, b:b + size] for i, (a, b) in enumerate(zip(oy, ox, strict=True))])
+    xs = torch.stack([x[i, ..., a:a + size, b:b + size] for i, (a, b) in enumerate(zip(oy, ox, strict=True))])
     ys = torch.stack([y[i, a:a + size, b:b + size] for i, (a, b) in enumerate(zip(oy, ox, strict=True))])
     return xs, ys
 
@@ -86,6 +89,6 @@ def resize_nearest(x: Tensor, y: Tensor, size: int) -> tuple[Tensor, Tensor]:
     """
     if x.shape[-2:] == (size, size):
         return x, y
-    xr = F.interpolate(x, size=(size, size), mode="nearest-exact")
+    xr = F.interpolate(x.flatten(0, -4), size=(size, size), mode="nearest-exact").unflatten(0, x.shape[:-3])
     yr = F.interpolate(y.unsqueeze(1).float(), size=(size, size), mode="nearest-exact").squeeze(1)
     return xr, yr.round().to(y.dtype)

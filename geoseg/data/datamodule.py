@@ -7,10 +7,12 @@ torchgeo style), in this order:
 0. a compact store's DN become the recipe's channels (:func:`~geoseg.data.dataset.dn_batch_features`,
    equal to the default store's cubes bit for bit);
 1. valid-pixel normalisation with the store's statistics (:func:`geoseg.bundle.normalize`
-   — masked pixels stay exactly 0, so masked BatchNorm and the zero-sum rule still hold);
+   — masked pixels stay exactly 0, so masked BatchNorm and the zero-sum rule still hold; a
+   series store's ``(N, T, C, H, W)`` batches per channel, each date's invalid pixels 0);
 2. ``target_size``: a random crop per training sample (``crop``; validation keeps whole
    cubes), or a nearest resize of training and validation batches (``resize``);
-3. training only: an independent random flip / 90° rotation per sample, on image and label.
+3. training only: an independent random flip / 90° rotation per sample, on image and label
+   (the dates of a series cube share their crop, flip and rotation).
 
 Random draws of steps 2–3 come from ``self.generator`` (CPU), which the trainer reseeds at
 every epoch start, so augmentation does not depend on torch's global generator.
@@ -168,7 +170,8 @@ class CubeDataModule(pl.LightningDataModule):
         if len(ids) == 0:
             raise EmptyAreaError(f"the CubeStore has no {split!r} cubes", path=self.store.path,
                                  hint="tile with split fractions that give this split cubes (geoseg tile --split)")
-        per_cube = 4 * self.store.num_channels * self.store.cube_size**2 + self.store.cube_size**2
+        dates = getattr(self.store, "time_steps", None) or 1
+        per_cube = 4 * dates * self.store.num_channels * self.store.cube_size**2 + self.store.cube_size**2
         load = self.in_memory_mode == "yes" or (self.in_memory_mode == "auto" and per_cube * len(ids) < MEMORY_LIMIT)
         source = InMemoryCubes.from_store(self.store, ids) if load else self.store
         self.datasets[split] = CubeDataset(source, None if load else ids)

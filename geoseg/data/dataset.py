@@ -1,7 +1,7 @@
 """Torch datasets over a CubeStore split, read lazily from zarr or held in memory.
 
 A sample is ``{"image": float32 (C, H, W), "mask": uint8 (H, W)}`` — the raw cube (not
-normalised) and its labels (training indices, 255 = ignore). Normalisation and
+normalised; a series store's cube is ``(T, C, H, W)``) and its labels (training indices, 255 = ignore). Normalisation and
 augmentation run later, on the batch on the device (:class:`~geoseg.data.CubeDataModule`).
 
 A compact store (:mod:`geoseg.tiling.compact`) read lazily gives its DN instead:
@@ -64,14 +64,14 @@ class InMemoryCubes:
     """Cubes and labels held as numpy arrays (a drop-in for :class:`CubeStore` reads).
 
     Args:
-        cubes: (N, C, H, W) float32.
+        cubes: (N, C, H, W) float32, or (N, T, C, H, W) for a series store.
         labels: (N, H, W) uint8 (255 = ignore), or None for unlabelled cubes.
     """
 
     def __init__(self, cubes: np.ndarray, labels: np.ndarray | None) -> None:
-        if cubes.ndim != 4:
-            raise ValueError(f"cubes must be (N, C, H, W), got shape {cubes.shape}")
-        if labels is not None and labels.shape != (cubes.shape[0], *cubes.shape[2:]):
+        if cubes.ndim not in (4, 5):
+            raise ValueError(f"cubes must be (N, C, H, W) or (N, T, C, H, W), got shape {cubes.shape}")
+        if labels is not None and labels.shape != (cubes.shape[0], *cubes.shape[-2:]):
             raise ValueError(f"labels shape {labels.shape} does not match cubes {cubes.shape}")
         self.cubes = np.ascontiguousarray(cubes, dtype=np.float32)
         self.labels = None if labels is None else np.ascontiguousarray(labels, dtype=np.uint8)
@@ -121,7 +121,7 @@ class CubeDataset(Dataset):
             cube = src.read_record(i) if native else src.read_dn(i) if compact else src.read_cube(i)
             label = src.read_label(i) if src.has_labels else None
         if label is None:  # (a byte record has no image shape: the store's cube size)
-            shape = cube.shape[1:] if cube.ndim == 3 else (src.cube_size, src.cube_size)  # type: ignore[union-attr]
+            shape = cube.shape[-2:] if cube.ndim >= 3 else (src.cube_size, src.cube_size)  # type: ignore[union-attr]
             label = np.full(shape, IGNORE_INDEX, np.uint8)
         sample = {"image": torch.from_numpy(np.asarray(cube)), "mask": torch.from_numpy(np.asarray(label))}
         if compact and isinstance(src, CubeStore):  # DN: the channels are computed on the device

@@ -14,6 +14,12 @@ error, hence :data:`VALID_TOLERANCE` instead of 0), zeroes its input (as in trai
 output probabilities (as the predictor does). The result equals the bundle's
 :class:`~geoseg.bundle.ModelRunner` probabilities (``softmax(model(normalize(x)))``) on valid
 pixels and 0 on invalid ones.
+
+A series model (``temporal`` channels, attention or 3d) exports with the input
+``(N, T*C, H, W)``: the T dates' feature stacks one after the other (date-major, as
+``t1:B02 ... tT:NDVI``), which Deepness reads from one raster of T x C bands. The graph views it as
+``(N, T, C, H, W)``, masks each date's invalid pixels as above (a pixel is valid when any date
+is) and runs the model, so every temporal mode exports for a fixed T (the training store's).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from geoseg.utils.outputs import check_not_input, claim_file
 from geoseg.validity import valid_mask
 
 __all__ = ["DeepnessGraph", "OnnxExport", "export_onnx", "deepness_metadata", "reference_probabilities",
-           "VALID_TOLERANCE"]
+           "series_steps", "VALID_TOLERANCE"]
 
 log = logging.getLogger(__name__)
 
@@ -58,27 +64,35 @@ class DeepnessGraph(nn.Module):
         std: per-channel std of the bundle's normalisation (raw units).
         mask_channels: leading channels that are all 0 at invalid pixels.
         mask_invalid: re-apply the zero mask (input and output) inside the graph.
+        time_steps: dates T of a series model: the input is ``(N, T*C, H, W)`` (``mean``/``std``
+            per channel of one date); None: one date.
     """
 
     mean: torch.Tensor  # buffers
     std: torch.Tensor
 
     def __init__(self, model: nn.Module, mean: list[float], std: list[float], mask_channels: int,
-                 mask_invalid: bool = True) -> None:
+                 mask_invalid: bool = True, time_steps: int | None = None) -> None:
         super().__init__()
         self.model = model
         self.mask_channels = mask_channels
         self.mask_invalid = mask_invalid
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).clamp_min(1e-12).view(1, -1, 1, 1))
+        self.time_steps = time_steps
+        shape = (1, -1, 1, 1) if time_steps is None else (1, 1, -1, 1, 1)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).clamp_min(1e-12).view(shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.time_steps is not None:  # (N, T*C, H, W) -> (N, T, C, H, W)
+            x = x.unflatten(1, (self.time_steps, -1))
         valid = None
         if self.mask_invalid:
-            k = self.mask_channels
-            raw = x[:, :k] * self.std[:, :k] + self.mean[:, :k]
-            valid = valid_mask(raw, k, tolerance=VALID_TOLERANCE)
+            k, dim = self.mask_channels, x.dim() - 3
+            raw = x.narrow(dim, 0, k) * self.std.narrow(dim, 0, k) + self.mean.narrow(dim, 0, k)
+            valid = valid_mask(raw, k, channel_dim=dim, tolerance=VALID_TOLERANCE)
             x = torch.where(valid, x, torch.zeros_like(x))
+            if self.time_steps is not None:  # the map: valid where any date is
+                valid = valid.any(dim=1)
         out = self.model(x)
         logits = out[0] if isinstance(out, tuple | list) else out
         probs = torch.softmax(logits, dim=1)
@@ -118,6 +132,7 @@ def deepness_metadata(bundle: ModelBundle, tile_size: int, overlap: int, resolut
                       mask_invalid: bool) -> dict[str, Any]:
     """The ``metadata_props`` (before JSON encoding) Deepness reads, plus geoseg's own keys."""
     cfg = bundle.config
+    dates = series_steps(bundle) or 1
     return {
         "model_type": "Segmentor",
         "class_names": {str(i): c.name for i, c in enumerate(cfg.classes)},
@@ -125,8 +140,8 @@ def deepness_metadata(bundle: ModelBundle, tile_size: int, overlap: int, resolut
         "tile_size": tile_size,
         "tiles_size": tile_size,
         "tiles_overlap": overlap,
-        "standardization_mean": [m / DEEPNESS_SCALE for m in cfg.normalization.mean],
-        "standardization_std": [max(s, 1e-12) / DEEPNESS_SCALE for s in cfg.normalization.std],
+        "standardization_mean": [m / DEEPNESS_SCALE for m in cfg.normalization.mean] * dates,
+        "standardization_std": [max(s, 1e-12) / DEEPNESS_SCALE for s in cfg.normalization.std] * dates,
         "seg_thresh": seg_thresh,
         "seg_small_segment": 1,
         "geoseg_version": __version__,
@@ -137,7 +152,24 @@ def deepness_metadata(bundle: ModelBundle, tile_size: int, overlap: int, resolut
         "geoseg_class_colors": [c.color for c in cfg.classes],
         "geoseg_mask_invalid": mask_invalid,
         "geoseg_mask_channels": cfg.mask_channels,
+        "geoseg_time_steps": series_steps(bundle),
     }
+
+
+def series_steps(bundle: ModelBundle) -> int | None:
+    """Dates T the exported graph of a series model takes (its ``time_steps``, else the training
+    store's); None for a single-date model.
+
+    Raises:
+        ConfigError: a series model whose bundle records no T.
+    """
+    if not getattr(bundle.model, "takes_series", False):
+        return None
+    steps = bundle.config.model.get("options", {}).get("time_steps") or bundle.config.time_steps
+    if steps is None:
+        raise ConfigError("the series model's bundle records no number of dates, which the ONNX graph needs "
+                          "(its input is T x C bands)", path=bundle.path, hint="retrain it with this geoseg version")
+    return int(steps)
 
 
 def _check_tile_size(bundle: ModelBundle, tile_size: int) -> None:
@@ -187,10 +219,13 @@ def _self_check(path: Path, bundle: ModelBundle, tile_size: int, mask_invalid: b
     """Max |p_onnx - p_torch| on a synthetic raw tile with an invalid block, run as Deepness does."""
     cfg = bundle.config
     rng = np.random.default_rng(seed)
-    mean = np.asarray(cfg.normalization.mean, dtype=np.float32)
-    std = np.asarray(cfg.normalization.std, dtype=np.float32)
+    dates = series_steps(bundle) or 1
+    mean = np.tile(np.asarray(cfg.normalization.mean, dtype=np.float32), dates)
+    std = np.tile(np.asarray(cfg.normalization.std, dtype=np.float32), dates)
     raw = (mean + std * rng.standard_normal((tile_size, tile_size, len(mean)))).astype(np.float32)
     raw[: tile_size // 4, : tile_size // 3] = 0.0  # an invalid (masked) corner
+    if dates > 1:  # a block cloudy on the first date only
+        raw[tile_size // 2:, tile_size // 2:, : len(mean) // dates] = 0.0
     probs = run_like_deepness(path, raw)
     x = torch.from_numpy(np.ascontiguousarray(raw.transpose(2, 0, 1)))[None]
     with torch.inference_mode():
@@ -199,12 +234,18 @@ def _self_check(path: Path, bundle: ModelBundle, tile_size: int, mask_invalid: b
 
 
 def reference_probabilities(bundle: ModelBundle, raw: torch.Tensor, mask_invalid: bool = True) -> torch.Tensor:
-    """What the exported graph must return for raw features ``(N, C, H, W)``: the predictor's
-    forward pass (:class:`~geoseg.bundle.ModelRunner`, CPU float32), 0 at invalid pixels with ``mask_invalid``."""
+    """What the exported graph must return for raw features ``(N, C, H, W)`` (a series model: ``(N, T*C, H, W)``):
+    the predictor's forward pass (:class:`~geoseg.bundle.ModelRunner`, CPU float32), 0 at invalid pixels with
+    ``mask_invalid`` (a series: pixels invalid on every date)."""
     runner = ModelRunner(bundle, device="cpu", fp16=False)
+    dates = series_steps(bundle)
+    if dates is not None:
+        raw = raw.unflatten(1, (dates, -1))
     probs = runner.probabilities(runner.normalize(raw))
     if mask_invalid:
-        valid = valid_mask(raw, bundle.config.mask_channels)
+        valid = valid_mask(raw, bundle.config.mask_channels, channel_dim=raw.dim() - 3)
+        if dates is not None:
+            valid = valid.any(dim=1)
         probs = torch.where(valid, probs, torch.zeros_like(probs))
     return probs
 
@@ -244,10 +285,12 @@ def export_onnx(
     size = int(opts.tile_size or cfg.window)
     _check_tile_size(bundle, size)
     require_onnxruntime()
+    dates = series_steps(bundle)
     graph = DeepnessGraph(bundle.model.cpu().eval(), cfg.normalization.mean, cfg.normalization.std,
-                          cfg.mask_channels, opts.mask_invalid).eval()
+                          cfg.mask_channels, opts.mask_invalid, dates).eval()
     batch, mask_invalid = opts.batch, opts.mask_invalid
-    example = torch.zeros(batch or 1, len(cfg.channel_names), size, size)
+    channels = len(cfg.channel_names) * (dates or 1)
+    example = torch.zeros(batch or 1, channels, size, size)
     metadata = deepness_metadata(bundle, size, opts.overlap, opts.resolution, opts.seg_thresh, mask_invalid)
     with atomic_path(out) as tmp:
         _export(graph, example, tmp, opts.opset, batch is None, opts.exporter)
@@ -264,6 +307,9 @@ def export_onnx(
     if mask_invalid:
         notes.append("invalid pixels get probability 0 for every class; Deepness has no nodata class and "
                      "shows them as the first class unless masked out")
-    shape: list[int | str] = [batch or "batch", len(cfg.channel_names), size, size]
+    if dates is not None:
+        notes.append(f"a time series of {dates} dates: the input raster holds their {len(cfg.channel_names)} "
+                     f"channels date after date ({channels} bands, oldest date first)")
+    shape: list[int | str] = [batch or "batch", channels, size, size]
     log.info("exported %s to %s (opset %d)", bundle.path, out, written_opset)
     return OnnxExport(out, written_opset, shape, metadata, diff, notes)

@@ -314,9 +314,11 @@ class PredictStepRunner(_ModelStep):
 
     def _jobs(self, ctx: StepContext) -> list[_Job]:
         from geoseg.config import dataset_scenes
+        from geoseg.predict.series import series_from_catalog
 
         p, name = ctx.params, self._dataset(ctx)
-        scenes = [cs.scene for cs in dataset_scenes(ctx.catalog, name)]
+        scenes = [cs.scene if cs.series is None else series_from_catalog(cs.series)  # a series: its dates
+                  for cs in dataset_scenes(ctx.catalog, name)]
         ids = [s.scene_id for s in scenes]
         for wanted in p.scenes or []:
             if wanted not in ids:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from geoseg.predict.api import check_output_paths, predict_scene, predict_scenes
     from geoseg.predict.options import PredictOptions
     from geoseg.predict.predictor import StreamStats, plan_windows, prepare_run, stream_predictions
+    from geoseg.predict.series import SeriesInput, series_from_catalog, series_from_scenes
     from geoseg.predict.summary import ClassArea, PredictionSummary
     from geoseg.predict.windows import WindowLayout, window_layout
 
@@ -31,6 +32,9 @@ _EXPORTS = {
     "plan_windows": "geoseg.predict.predictor",
     "prepare_run": "geoseg.predict.predictor",
     "stream_predictions": "geoseg.predict.predictor",
+    "SeriesInput": "geoseg.predict.series",
+    "series_from_catalog": "geoseg.predict.series",
+    "series_from_scenes": "geoseg.predict.series",
     "ClassArea": "geoseg.predict.summary",
     "PredictionSummary": "geoseg.predict.summary",
     "WindowLayout": "geoseg.predict.windows",
@@ -43,6 +47,7 @@ __all__ = [
     "ModelRunner",
     "PredictOptions",
     "PredictionSummary",
+    "SeriesInput",
     "StreamStats",
     "WindowLayout",
     "check_output_paths",
@@ -51,6 +56,8 @@ __all__ = [
     "predict_scene",
     "predict_scenes",
     "prepare_run",
+    "series_from_catalog",
+    "series_from_scenes",
     "stream_predictions",
     "window_layout",
 ]

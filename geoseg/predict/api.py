@@ -21,6 +21,7 @@ from geoseg.predict.predictor import (
     resolve_scene,
     stream_predictions,
 )
+from geoseg.predict.series import SeriesInput
 from geoseg.predict.summary import ClassArea, PredictionSummary
 
 if TYPE_CHECKING:
@@ -33,7 +34,8 @@ __all__ = ["predict_scene", "predict_scenes", "check_output_paths"]
 _RASTER_SUFFIXES = (".tif", ".tiff")
 
 
-def check_output_paths(out: Path, confidence: Path | None, vector: Path | None, scene: Scene | None = None,
+def check_output_paths(out: Path, confidence: Path | None, vector: Path | None,
+                       scene: Scene | SeriesInput | None = None,
                        model_dir: str | Path | None = None) -> None:
     """Validate output names and folders before any work is done (see
     :func:`geoseg.stitch.output.check_landcover_outputs`); ``scene`` and ``model_dir`` are the inputs."""
@@ -41,7 +43,7 @@ def check_output_paths(out: Path, confidence: Path | None, vector: Path | None, 
 
 
 def predict_scene(
-    scene: Scene | str | Path,
+    scene: Scene | SeriesInput | str | Path,
     model: ModelBundle | str | Path,
     out: str | Path,
     options: PredictOptions | None = None,
@@ -59,7 +61,8 @@ def predict_scene(
     ``strict`` a finding refuses the scene (``DomainError``) and nothing is written.
 
     Args:
-        scene: an opened :class:`~geoseg.io.Scene` or a scene path (any layout).
+        scene: an opened :class:`~geoseg.io.Scene` or a scene path (any layout), or a time series
+            (:class:`~geoseg.predict.series.SeriesInput`, for a series model: one map on the dates' grid).
         model: a loaded :class:`~geoseg.bundle.ModelBundle` or its directory (a training
             run directory with ``best``/``final`` works too).
         out: the land-cover GeoTIFF (``.tif``); ``<out>.aux.xml`` and ``<base>.qml`` go beside it.
@@ -91,7 +94,7 @@ def predict_scene(
     return _predict_checked(opened, bundle, out, opts, conf_path, vec_path, domain, start)
 
 
-def _predict_checked(opened: Scene, bundle: ModelBundle, out: Path, opts: PredictOptions, conf_path: Path | None,
+def _predict_checked(opened: Scene | SeriesInput, bundle: ModelBundle, out: Path, opts: PredictOptions, conf_path: Path | None,
                      vec_path: Path | None, domain: DomainCheck | None, start: datetime) -> PredictionSummary:
     """Predict a scene whose inputs, outputs and training domain were checked; write the outputs."""
     recipe = bundle.config.recipe_obj()
@@ -110,6 +113,10 @@ def _predict_checked(opened: Scene, bundle: ModelBundle, out: Path, opts: Predic
         "domain_check": ("not checked: the model records no training domain" if domain is None
                          else " | ".join([domain.status(), *domain.messages])),
     }
+    dates = {}
+    if isinstance(opened, SeriesInput):  # the dates used, in time order (None: a padded date)
+        dates = {"dates": list(opened.acquired), "date_sources": [s.path if s else None for s in opened.scenes]}
+        tags["dates"] = ", ".join(d or "padding" for d in opened.acquired)
     writer = LandCoverWriter(out, opened.grid, bundle.config.classes, tags=tags, confidence=conf_path,
                              vector=vec_path, overviews=opts.overviews)
     with writer:
@@ -127,13 +134,13 @@ def _predict_checked(opened: Scene, bundle: ModelBundle, out: Path, opts: Predic
         model_seconds=stats.model_seconds, device=stats.device, engine=stats.engine,
         engine_reason=stats.engine_reason, confidence=conf_path, vector=vec_path,
         extra={"window": stats.layout.window_height, "overlap": stats.layout.overlap, "tta": opts.tta,
-               "accumulator_bytes": stats.accumulator_bytes},
+               "accumulator_bytes": stats.accumulator_bytes, **dates},
         domain=None if domain is None else domain.to_dict(),
     )
 
 
 def predict_scenes(
-    scenes: Sequence[Scene | str | Path],
+    scenes: Sequence[Scene | SeriesInput | str | Path],
     model: ModelBundle | str | Path,
     out_dir: str | Path,
     options: PredictOptions | None = None,
@@ -174,7 +181,7 @@ def predict_scenes(
         raise ConfigError(f"several scenes share the id {dupes[0]!r}; their outputs would collide",
                           hint="give each scene a distinct file name or catalog id")
 
-    def paths(s: Scene) -> tuple[Path, Path | None, Path | None]:
+    def paths(s: Scene | SeriesInput) -> tuple[Path, Path | None, Path | None]:
         return (out_dir / f"{s.scene_id}.tif",
                 None if confidence is None else out_dir / f"{s.scene_id}_{confidence}",
                 None if vector is None else out_dir / f"{s.scene_id}_{vector}")

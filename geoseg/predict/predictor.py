@@ -7,6 +7,10 @@ once, as the tiler does with its runs of cubes), the calling thread
 runs batches through the model, and a single stitching thread blends each batch's
 probabilities into the :class:`~geoseg.stitch.Stitcher` and writes finished rows. Memory is
 bounded by window size × scene width (accumulators) plus a few batches in flight.
+
+A time series (:class:`~geoseg.predict.series.SeriesInput`) streams the same way: each window's
+features are read date by date (``(T, C, h, w)``, :func:`geoseg.tiling.series.read_series`), a
+pixel is classified when any date is valid, and the map lands on the dates' common grid.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from geoseg.features import read_features
 from geoseg.io.scene import Scene, open_scene
 from geoseg.predict.options import PredictOptions
 from geoseg.predict.prefetch import prefetch
+from geoseg.predict.series import SeriesInput
 from geoseg.predict.windows import DEFAULT_FLOOR, WindowLayout, run_union, window_layout
 from geoseg.stitch.cog import GDAL_CACHE_BYTES
 from geoseg.stitch.stitcher import BlockSink, Stitcher
@@ -62,7 +67,7 @@ class StreamStats:
     engine_reason: str = ""
 
 
-def plan_windows(scene: Scene, bundle: ModelBundle, window: int | None = None, overlap: int | None = None) -> WindowLayout:
+def plan_windows(scene: Scene | SeriesInput, bundle: ModelBundle, window: int | None = None, overlap: int | None = None) -> WindowLayout:
     """The window layout used for ``scene`` (overlap default: window / 4).
 
     The default window is the one of least total forward cost for this scene: the bundle's
@@ -94,7 +99,7 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
-def prepare_run(scene: Scene, bundle: ModelBundle, options: PredictOptions) -> WindowLayout:
+def prepare_run(scene: Scene | SeriesInput, bundle: ModelBundle, options: PredictOptions) -> WindowLayout:
     """Check that ``bundle`` can predict ``scene`` with ``options``; return the window layout.
 
     The one set-up shared by :func:`stream_predictions` and the writers around it, so that
@@ -102,8 +107,15 @@ def prepare_run(scene: Scene, bundle: ModelBundle, options: PredictOptions) -> W
 
     Raises:
         BandError: the scene lacks a band the model's recipe needs.
-        ConfigError: the window does not fit the overlap, or the device is not there.
+        ConfigError: the window does not fit the overlap, the device is not there, or the input's form (one
+            date, a series of T dates) is not the model's.
     """
+    from geoseg.train.series import check_series_input
+
+    if isinstance(scene, SeriesInput):
+        check_series_input(bundle.config.model, scene.time_steps, scene.reference.path, "the series")
+    else:
+        check_series_input(bundle.config.model, None, scene.path, "the scene")
     recipe = bundle.config.recipe_obj()
     scene.require_bands(recipe.required_bands, f"the model's recipe {recipe.name}")
     layout = plan_windows(scene, bundle, options.window, options.overlap)
@@ -115,13 +127,15 @@ def _log_warning(message: str) -> None:
     log.warning("%s", message)
 
 
-def check_scene_domain(scene: Scene, bundle: ModelBundle, options: PredictOptions,
+def check_scene_domain(scene: Scene | SeriesInput, bundle: ModelBundle, options: PredictOptions,
                        warn: Callable[[str], None] | None = None) -> DomainCheck | None:
     """Compare ``scene`` with the model's training domain before any work (:mod:`geoseg.bundle.domain`).
 
     Nine small windows of the scene are read through the feature stack (0.2-0.4 s on a full
     10980² GeoTIFF tile, about 1 s on a JPEG 2000 ``.SAFE``). Each finding is passed to ``warn`` (default: a log warning) — or, with
     ``options.strict``, refused.
+
+    A series is compared through its first date (the dates of one location share a processing chain).
 
     Returns:
         The :class:`~geoseg.bundle.domain.DomainCheck`, or None when the bundle records no
@@ -135,6 +149,8 @@ def check_scene_domain(scene: Scene, bundle: ModelBundle, options: PredictOption
         log.info("%s: the model records no training domain (written before geoseg recorded one): the scene is "
                  "not compared with its training data", scene.scene_id)
         return None
+    if isinstance(scene, SeriesInput):
+        scene = scene.reference
     sample = sample_scene(scene, bundle.config.recipe_obj(), workers=options.workers or default_workers())
     result = check_domain(domain, scene, sample)
     if result.findings and options.strict:
@@ -148,7 +164,7 @@ def check_scene_domain(scene: Scene, bundle: ModelBundle, options: PredictOption
 
 
 def stream_predictions(
-    scene: Scene,
+    scene: Scene | SeriesInput,
     bundle: ModelBundle,
     sink: BlockSink,
     options: PredictOptions | None = None,
@@ -159,7 +175,7 @@ def stream_predictions(
     """Predict ``scene`` window by window and feed blended row blocks to ``sink``.
 
     Args:
-        scene: the opened scene (its 10 m grid is the output grid).
+        scene: the opened scene (its 10 m grid is the output grid), or a series (its dates' common grid).
         bundle: the model bundle (model, recipe, normalisation, class map).
         sink: receives every finished :class:`~geoseg.stitch.StitchedBlock`, top to bottom.
         options: window, overlap, batch size, device, precision, TTA, reading threads and
@@ -171,6 +187,8 @@ def stream_predictions(
         BandError: the scene lacks a band the model's recipe needs.
         ConfigError: invalid window/overlap/batch size or device.
     """
+    from geoseg.tiling.series import read_series
+
     opts = with_overrides(options or PredictOptions(), overrides)
     batch_size, progress = opts.batch_size, opts.progress
     start = time.perf_counter()
@@ -187,12 +205,17 @@ def stream_predictions(
 
     def read(run: tuple[Window, ...]) -> list[tuple[Window, torch.Tensor | None, np.ndarray]]:
         union = run_union(run)
-        features, valid = read_features(scene, union, recipe)
+        valid: np.ndarray
+        if isinstance(scene, SeriesInput):  # (T, C, h, w): a pixel is classified when any date is valid
+            features, dates_valid = read_series(scene.scenes, union, recipe)
+            valid = np.asarray(dates_valid.any(axis=0))
+        else:
+            features, valid = read_features(scene, union, recipe)
         out = []
         for w in run:
             cols = slice(w.col_off - union.col_off, w.col_off - union.col_off + w.width)
             v = valid[:, cols]
-            out.append((w, runner.prepare(features[:, :, cols]) if v.any() else None, v))
+            out.append((w, runner.prepare(features[..., cols]) if v.any() else None, v))
         return out
 
     def windows(stream: Iterator[tuple[Any, list]]) -> Iterator[tuple[Window, torch.Tensor | None, np.ndarray]]:
@@ -240,9 +263,9 @@ def stream_predictions(
                        stitcher.nbytes, runner.engine, runner.choice.reason if runner.choice else "no window ran")
 
 
-def resolve_scene(scene: Scene | str | Path) -> Scene:
-    """An opened :class:`Scene` (paths are opened with :func:`geoseg.io.open_scene`)."""
-    return scene if isinstance(scene, Scene) else open_scene(scene)
+def resolve_scene(scene: Scene | SeriesInput | str | Path) -> Scene | SeriesInput:
+    """An opened :class:`Scene` or series (paths are opened with :func:`geoseg.io.open_scene`)."""
+    return scene if isinstance(scene, Scene | SeriesInput) else open_scene(scene)
 
 
 def describe_model(bundle: ModelBundle) -> str:

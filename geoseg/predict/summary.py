@@ -81,6 +81,8 @@ class PredictionSummary:
             out.append("  domain    fits the model's training data")
         for finding in (self.domain or {}).get("findings", []):
             out.append(f"  warning   {finding['message']}")
+        if self.extra.get("dates"):
+            out.append(f"  dates     {', '.join(d or 'padding' for d in self.extra['dates'])}")
         if self.confidence:
             out.append(f"  confidence {self.confidence}")
         if self.vector:

@@ -44,6 +44,7 @@ from geoseg.train.examples import (
     pixel_accuracy,
 )
 from geoseg.train.metrics import IGNORE_INDEX, Scores, confusion_scores
+from geoseg.train.series import check_series_input
 from geoseg.utils.memory import keep_freed_memory
 from geoseg.utils.outputs import atomic_folder, check_not_input, claim_folder, legacy_entries
 from geoseg.validity import valid_mask_numpy
@@ -81,6 +82,7 @@ def _check_compatible(bundle, store) -> None:
         raise LabelError(
             f"the cubes' class codes {[c.code for c in store.classes]} differ from the model's "
             f"{[c.code for c in cfg.classes]}", path=store.path, hint="evaluate on cubes tiled with the model's class map")
+    check_series_input(cfg.model, getattr(store, "time_steps", None), store.path)
 
 
 def evaluate(
@@ -182,7 +184,8 @@ def evaluate(
 
 @dataclass
 class _Figure:
-    """One example figure: the cube (normalised, as the model saw it), its labels and prediction."""
+    """One example figure: the cube (normalised, as the model saw it; ``(T, C, H, W)`` for a series), its labels
+    and prediction."""
 
     name: str
     cube_id: int
@@ -198,12 +201,19 @@ class _Figure:
     def draw(self, folder: Path, cfg: Any, split: str) -> None:
         from geoseg.train.plots import has_rgb, plot_example, rgb_composite
 
-        norm = cfg.normalization
-        rgb = (rgb_composite(self.image, cfg.channel_names, norm.mean, norm.std, mask_channels=cfg.mask_channels)
+        norm, image, title = cfg.normalization, self.image, example_title(self.cube_id, split, self.accuracy,
+                                                                          self.reasons)
+        if image.ndim == 4:  # a series (T, C, H, W): the clearest date's natural colour, nodata where no date is valid
+            dates = valid_mask_numpy(image, cfg.mask_channels, channel_dim=1)[:, 0]
+            clearest = int(dates.sum(axis=(1, 2)).argmax())
+            image, valid = image[clearest], dates.any(axis=0)
+            title += f" — date {clearest + 1}/{len(dates)} shown (the clearest)"
+        else:
+            valid = valid_mask_numpy(image, cfg.mask_channels, channel_dim=0)[0]  # the map leaves the rest nodata
+        rgb = (rgb_composite(image, cfg.channel_names, norm.mean, norm.std, mask_channels=cfg.mask_channels)
                if has_rgb(cfg.channel_names) else None)
-        valid = valid_mask_numpy(self.image, cfg.mask_channels, channel_dim=0)[0]  # the map leaves the rest nodata
         plot_example(rgb, self.truth, np.where(valid, self.pred, IGNORE_INDEX), cfg.classes, folder / self.name,
-                     title=example_title(self.cube_id, split, self.accuracy, self.reasons))
+                     title=title)
 
 
 def _example_figures(dm: CubeDataModule, runner: ModelRunner, split: str, ids: np.ndarray, chosen: list[Example],

@@ -1,6 +1,6 @@
 """``SegmentationTask``: the LightningModule of geoseg train (one shared step for all stages).
 
-Batches are dicts ``{"image": (N, C, H, W) float, "mask": (N, H, W) labels, 255 = ignore}``
+Batches are dicts ``{"image": (N, C, H, W) float (a series store: (N, T, C, H, W)), "mask": (N, H, W) labels, 255 = ignore}``
 already normalised and augmented by :class:`~geoseg.data.CubeDataModule` on the device.
 Training uses ``model.forward_train`` and the full :class:`SegmentationLoss` (deep
 supervision, aux heads, PointRend points); validation and test use ``model(x)`` — exactly
@@ -25,6 +25,7 @@ from geoseg.models import create_model
 from geoseg.train.config import TrainConfig
 from geoseg.train.losses import SegmentationLoss
 from geoseg.train.metrics import IGNORE_INDEX, Scores, confusion_scores
+from geoseg.train.series import series_model_options
 
 __all__ = ["SegmentationTask", "Stage"]
 
@@ -43,6 +44,9 @@ class SegmentationTask(pl.LightningModule):
         channels_last: Use the channels-last memory format (CUDA).
         mask_channels: The recipe's mask channels (``Recipe.num_mask_channels``), for
             architectures with a valid-pixel mask (RSPRUNet++); None keeps their default.
+        time_steps: Dates per cube of a series store (input ``(N, T, C, H, W)``; the model's
+            ``temporal`` mode is picked by :func:`~geoseg.train.series.series_model_options`),
+            None for a single-date store.
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class SegmentationTask(pl.LightningModule):
         class_weights: list[float] | None = None,
         channels_last: bool = False,
         mask_channels: int | None = None,
+        time_steps: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -64,6 +69,7 @@ class SegmentationTask(pl.LightningModule):
         options = cfg.model_kwargs()
         if mask_channels is not None:
             options = recipe_model_options(cfg.model, options, mask_channels)
+        options = series_model_options(cfg.model, options, time_steps, cfg.cubes)
         self.model = create_model(
             cfg.model, in_channels=in_channels, num_classes=k, encoder=cfg.encoder, pretrained=pretrained,
             channel_names=channel_names, aux_params={"classes": k} if cfg.aux_head else None,

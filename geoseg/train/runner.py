@@ -194,7 +194,8 @@ def _no_interrupt_notice(record: logging.LogRecord) -> bool:
     return "Detected KeyboardInterrupt" not in record.getMessage()
 
 
-def _measure_predict_window(model: torch.nn.Module, channels: int, window: int) -> WindowChoice:
+def _measure_predict_window(model: torch.nn.Module, channels: int, window: int,
+                            time_steps: int | None = None) -> WindowChoice:
     """The bundle's default prediction window: the fastest per pixel of the model's forward pass.
 
     Measured on the CPU (where analysts predict) by global rank 0; the other ranks write no bundle.
@@ -203,7 +204,7 @@ def _measure_predict_window(model: torch.nn.Module, channels: int, window: int) 
 
     if not _is_rank_zero():
         return WindowChoice(window, {})
-    choice = measure_predict_window(model, channels, window)
+    choice = measure_predict_window(model, channels, window, time_steps=time_steps)
     log.info("default prediction window: %d px (forward seconds per Mpx: %s)", choice.window,
              ", ".join(f"{k} px {v:.2f}" for k, v in choice.seconds_per_mpx.items()))
     return choice
@@ -217,7 +218,11 @@ def _training_domain(dm: Any, split: str) -> dict[str, Any]:
 
     store = dm.store
     ids = dm.split_ids(split)
-    percentiles, pixels = cube_percentiles(store.read_cube, ids, dm.mask_channels)
+    read_cube = store.read_cube
+    if getattr(store, "time_steps", None):  # (T, C, H, W) -> (C, T, H, W): every valid (date, pixel) a sample
+        def read_cube(i: int) -> Any:
+            return store.read_cube(i).transpose(1, 0, 2, 3)
+    percentiles, pixels = cube_percentiles(read_cube, ids, dm.mask_channels)
     index = store.index
     fractions = index.loc[index["cube_id"].isin(ids), "valid_fraction"].tolist()
     domain = build_domain(store.manifest, store.stats, split=split, percentiles=percentiles, sample_pixels=pixels,
@@ -278,18 +283,20 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
     if config.class_weights == "auto":
         weights = [float(w) for w in class_weights_from_counts(dm.class_counts(config.train_split))]
     accelerator, precision, channels_last = resolve_hardware(config)
+    time_steps = getattr(dm.store, "time_steps", None)  # a series store: cubes (T, C, H, W)
     task = SegmentationTask(config.model_dump(mode="json"), in_channels=dm.store.num_channels,
                             channel_names=dm.channel_names, class_names=dm.class_names,
-                            class_weights=weights, channels_last=channels_last, mask_channels=dm.mask_channels)
+                            class_weights=weights, channels_last=channels_last, mask_channels=dm.mask_channels,
+                            time_steps=time_steps)
     if _is_rank_zero():  # the model builds: now an earlier run may be replaced
         _clear_out(out, previous)
-    predict_window = _measure_predict_window(task.model, dm.store.num_channels, dm.window)
+    predict_window = _measure_predict_window(task.model, dm.store.num_channels, dm.window, time_steps)
     template = {
         "recipe": dm.store.recipe.to_dict(), "channel_names": dm.channel_names,
         "classes": [c.model_dump() for c in dm.classes], "normalization": dm.normalization.model_dump(),
         "window": dm.window, "predict_window": predict_window.window,
         "predict_window_costs": {k: round(v, 4) for k, v in predict_window.seconds_per_mpx.items()} or None,
-        "mask_channels": dm.mask_channels,
+        "mask_channels": dm.mask_channels, "time_steps": time_steps,
         "target_size": config.target_size, "target_mode": config.target_mode,
         "domain": _training_domain(dm, config.train_split),  # what predict compares a scene with
         "extra": {"cubes": str(Path(dm.store.path).resolve()), "cube_size": dm.store.cube_size,
