@@ -19,23 +19,22 @@ convs (depthwise-separable by default) → 1×1 classifier. Optional PointRend h
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from torch import Tensor, nn
 
 from geoseg.errors import ModelError
 from geoseg.models.base import Decoded, SegmentationModel
 from geoseg.models.heads import ConvBNReLU, SegmentationHead
-from geoseg.models.options import ArchOptions, opt
+from geoseg.models.options import opt
 from geoseg.models.pointrend import PointRendOptions
 
 __all__ = ["DeepLabV3Plus", "DeepLabV3PlusOptions", "ASPP"]
 
 
-@dataclasses.dataclass(frozen=True)
 class DeepLabV3PlusOptions(PointRendOptions):
     """Options of DeepLabV3+."""
 
@@ -53,8 +52,8 @@ class DeepLabV3PlusOptions(PointRendOptions):
     classifier_activation: Literal["sigmoid", "softmax"] | None = opt(
         None, "activation of model(x)'s mask: sigmoid or softmax (None: logits; forward_train: logits)")
 
-    def validate(self) -> None:
-        super().validate()
+    @model_validator(mode="after")
+    def _check_deeplabv3plus(self) -> Self:
         if self.encoder_depth < 3:
             raise ModelError(f"deeplabv3plus.encoder_depth must be 3, 4 or 5, got {self.encoder_depth}")
         if self.output_stride is not None and (
@@ -66,6 +65,7 @@ class DeepLabV3PlusOptions(PointRendOptions):
             )
         if self.head_upsample is not None and self.head_upsample < 1:
             raise ModelError(f"deeplabv3plus.head_upsample must be >= 1, got {self.head_upsample}")
+        return self
 
     @property
     def stride(self) -> int:
@@ -117,27 +117,26 @@ class ASPP(nn.Module):
         return self.project(torch.cat(parts, dim=1))
 
 
-class DeepLabV3Plus(SegmentationModel):
+class DeepLabV3Plus(SegmentationModel[DeepLabV3PlusOptions]):
     """DeepLabV3+ (Chen et al. 2018) with selectable encoder_depth, output_stride and head_upsample."""
 
     name: ClassVar[str] = "deeplabv3plus"
-    Options: ClassVar[type[ArchOptions]] = DeepLabV3PlusOptions
     default_encoder: ClassVar[str] = "resnet50"
     summary: ClassVar[str] = "DeepLabV3+ (Chen et al. 2018): ASPP on P(encoder_depth), P2 skip"
     supports_pointrend: ClassVar[bool] = True
 
     @classmethod
-    def encoder_output_stride(cls, options: ArchOptions) -> int | None:
-        stride = options.stride  # type: ignore[attr-defined]
+    def encoder_output_stride(cls, options: DeepLabV3PlusOptions) -> int | None:
+        stride = options.stride
         return None if stride >= 2**options.encoder_depth else stride
 
     @classmethod
-    def encoder_stride_fallback(cls, options: ArchOptions) -> bool:
-        return options.output_stride is None  # type: ignore[attr-defined]  # the default 16 is a wish
+    def encoder_stride_fallback(cls, options: DeepLabV3PlusOptions) -> bool:
+        return options.output_stride is None  # the default 16 is a wish
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        opts: DeepLabV3PlusOptions = self.options  # type: ignore[assignment]
+        opts = self.options
         self.deep_index = self.encoder.feature_at_level(opts.encoder_depth)
         self.low_index = self.encoder.feature_at_level(2)
         ch = self.encoder.channels
@@ -156,7 +155,7 @@ class DeepLabV3Plus(SegmentationModel):
         x = self.aspp(features[self.deep_index])
         x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)
         logits = self.segmentation_head(self.decoder(torch.cat([x, self.low_level(low)], dim=1)))
-        factor = self.options.head_upsample  # type: ignore[attr-defined]
+        factor = self.options.head_upsample
         if factor is not None:
             got = (logits.shape[-2] * factor, logits.shape[-1] * factor)
             if got != tuple(size):
@@ -172,7 +171,7 @@ class DeepLabV3Plus(SegmentationModel):
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """As :meth:`SegmentationModel.forward`, the mask activated by ``classifier_activation``."""
         out = super().forward(x)
-        act = self.options.classifier_activation  # type: ignore[attr-defined]
+        act = self.options.classifier_activation
         if act is None:
             return out
         mask = out[0] if isinstance(out, tuple) else out

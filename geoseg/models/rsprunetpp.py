@@ -12,18 +12,18 @@ fused into the final mask (fusion initialised to their average).
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from torch import Tensor, nn
 
 from geoseg.errors import ModelError
 from geoseg.models.base import Decoded, SegmentationModel
 from geoseg.models.heads import ConvBNReLU, resize, scse
 from geoseg.models.masked_batchnorm import MaskedBatchNorm2d
-from geoseg.models.options import ArchOptions, opt
+from geoseg.models.options import opt
 from geoseg.models.pointrend import PointRendOptions
 from geoseg.validity import DEFAULT_MASK_CHANNELS
 
@@ -32,7 +32,6 @@ __all__ = ["RSPRUNetPlusPlus", "RSPRUNetPPOptions", "NestedDecoder", "NestedBloc
 _DEFAULT_CHANNELS = (512, 256, 128, 64, 32)
 
 
-@dataclasses.dataclass(frozen=True)
 class RSPRUNetPPOptions(PointRendOptions):
     """Options of RSPRUNet++."""
 
@@ -48,10 +47,11 @@ class RSPRUNetPPOptions(PointRendOptions):
     mask_channels: int = opt(DEFAULT_MASK_CHANNELS, "leading channels that define a valid (non-zero) pixel "
                              "(training sets it from the recipe's num_mask_channels)")
 
-    def validate(self) -> None:
-        super().validate()
+    @model_validator(mode="after")
+    def _check_rsprunetpp(self) -> Self:
         if min(self.decoder_channels or (1,)) < 1 or self.mask_channels < 1:
             raise ModelError("rsprunetpp.decoder_channels and mask_channels must be positive")
+        return self
 
 
 class NestedBlock(nn.Module):
@@ -116,11 +116,10 @@ class NestedDecoder(nn.Module):
         return [nodes[(0, j)] for j in range(1, self.depth)]
 
 
-class RSPRUNetPlusPlus(SegmentationModel):
+class RSPRUNetPlusPlus(SegmentationModel[RSPRUNetPPOptions]):
     """RSPRUNet++: ResNeSt + UNet++ with scSE, fused multi-head output, masked BatchNorm."""
 
     name: ClassVar[str] = "rsprunetpp"
-    Options: ClassVar[type[ArchOptions]] = RSPRUNetPPOptions
     default_encoder: ClassVar[str] = "resnest101e"
     summary: ClassVar[str] = "ResNeSt + UNet++ (scSE) with fused X(0,j) heads, masked BN input, PointRend"
     supports_deep_supervision: ClassVar[bool] = True
@@ -128,7 +127,7 @@ class RSPRUNetPlusPlus(SegmentationModel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        opts: RSPRUNetPPOptions = self.options  # type: ignore[assignment]
+        opts = self.options
         if opts.masked_bn:
             self.input_norm = MaskedBatchNorm2d(self.in_channels, mask_channels=opts.mask_channels)
         n_nodes = len(self.encoder.channels) - 1
