@@ -88,6 +88,7 @@ class BundleConfig(StrictModel):
         return data
 
     def recipe_obj(self) -> Recipe:
+        """The training recipe as a :class:`~geoseg.features.Recipe`."""
         return Recipe.from_dict(self.recipe)
 
     @property

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
+from typing_extensions import override
 
 from geoseg import __version__
 from geoseg.bundle import ModelBundle, ModelRunner, load_model_bundle
@@ -73,6 +74,7 @@ class DeepnessGraph(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).clamp_min(1e-12).view(1, -1, 1, 1))
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         valid = None
         if self.mask_invalid:
@@ -100,6 +102,7 @@ class OnnxExport:
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
+        """The report of ``geoseg export``: file, input, Deepness class mapping, check and notes."""
         names = self.metadata["class_names"]
         codes = self.metadata["geoseg_class_codes"]
         out = [

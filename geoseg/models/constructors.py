@@ -33,6 +33,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from typing_extensions import override
+
 from geoseg.errors import ModelError
 from geoseg.models.options import ArchOptions
 
@@ -97,6 +99,7 @@ def translate_arguments(where: str, kwargs: dict[str, Any]) -> dict[str, Any]:
 class ArchitectureMeta(type):
     """Metaclass of :class:`~geoseg.models.SegmentationModel`: the keyword form builds via the registry."""
 
+    @override
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         options = args[3] if len(args) > 3 else kwargs.get("options")
         if isinstance(options, ArchOptions):  # the registry's internal form

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import model_validator
 from torch import Tensor, nn
+from typing_extensions import override
 
 from geoseg.errors import ModelError
 from geoseg.models.base import Decoded, SegmentationModel
@@ -126,11 +127,13 @@ class DeepLabV3Plus(SegmentationModel[DeepLabV3PlusOptions]):
     supports_pointrend: ClassVar[bool] = True
 
     @classmethod
+    @override
     def encoder_output_stride(cls, options: DeepLabV3PlusOptions) -> int | None:
         stride = options.stride
         return None if stride >= 2**options.encoder_depth else stride
 
     @classmethod
+    @override
     def encoder_stride_fallback(cls, options: DeepLabV3PlusOptions) -> bool:
         return options.output_stride is None  # the default 16 is a wish
 
@@ -150,6 +153,7 @@ class DeepLabV3Plus(SegmentationModel[DeepLabV3PlusOptions]):
         )
         self.segmentation_head = SegmentationHead(opts.decoder_channels, self.num_classes, kernel_size=1)
 
+    @override
     def decode(self, features: list[Tensor], size: tuple[int, int], train: bool) -> Decoded:
         low = features[self.low_index]
         x = self.aspp(features[self.deep_index])

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import model_validator
 from torch import Tensor, nn
+from typing_extensions import override
 
 from geoseg.errors import ModelError
 from geoseg.models.base import Decoded, SegmentationModel
@@ -136,6 +137,7 @@ class PSPNet(SegmentationModel[PSPNetOptions]):
     supports_pointrend: ClassVar[bool] = True
 
     @classmethod
+    @override
     def encoder_output_stride(cls, options: PSPNetOptions) -> int | None:
         return 8 if options.dilated and 2**options.encoder_depth > 8 else None
 
@@ -165,6 +167,7 @@ class PSPNet(SegmentationModel[PSPNetOptions]):
         if self.aux_head is not None and len(ch) < 2:
             raise ModelError("pspnet.aux_mask_head needs an encoder with at least 2 levels")
 
+    @override
     def decode(self, features: list[Tensor], size: tuple[int, int], train: bool) -> Decoded:
         x = self.psp(features[-1])
         if self.decoder is not None:

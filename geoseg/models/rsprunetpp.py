@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import model_validator
 from torch import Tensor, nn
+from typing_extensions import override
 
 from geoseg.errors import ModelError
 from geoseg.models.base import Decoded, SegmentationModel
@@ -144,6 +145,7 @@ class RSPRUNetPlusPlus(SegmentationModel[RSPRUNetPPOptions]):
             for j in range(n_heads):
                 self.fusion.weight[torch.arange(k), j * k + torch.arange(k), 0, 0] = 1.0 / n_heads
 
+    @override
     def decode(self, features: list[Tensor], size: tuple[int, int], train: bool) -> Decoded:
         top = self.decoder(features)
         heads = [head(x) for head, x in zip(self.heads, top, strict=True)]

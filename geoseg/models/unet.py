@@ -12,6 +12,7 @@ import torch
 from pydantic import model_validator
 from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
 from torch import Tensor
+from typing_extensions import override
 
 from geoseg.errors import ModelError
 from geoseg.models.base import Decoded, SegmentationModel
@@ -74,6 +75,7 @@ class UNet(SegmentationModel[UNetOptions]):
         )
         self.segmentation_head = SegmentationHead(opts.channels[-1], self.num_classes, kernel_size=3)
 
+    @override
     def decode(self, features: list[Tensor], size: tuple[int, int], train: bool) -> Decoded:
         by_level = dict(zip(self.encoder.levels, features, strict=True))
         ref = features[0]

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import model_validator
 from torch import Tensor, nn
+from typing_extensions import override
 
 from geoseg.errors import ModelError
 from geoseg.models.base import Decoded, SegmentationModel
@@ -113,6 +114,7 @@ class UNet3Plus(SegmentationModel[UNet3PlusOptions]):
             for i in range(1, len(enc))
         ) if opts.deep_supervision else nn.ModuleList()
 
+    @override
     def decode(self, features: list[Tensor], size: tuple[int, int], train: bool) -> Decoded:
         stages = self.decoder(features)
         deep = []
