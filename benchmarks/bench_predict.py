@@ -56,9 +56,10 @@ def _bare(scene_path: str, bundle_dir: str, batch: int, count: int | None) -> di
     import numpy as np
     import torch
 
+    from geoseg.bundle import ModelRunner
     from geoseg.features import read_features
     from geoseg.io import open_scene
-    from geoseg.predict import ModelRunner, load_model_bundle, plan_windows
+    from geoseg.predict import load_model_bundle, plan_windows
 
     bundle = load_model_bundle(bundle_dir)
     scene = open_scene(scene_path)

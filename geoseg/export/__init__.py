@@ -14,8 +14,6 @@ from geoseg.export.deepness import (
 )
 from geoseg.export.onnx import (
     MAX_OPSET,
-    VALID_TOLERANCE,
-    DeepnessGraph,
     OnnxExport,
     deepness_metadata,
     export_onnx,
@@ -26,8 +24,6 @@ __all__ = [
     "DEEPNESS_SCALE",
     "MAX_OPSET",
     "METADATA_KEYS",
-    "VALID_TOLERANCE",
-    "DeepnessGraph",
     "OnnxExport",
     "deepness_metadata",
     "deepness_preprocess",

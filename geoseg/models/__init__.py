@@ -24,9 +24,9 @@ from geoseg.models.first_conv import (
     adapt_first_conv_weight,
     normalize_band_name,
 )
-from geoseg.models.masked_batchnorm import MaskedBatchNorm2d, valid_pixel_mask
+from geoseg.models.masked_batchnorm import MaskedBatchNorm2d
 from geoseg.models.outputs import ModelOutput
-from geoseg.models.pointrend import PointHead, point_sample
+from geoseg.models.pointrend import PointHead
 from geoseg.models.pspnet import PSPNet
 from geoseg.models.registry import (
     MODELS,
@@ -71,11 +71,9 @@ __all__ = [
     "load_torchgeo_weights",
     "load_weights",
     "normalize_band_name",
-    "point_sample",
     "read_state_dict",
     "register_encoder",
     "registered_encoders",
     "save_weights",
     "unregister_encoder",
-    "valid_pixel_mask",
 ]

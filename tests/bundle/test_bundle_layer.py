@@ -37,8 +37,8 @@ def test_default_mask_channels_are_the_default_recipes():
 
 
 def test_one_invalid_pixel_rule_everywhere():
-    from geoseg.export import VALID_TOLERANCE, DeepnessGraph
-    from geoseg.models import valid_pixel_mask
+    from geoseg.export.onnx import VALID_TOLERANCE, DeepnessGraph
+    from geoseg.models.masked_batchnorm import valid_pixel_mask
 
     torch.manual_seed(0)
     x = torch.randn(2, 24, 8, 8)

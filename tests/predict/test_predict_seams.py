@@ -27,10 +27,10 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from geoseg.bundle import ModelBundle, Normalization, normalize
+from geoseg.bundle import ModelBundle, ModelRunner, Normalization, normalize
 from geoseg.features import read_features
 from geoseg.io import open_scene
-from geoseg.predict import ModelRunner, stream_predictions, window_layout
+from geoseg.predict import stream_predictions, window_layout
 from tests.predict._predict_helpers import DEMO_CLASSES, CollectSink, bundle_config, full_forward
 
 WINDOW = 64
