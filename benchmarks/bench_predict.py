@@ -65,7 +65,7 @@ def _bare(scene_path: str, bundle_dir: str, batch: int, count: int | None) -> di
     scene = open_scene(scene_path)
     layout = plan_windows(scene, bundle)
     runner = ModelRunner(bundle, device="cpu")
-    recipe = bundle.config.recipe_obj()
+    recipe = bundle.config.recipe
     windows = list(layout)
     inputs = [runner.prepare(np.stack([read_features(scene, w, recipe)[0] for w in windows[i : i + batch]]))
               for i in (0, batch)]  # two real batches, already normalised, in memory
@@ -116,7 +116,7 @@ def _naive(scene_path: str, bundle_dir: str, batch: int, out: str) -> dict:
     scene = open_scene(scene_path)
     layout = plan_windows(scene, bundle)
     h, w = scene.grid.shape
-    feats, valid = read_features(scene, Window(0, 0, w, h), bundle.config.recipe_obj())  # whole scene
+    feats, valid = read_features(scene, Window(0, 0, w, h), bundle.config.recipe)  # whole scene
     x = normalize(torch.from_numpy(feats), bundle.config.normalization, bundle.config.mask_channels)
     del feats
     scores = np.zeros((CLASSES, h, w), np.float32)  # full-size accumulators

@@ -104,7 +104,7 @@ def prepare_run(scene: Scene, bundle: ModelBundle, options: PredictOptions) -> W
         BandError: the scene lacks a band the model's recipe needs.
         ConfigError: the window does not fit the overlap, or the device is not there.
     """
-    recipe = bundle.config.recipe_obj()
+    recipe = bundle.config.recipe
     scene.require_bands(recipe.required_bands, f"the model's recipe {recipe.name}")
     layout = plan_windows(scene, bundle, options.window, options.overlap)
     resolve_device(options.device)
@@ -135,7 +135,7 @@ def check_scene_domain(scene: Scene, bundle: ModelBundle, options: PredictOption
         log.info("%s: the model records no training domain (written before geoseg recorded one): the scene is "
                  "not compared with its training data", scene.scene_id)
         return None
-    sample = sample_scene(scene, bundle.config.recipe_obj(), workers=options.workers or default_workers())
+    sample = sample_scene(scene, bundle.config.recipe, workers=options.workers or default_workers())
     result = check_domain(domain, scene, sample)
     if result.findings and options.strict:
         first, more = result.findings[0], result.findings[1:]
@@ -176,7 +176,7 @@ def stream_predictions(
     start = time.perf_counter()
     layout = prepare_run(scene, bundle, opts)
     keep_freed_memory()
-    recipe = bundle.config.recipe_obj()
+    recipe = bundle.config.recipe
     runner = ModelRunner(bundle, device=opts.device, fp16=opts.fp16, tta=opts.tta, engine=opts.engine,
                          work_pixels=len(layout) * layout.window_height * layout.window_width)
     stitcher = Stitcher(scene.grid, runner.num_classes, layout.window_height, sink)
@@ -248,7 +248,5 @@ def resolve_scene(scene: Scene | str | Path) -> Scene:
 def describe_model(bundle: ModelBundle) -> str:
     """A short model name for tags and logs, e.g. ``unet/resnet34``."""
     spec = bundle.config.model
-    name = str(spec.get("name", "model"))
-    encoder = spec.get("encoder")
-    return f"{name}/{encoder}" if encoder else name
+    return f"{spec.name}/{spec.encoder}" if spec.encoder else spec.name
 

@@ -32,6 +32,7 @@ from lightning.pytorch.callbacks import Callback, Checkpoint, ProgressBar, TQDMP
 from typing_extensions import override
 
 from geoseg.bundle import BundleConfig, save_bundle
+from geoseg.bundle.config import ModelSpec
 from geoseg.train.config import TRAIN_KIND
 from geoseg.train.plots import plot_training
 from geoseg.utils.atomic import atomic_path
@@ -224,7 +225,7 @@ class BundleWriter(Checkpoint):
 
     Args:
         out: MODEL_DIR.
-        template: Bundle config without ``model`` spec and metrics (filled in here).
+        template: The bundle config; the spec of the model saved and the metrics are filled in here.
         monitor: ``val_miou`` (higher is better) or ``val_loss``.
         save_every: Also write ``epoch_N/`` every N epochs (None: never).
         plot_interval: Redraw ``training_plots.png`` at most this often (seconds) while
@@ -238,7 +239,7 @@ class BundleWriter(Checkpoint):
     training script and check MODEL_DIR for an earlier run before they join it.
     """
 
-    def __init__(self, out: Path, template: dict[str, Any], monitor: str = "val_miou",
+    def __init__(self, out: Path, template: BundleConfig, monitor: str = "val_miou",
                  save_every: int | None = None, plot_interval: float = 30.0,
                  resolved_config: str | None = None) -> None:
         self.out, self.template, self.monitor, self.save_every = Path(out), template, monitor, save_every
@@ -283,10 +284,10 @@ class BundleWriter(Checkpoint):
         if trainer.is_global_zero:
             mark_folder(self.out, TRAIN_KIND, [name])  # recorded before written: --overwrite may remove it
             model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-            extra = {**self.template.get("extra", {}), "epoch": epoch if epoch is not None else trainer.current_epoch + 1,
+            extra = {**self.template.extra, "epoch": epoch if epoch is not None else trainer.current_epoch + 1,
                      "global_step": trainer.global_step, "metrics": metrics or {}}
-            spec = cast("SegmentationTask", pl_module).model.spec
-            config = BundleConfig.model_validate({**self.template, "model": spec, "extra": extra})
+            spec = ModelSpec.model_validate(cast("SegmentationTask", pl_module).model.spec)
+            config = self.template.model_copy(update={"model": spec, "extra": extra})
             save_bundle(model_state, config, path)
         trainer.strategy.barrier("geoseg-bundle")
         return path

@@ -109,7 +109,7 @@ def setup(demo_small, deterministic_torch):
 def test_overlapping_windows_disagree_at_their_edges(setup):
     scene, bundle, _, valid = setup
     runner = ModelRunner(bundle, device="cpu")
-    recipe = bundle.config.recipe_obj()
+    recipe = bundle.config.recipe
     overlap = 32
     edge, middle = [], []
     for row in (0, 96, 176):
