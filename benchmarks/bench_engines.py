@@ -141,7 +141,7 @@ def main() -> None:
         model = runner.model
         x, valid = _features(runner, args.window, args.batch_size, work)
         opts = _options(model, x, args.threads, work)
-        label = f"{bundle.config.model['name']}/{bundle.config.model['encoder']}"
+        label = f"{bundle.config.model.name}/{bundle.config.model.encoder}"
         warm: dict[str, float] = {}
         outputs: dict[str, torch.Tensor] = {}
         for name, run in opts.items():  # the first call (compile, export warm-up) is timed apart

@@ -56,15 +56,16 @@ def _bare(scene_path: str, bundle_dir: str, batch: int, count: int | None) -> di
     import numpy as np
     import torch
 
+    from geoseg.bundle import ModelRunner
     from geoseg.features import read_features
     from geoseg.io import open_scene
-    from geoseg.predict import ModelRunner, load_model_bundle, plan_windows
+    from geoseg.predict import load_model_bundle, plan_windows
 
     bundle = load_model_bundle(bundle_dir)
     scene = open_scene(scene_path)
     layout = plan_windows(scene, bundle)
     runner = ModelRunner(bundle, device="cpu")
-    recipe = bundle.config.recipe_obj()
+    recipe = bundle.config.recipe
     windows = list(layout)
     inputs = [runner.prepare(np.stack([read_features(scene, w, recipe)[0] for w in windows[i : i + batch]]))
               for i in (0, batch)]  # two real batches, already normalised, in memory
@@ -115,7 +116,7 @@ def _naive(scene_path: str, bundle_dir: str, batch: int, out: str) -> dict:
     scene = open_scene(scene_path)
     layout = plan_windows(scene, bundle)
     h, w = scene.grid.shape
-    feats, valid = read_features(scene, Window(0, 0, w, h), bundle.config.recipe_obj())  # whole scene
+    feats, valid = read_features(scene, Window(0, 0, w, h), bundle.config.recipe)  # whole scene
     x = normalize(torch.from_numpy(feats), bundle.config.normalization, bundle.config.mask_channels)
     del feats
     scores = np.zeros((CLASSES, h, w), np.float32)  # full-size accumulators

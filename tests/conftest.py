@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,10 +94,29 @@ def _one_torch_thread(request: pytest.FixtureRequest):
 
 
 # --------------------------------------------------------------------- shared by tests/tiling and tests/pipeline
+def _die_with_parent():
+    """A ``preexec_fn``: on Linux, the child gets SIGTERM when pytest dies, even by SIGKILL."""
+    if sys.platform != "linux":
+        return None
+    import ctypes
+    import signal
+
+    prctl, parent, sigterm = ctypes.CDLL(None, use_errno=True).prctl, os.getpid(), int(signal.SIGTERM)
+
+    def preexec() -> None:  # runs between fork and exec: no imports, no locks
+        prctl(1, sigterm)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # pytest died before prctl: nobody would send the signal
+            os._exit(1)
+
+    return preexec
+
+
 def _start_process(args: list[str], log: Path):
+    """Start ``args`` in a process group of its own (stopped as a whole) that dies with pytest."""
     import subprocess
 
-    return subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            preexec_fn=_die_with_parent())
 
 
 def _stop_process(proc) -> None:
@@ -111,12 +132,36 @@ def _stop_process(proc) -> None:
             proc.wait()
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """While active, SIGTERM to pytest acts as Ctrl-C: pytest stops and tears its fixtures down."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"pytest received signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @pytest.fixture(scope="session")
 def dask_cluster(tmp_path_factory: pytest.TempPathFactory):
     """A user's cluster, reached by address: ``dask scheduler`` and ``dask worker --nworkers 2`` started as
-    separate processes on 127.0.0.1 (once per session); yields the scheduler address."""
+    separate processes on 127.0.0.1 (once per session); yields the scheduler address.
+
+    The processes never outlive the run: each has its own process group, stopped at teardown; a
+    SIGTERM to pytest becomes an interrupt, so teardown runs; and they get SIGTERM from Linux
+    when pytest dies anyway (parent-death signal), the workers also when the scheduler is gone.
+    """
     import json
-    import sys
     import time
 
     from distributed import Client
@@ -124,23 +169,23 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory):
     bin_dir = Path(sys.executable).parent
     tmp = tmp_path_factory.mktemp("dask-cluster")
     scheduler_file = tmp / "scheduler.json"
-    procs = [_start_process([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                             "--no-dashboard", "--scheduler-file", str(scheduler_file)], tmp / "scheduler.log")]
-    try:
+    with _terminate_as_interrupt(), contextlib.ExitStack() as stack:
+        def start(args: list[str], log: Path) -> None:
+            stack.callback(_stop_process, _start_process(args, log))
+
+        start([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+               "--no-dashboard", "--scheduler-file", str(scheduler_file)], tmp / "scheduler.log")
         deadline = time.monotonic() + 90
         while not scheduler_file.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         address = json.loads(scheduler_file.read_text())["address"]
         assert address.startswith("tcp://127.0.0.1:")
-        procs.append(_start_process([str(bin_dir / "dask"), "worker", address, "--nworkers", "2", "--nthreads", "1",
-                                     "--host", "127.0.0.1", "--no-dashboard", "--memory-limit", "3GB"],
-                                    tmp / "workers.log"))
+        start([str(bin_dir / "dask"), "worker", address, "--nworkers", "2", "--nthreads", "1",
+               "--host", "127.0.0.1", "--no-dashboard", "--memory-limit", "3GB", "--death-timeout", "60"],
+              tmp / "workers.log")
         with Client(address, timeout="30s") as probe:
             probe.wait_for_workers(2, timeout=120)
         yield address
-    finally:
-        for proc in reversed(procs):
-            _stop_process(proc)
 
 
 def worker_task_keys(address: str, prefix: str) -> dict[str, set[str]]:

@@ -1,6 +1,8 @@
 """``config.json`` of a model bundle: :class:`BundleConfig`, every field typed.
 
-Everything a reader acts on is a typed field: the architecture spec, the recipe and its
+Everything a reader acts on is a typed field: the architecture spec (:class:`ModelSpec`; its
+``options`` are checked by the architecture's options model when the model is built), the
+recipe (a :class:`~geoseg.features.Recipe`, stored as ``Recipe.to_dict()``) and its
 channels, the class map, the normalisation, the window, the mask channels (from the recipe)
 and how training sized its inputs (``target_size``/``target_mode``, which evaluation
 repeats). ``extra`` is a record for people (metrics, epoch, the training options), never
@@ -18,9 +20,9 @@ import contextlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PlainSerializer, PlainValidator, model_validator
 
 from geoseg import __version__
 from geoseg.bundle.domain import TrainingDomain
@@ -30,8 +32,8 @@ from geoseg.config.schema import StrictModel, validate
 from geoseg.errors import CheckpointError
 from geoseg.features.recipes import Recipe
 
-__all__ = ["BundleConfig", "CONFIG_NAME", "WEIGHTS_NAME", "SCHEMA_VERSION", "TargetMode", "read_bundle_config",
-           "recipe_model_options"]
+__all__ = ["BundleConfig", "CONFIG_NAME", "WEIGHTS_NAME", "SCHEMA_VERSION", "ModelSpec", "RecipeField", "TargetMode",
+           "read_bundle_config", "recipe_model_options"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -42,13 +44,43 @@ RESTORE_HINT = ("restore the bundle from a backup, or use another bundle of the 
                 "(MODEL_DIR/best, final or epoch_N) or retrain")
 
 
+def _as_recipe(value: Any) -> Recipe:
+    if isinstance(value, Recipe):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a recipe object (name, bands, indices), got {type(value).__name__}")
+    try:
+        return Recipe.from_dict(value)
+    except KeyError as err:
+        raise ValueError(f"the recipe has no {err.args[0]!r}") from None
+    except (TypeError, AttributeError) as err:
+        raise ValueError(f"not a recipe ({err})") from None
+
+
+RecipeField = Annotated[Recipe, PlainValidator(_as_recipe), PlainSerializer(Recipe.to_dict, return_type=dict)]
+"""A :class:`~geoseg.features.Recipe` field of a pydantic model, stored as ``Recipe.to_dict()``."""
+
+
+class ModelSpec(StrictModel):
+    """A model's ``spec``: what ``create_model(**spec.model_dump())`` rebuilds the architecture from."""
+
+    name: str = Field(description="architecture (geoseg.models.list_models())")
+    in_channels: int
+    num_classes: int
+    encoder: str | None = Field(None, description="encoder name (None: the architecture's default)")
+    options: dict[str, Any] = Field(default_factory=dict, description="architecture options, checked by the "
+                                                                      "architecture's options model (ArchOptions)")
+    aux_params: dict[str, Any] | None = Field(None, description="the classification head's parameters")
+    channel_names: list[str] | None = None
+
+
 class BundleConfig(StrictModel):
     """A model bundle's ``config.json``: what rebuilds the model and prepares its inputs."""
 
     schema_version: int = SCHEMA_VERSION
     geoseg_version: str = __version__
-    model: dict[str, Any] = Field(description="model.spec: rebuilds the architecture with create_model(**spec)")
-    recipe: dict[str, Any] = Field(description="Recipe.to_dict() of the input channels")
+    model: ModelSpec = Field(description="model.spec: rebuilds the architecture with create_model(**spec)")
+    recipe: RecipeField = Field(description="the recipe of the input channels (stored as Recipe.to_dict())")
     channel_names: list[str]
     classes: list[ClassDef] = Field(description="class of training index i is classes[i]")
     normalization: Normalization
@@ -85,13 +117,10 @@ class BundleConfig(StrictModel):
                 data[key] = extra[key]
         if data.get("predict_window") is None and isinstance(data.get("window"), int):  # bundles before it
             data["predict_window"] = data["window"]
-        if "mask_channels" not in data and isinstance(data.get("recipe"), dict):
-            with contextlib.suppress(Exception):  # a broken recipe fails later, on recipe_obj()
-                data["mask_channels"] = Recipe.from_dict(data["recipe"]).num_mask_channels
+        if "mask_channels" not in data and isinstance(data.get("recipe"), Mapping | Recipe):
+            with contextlib.suppress(ValueError):  # a broken recipe: the recipe field's own error names it
+                data["mask_channels"] = _as_recipe(data["recipe"]).num_mask_channels
         return data
-
-    def recipe_obj(self) -> Recipe:
-        return Recipe.from_dict(self.recipe)
 
     @property
     def eval_resize(self) -> int | None:

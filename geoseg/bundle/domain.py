@@ -144,6 +144,7 @@ class TrainingDomain(StrictModel):
                                                                          "the training cubes")
 
     def channel(self, name: str) -> ChannelRange | None:
+        """The training range of channel ``name``, or None when it was not recorded."""
         return next((c for c in self.channels if c.name == name), None)
 
 
@@ -249,6 +250,7 @@ class SceneSample:
 
     @property
     def valid_fraction(self) -> float:
+        """Fraction of the pixels read that are valid."""
         return self.values.shape[1] / self.pixels if self.pixels else 0.0
 
 
@@ -292,9 +294,11 @@ class DomainCheck:
 
     @property
     def messages(self) -> list[str]:
+        """The findings' one-sentence messages."""
         return [f.message for f in self.findings]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form: ``checked``, the findings and the figures."""
         return {"checked": True, "findings": [{"kind": f.kind, "message": f.message} for f in self.findings],
                 **self.figures}
 

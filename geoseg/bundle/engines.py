@@ -161,6 +161,7 @@ class OnnxForward:
                                             providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``x`` (N, C, H, W) from the ONNX session; H, W must be the graph's window."""
         if tuple(x.shape[-2:]) != self.shape:
             raise ValueError(f"the ONNX graph takes {self.shape} windows, got {tuple(x.shape[-2:])}")
         array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)

@@ -86,7 +86,7 @@ def load_bundle(directory: str | Path, device: str | torch.device = "cpu") -> Mo
         )
     config = read_bundle_config(d)
     try:
-        model = create_model(**{**config.model, "pretrained": False})
+        model = create_model(**config.model.model_dump(), pretrained=False)
     except GeosegError:
         raise
     except Exception as err:  # e.g. an option the architecture does not take

@@ -88,7 +88,7 @@ class ModelRunner:
         self.mask_channels = cfg.mask_channels
         self.norm = cfg.normalization
         where = bundle.path or "model bundle"
-        recipe_channels = cfg.recipe_obj().num_channels
+        recipe_channels = cfg.recipe.num_channels
         if not (recipe_channels == self.in_channels == len(self.norm.mean) == len(self.norm.std)):
             raise CheckpointError(
                 f"inconsistent bundle: recipe has {recipe_channels} channels, channel_names "

@@ -13,6 +13,7 @@ import logging
 import sys
 
 import click
+from typing_extensions import override
 
 from geoseg import __version__
 from geoseg.errors import GeosegError
@@ -37,9 +38,11 @@ COMMANDS: dict[str, str] = {
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
+    @override
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [name for name in COMMANDS if self._available(name)]
 
+    @override
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
         if target is None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from typing_extensions import override
 
 from geoseg.cli.types import Float, Int, fail_option
 
@@ -33,6 +34,7 @@ class BBox(click.ParamType):
 
     name = "W,S,E,N"
 
+    @override
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[float, ...]:
         if isinstance(value, tuple):
             return value

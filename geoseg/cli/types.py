@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 import click
+from typing_extensions import override
 
 __all__ = ["Float", "Int", "IntList", "Fractions", "Devices", "Duration", "Device", "SchedulerAddress",
            "fail_option"]
@@ -104,6 +105,7 @@ class IntList(click.ParamType):
     def __init__(self, min: int, max: int, *, what: str = "value", hint: str | None = None) -> None:
         self.min, self.max, self.what, self.hint = min, max, what, hint
 
+    @override
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
         items = list(value) if isinstance(value, list | tuple) else [v.strip() for v in str(value).split(",")]
         out: list[int] = []
@@ -129,6 +131,7 @@ class Fractions(click.ParamType):
     name = "fractions"
     HINT = "give three fractions train,val,test summing to 1, e.g. --split 0.7,0.15,0.15"
 
+    @override
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[float, ...]:
         if isinstance(value, list | tuple):
             parts = list(value)
@@ -153,6 +156,7 @@ class Devices(click.ParamType):
     name = "devices"
     HINT = "give a count (e.g. --devices 2), auto, -1 (all) or device indices (e.g. --devices 0,1)"
 
+    @override
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value).strip()
         if text == "auto" or text == "-1":
@@ -171,6 +175,7 @@ class Duration(click.ParamType):
 
     name = "DD:HH:MM:SS"
 
+    @override
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value).strip()
         match = re.fullmatch(r"(\d+):(\d+):(\d+):(\d+)", text)
@@ -185,6 +190,7 @@ class Device(click.ParamType):
 
     name = "device"
 
+    @override
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         from geoseg.utils.checks import DEVICE_HINT, check_device_name
 
@@ -200,6 +206,7 @@ class SchedulerAddress(click.ParamType):
     name = "address"
     HINT = "use tcp://HOST:PORT, e.g. --scheduler tcp://10.0.0.5:8786"
 
+    @override
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         from urllib.parse import urlsplit
 

@@ -43,6 +43,7 @@ class ClassDef(StrictModel):
 
     @property
     def rgb(self) -> tuple[int, int, int]:
+        """The colour as an (r, g, b) tuple of 0-255 ints."""
         return tuple(int(self.color[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
 
@@ -84,6 +85,7 @@ class DemoSource(StrictModel):
     seed: int = 0
 
     def directory(self) -> Path:
+        """The cache folder the demo scene is generated into."""
         return cache_dir() / f"demo_{self.size}_{self.seed}"
 
 
@@ -197,6 +199,7 @@ class Dataset(StrictModel):
 
     @property
     def class_names(self) -> list[str]:
+        """Class names in catalog order."""
         return [c.name for c in self.classes]
 
 
@@ -208,6 +211,11 @@ class Catalog(StrictModel):
     source: Path | None = Field(None, exclude=True, description="the file this was read from")
 
     def dataset(self, name: str) -> Dataset:
+        """The dataset called ``name``.
+
+        Raises:
+            CatalogError: No such dataset (the hint names the closest one).
+        """
         if name not in self.datasets:
             raise CatalogError(f"no dataset {name!r}", path=self.source, hint=did_you_mean(name, self.datasets))
         return self.datasets[name]
@@ -224,6 +232,11 @@ class Catalog(StrictModel):
         return location if isinstance(location, str) and is_virtual(location) else self.resolve(Path(location))
 
     def check_available(self, name: str) -> None:
+        """Check that the data a dataset ``requires`` is on this machine.
+
+        Raises:
+            CatalogError: Unknown dataset, or its required folder is missing.
+        """
         ds = self.dataset(name)
         if ds.requires is not None and not self.resolve(ds.requires).exists():
             raise CatalogError(

@@ -50,6 +50,7 @@ class SeriesDate:
 
     @property
     def padded(self) -> bool:
+        """True for a padding date (fully masked, no scene)."""
         return self.scene is None
 
 
@@ -65,6 +66,7 @@ class SceneSeries:
 
     @property
     def scenes(self) -> tuple[Scene | None, ...]:
+        """Each date's scene (None for padding)."""
         return tuple(d.scene for d in self.dates)
 
     @property
@@ -74,6 +76,7 @@ class SceneSeries:
 
     @property
     def padded(self) -> int:
+        """Number of padding dates."""
         return sum(d.padded for d in self.dates)
 
     def record(self) -> dict:

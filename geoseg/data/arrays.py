@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import Field
+from typing_extensions import override
 
 from geoseg.config.catalog import ClassDef
 from geoseg.config.schema import StrictModel, load_yaml
@@ -251,6 +252,7 @@ class ArrayStore(CubeStore):
             table[f"count_{cls.code}"] = self._counts[:, k]
         return pd.DataFrame(table)
 
+    @override
     def ids(self, split: Split | None = None) -> np.ndarray:
         if split is None:
             return np.arange(len(self), dtype=np.int64)

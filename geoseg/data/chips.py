@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import Field
+from typing_extensions import override
 
 from geoseg.config.catalog import ClassDef
 from geoseg.config.schema import StrictModel, load_yaml
@@ -405,6 +406,7 @@ class ChipStore(CubeStore):
         return state
 
     @property
+    @override
     def recipe(self) -> Recipe:
         return self._recipe
 
@@ -424,6 +426,7 @@ class ChipStore(CubeStore):
             data[f"count_{c.code}"] = self._counts[:, k]
         return pd.DataFrame(data)
 
+    @override
     def ids(self, split: Split | None = None) -> np.ndarray:
         if split is None:
             return np.arange(len(self.chips), dtype=np.int64)

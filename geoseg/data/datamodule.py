@@ -28,6 +28,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from typing_extensions import override
 
 from geoseg.bundle import Normalization, normalize
 from geoseg.config.catalog import ClassDef
@@ -124,14 +125,17 @@ class CubeDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ description
     @property
     def classes(self) -> list[ClassDef]:
+        """The store's classes in training-index order."""
         return self.store.classes
 
     @property
     def class_names(self) -> list[str]:
+        """Class names in training-index order."""
         return [c.name for c in self.classes]
 
     @property
     def channel_names(self) -> list[str]:
+        """Name of each input channel of the store."""
         return self.store.channel_names
 
     @property
@@ -157,6 +161,7 @@ class CubeDataModule(pl.LightningDataModule):
 
     @property
     def num_workers(self) -> int:
+        """DataLoader workers: as given, else 0 for in-memory cubes and min(2, CPUs) otherwise."""
         if self._num_workers is not None:
             return self._num_workers
         in_memory = any(isinstance(d.source, InMemoryCubes) for d in self.datasets.values())
@@ -177,6 +182,7 @@ class CubeDataModule(pl.LightningDataModule):
         self.datasets[split] = CubeDataset(source, None if load else ids)
         return self.datasets[split]
 
+    @override
     def setup(self, stage: str) -> None:
         if stage == "fit":
             self._dataset(self.splits["fit"])
@@ -205,12 +211,15 @@ class CubeDataModule(pl.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
         )
 
+    @override
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.splits["fit"], train=True)
 
+    @override
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.splits["validate"], train=False)
 
+    @override
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.splits["test"], train=False)
 
@@ -240,6 +249,7 @@ class CubeDataModule(pl.LightningDataModule):
             return batch
         return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
 
+    @override
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         training = self.trainer is not None and self.trainer.training
         return self.prepare_batch(batch, train=training)

@@ -88,6 +88,7 @@ class InMemoryCubes:
 
     @property
     def nbytes(self) -> int:
+        """Bytes held by the cubes and labels."""
         return int(self.cubes.nbytes + (0 if self.labels is None else self.labels.nbytes))
 
 

@@ -39,6 +39,7 @@ class ShardSampler(Sampler[int]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that seeds the next shuffle (as ``DistributedSampler.set_epoch``)."""
         self.epoch = int(epoch)
 
     def indices(self) -> list[int]:

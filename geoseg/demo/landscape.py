@@ -82,6 +82,7 @@ class Landscape:
         return cover
 
     def parcel_gain_rows(self, r0: int, r1: int) -> np.ndarray:
+        """Brightness gain of each pixel's field parcel for rows r0..r1."""
         n = self.size
         y, x = np.mgrid[r0:r1, 0:n].astype(np.float32) + 0.5
         _, parcel = self.parcel_tree.query(np.column_stack([x.ravel(), y.ravel()]), workers=1)
@@ -93,10 +94,12 @@ class Landscape:
         return np.clip((field - 1.1) / 0.6, 0, 1)
 
     def cirrus_opacity(self, r0: int, r1: int) -> np.ndarray:
+        """Thin cirrus opacity in [0, 0.25] for rows r0..r1."""
         field = self.cirrus.rows(r0, r1, self.size)
         return np.clip((field - 1.3) / 2.0, 0, 0.25)
 
     def shadow(self, r0: int, r1: int) -> np.ndarray:
+        """Cloud-shadow mask for rows r0..r1: thick clouds shifted by ``shadow_shift``."""
         dr, dc = self.shadow_shift
         lo = max(0, r0 - dr)
         opacity = self.cloud_opacity(lo, max(lo, r1 - dr)) if r1 - dr > 0 else np.zeros((0, self.size))

@@ -20,8 +20,6 @@ if TYPE_CHECKING:
         run_like_deepness,
     )
     from geoseg.export.onnx import (
-        VALID_TOLERANCE,
-        DeepnessGraph,
         OnnxExport,
         deepness_metadata,
         export_onnx,
@@ -35,8 +33,6 @@ _EXPORTS = {
     "deepness_preprocess": "geoseg.export.deepness",
     "read_metadata": "geoseg.export.deepness",
     "run_like_deepness": "geoseg.export.deepness",
-    "VALID_TOLERANCE": "geoseg.export.onnx",
-    "DeepnessGraph": "geoseg.export.onnx",
     "OnnxExport": "geoseg.export.onnx",
     "deepness_metadata": "geoseg.export.onnx",
     "export_onnx": "geoseg.export.onnx",
@@ -50,8 +46,6 @@ __all__ = [
     "DEEPNESS_SCALE",
     "MAX_OPSET",
     "METADATA_KEYS",
-    "VALID_TOLERANCE",
-    "DeepnessGraph",
     "ExportOptions",
     "OnnxExport",
     "deepness_metadata",

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from typing_extensions import override
 
 from geoseg import __version__
 from geoseg.bundle import ModelBundle, ModelRunner, load_model_bundle
@@ -82,6 +83,7 @@ class DeepnessGraph(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).clamp_min(1e-12).view(shape))
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.time_steps is not None:  # (N, T*C, H, W) -> (N, T, C, H, W)
             x = x.unflatten(1, (self.time_steps, -1))
@@ -113,6 +115,7 @@ class OnnxExport:
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
+        """The report of ``geoseg export``: file, input, Deepness class mapping, check and notes."""
         names = self.metadata["class_names"]
         codes = self.metadata["geoseg_class_codes"]
         out = [
@@ -145,8 +148,8 @@ def deepness_metadata(bundle: ModelBundle, tile_size: int, overlap: int, resolut
         "seg_thresh": seg_thresh,
         "seg_small_segment": 1,
         "geoseg_version": __version__,
-        "geoseg_model": cfg.model,
-        "geoseg_recipe": cfg.recipe.get("name"),
+        "geoseg_model": cfg.model.model_dump(mode="json"),
+        "geoseg_recipe": cfg.recipe.name,
         "geoseg_channel_names": list(cfg.channel_names),
         "geoseg_class_codes": [c.code for c in cfg.classes],
         "geoseg_class_colors": [c.color for c in cfg.classes],
@@ -165,7 +168,7 @@ def series_steps(bundle: ModelBundle) -> int | None:
     """
     if not getattr(bundle.model, "takes_series", False):
         return None
-    steps = bundle.config.model.get("options", {}).get("time_steps") or bundle.config.time_steps
+    steps = bundle.config.model.options.get("time_steps") or bundle.config.time_steps
     if steps is None:
         raise ConfigError("the series model's bundle records no number of dates, which the ONNX graph needs "
                           "(its input is T x C bands)", path=bundle.path, hint="retrain it with this geoseg version")

@@ -57,6 +57,7 @@ class Formula:
                 raise ConfigError(f"index {self.name!r}: {type(sub).__name__} not allowed in {self.text!r}")
 
     def __call__(self, bands: Arrays) -> np.ndarray:
+        """Evaluate the formula on ``bands`` (name → array); division by zero gives inf/NaN."""
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             values = self._eval(self._tree, bands)
         return np.asarray(values)

@@ -48,10 +48,12 @@ class Recipe:
 
     @property
     def channel_names(self) -> tuple[str, ...]:
+        """Output channel names: the bands, then the indices."""
         return self.bands + tuple(name for name, _ in self.indices)
 
     @property
     def num_channels(self) -> int:
+        """Number of output channels."""
         return len(self.bands) + len(self.indices)
 
     @property
@@ -86,6 +88,7 @@ class Recipe:
         return out
 
     def to_dict(self) -> dict:
+        """JSON-serialisable form (read back by :meth:`from_dict`)."""
         return {
             "name": self.name,
             "bands": list(self.bands),
@@ -95,6 +98,7 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Recipe:
+        """Build from :meth:`to_dict`'s form (``indices`` and ``description`` optional)."""
         return cls(
             name=data["name"],
             bands=tuple(data["bands"]),

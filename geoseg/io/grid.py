@@ -23,6 +23,11 @@ class Grid:
 
     @classmethod
     def from_dataset(cls, ds) -> Grid:
+        """The grid of an open rasterio dataset.
+
+        Raises:
+            CRSMismatchError: The raster has no CRS.
+        """
         if not ds.crs:  # None, or an empty CRS: a raster without georeferencing
             from geoseg.errors import CRSMismatchError
 
@@ -35,19 +40,23 @@ class Grid:
 
     @property
     def affine(self) -> Affine:
+        """The pixel → CRS affine transform."""
         return Affine(*self.transform)
 
     @property
     def crs(self) -> CRS:
+        """The coordinate reference system."""
         return CRS.from_wkt(self.crs_wkt)
 
     @property
     def resolution(self) -> tuple[float, float]:
+        """Pixel size (x, y) in CRS units, positive."""
         a = self.affine
         return abs(a.a), abs(a.e)
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
         return self.height, self.width
 
     @property
@@ -66,9 +75,11 @@ class Grid:
         return Grid(self.crs_wkt, (resolution, 0.0, left, 0.0, -resolution, top), width, height)
 
     def window_transform(self, window: Window) -> Affine:
+        """The pixel → CRS transform of ``window``."""
         return self.affine @ Affine.translation(window.col_off, window.row_off)
 
     def window_bounds(self, window: Window) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) of ``window`` in CRS units."""
         sub = Grid(self.crs_wkt, tuple(self.window_transform(window))[:6], int(window.width), int(window.height))
         return sub.bounds
 

@@ -87,6 +87,7 @@ class BandFile:
 
     @property
     def resolution(self) -> float:
+        """Pixel size in CRS units (x)."""
         return self.grid.resolution[0]
 
 

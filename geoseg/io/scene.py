@@ -77,6 +77,7 @@ class Scene:
     scale: float = REFLECTANCE_SCALE  # DN per unit reflectance: reflectance = (DN + offset) / scale
 
     def with_options(self, **changes) -> Scene:
+        """A copy with the given fields replaced (``dataclasses.replace``)."""
         return replace(self, **changes)
 
     def files(self) -> list[str]:
@@ -85,6 +86,11 @@ class Scene:
         return list(dict.fromkeys([self.path, *(layer.path for layer in layers if layer is not None)]))
 
     def require_bands(self, bands: Sequence[str], why: str) -> None:
+        """Check the scene has ``bands``; ``why`` names what needs them in the error.
+
+        Raises:
+            BandError: A band is missing.
+        """
         missing = [b for b in bands if b not in self.bands]
         if missing:
             raise BandError(

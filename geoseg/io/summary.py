@@ -92,6 +92,7 @@ class SceneSummary:
     sample: SampleInfo | None = None
 
     def lines(self) -> list[str]:
+        """The report of ``geoseg inspect``, one string per line."""
         s, g = self.scene, self.scene.grid
         left, bottom, right, top = g.bounds
         out = [

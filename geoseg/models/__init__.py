@@ -31,9 +31,9 @@ from geoseg.models.first_conv import (
     date_channel_names,
     normalize_band_name,
 )
-from geoseg.models.masked_batchnorm import MaskedBatchNorm2d, valid_pixel_mask
+from geoseg.models.masked_batchnorm import MaskedBatchNorm2d
 from geoseg.models.outputs import ModelOutput
-from geoseg.models.pointrend import PointHead, point_sample
+from geoseg.models.pointrend import PointHead
 from geoseg.models.pspnet import PSPNet
 from geoseg.models.registry import (
     MODELS,
@@ -82,12 +82,10 @@ __all__ = [
     "load_torchgeo_weights",
     "load_weights",
     "normalize_band_name",
-    "point_sample",
     "read_state_dict",
     "register_encoder",
     "registered_encoders",
     "save_weights",
     "series_validity",
     "unregister_encoder",
-    "valid_pixel_mask",
 ]

@@ -13,13 +13,17 @@ auxiliary logits). This base class does everything else, for every architecture:
 * the aux classification head on the deepest encoder feature (``aux_params``);
 * PointRend point sampling (training) and subdivision (inference) when enabled;
 * ``freeze_backbone`` and the self-describing ``spec``.
+
+A subclass names its options model as the type argument, ``class UNet(SegmentationModel[UNetOptions])``:
+that sets its ``Options`` and types ``self.options``.
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -31,10 +35,12 @@ from geoseg.models.heads import build_classification_head, resize
 from geoseg.models.masked_batchnorm import MaskedBatchNorm2d
 from geoseg.models.options import ArchOptions
 from geoseg.models.outputs import ModelOutput
-from geoseg.models.pointrend import PointHead
+from geoseg.models.pointrend import PointHead, PointRendOptions
 from geoseg.models.temporal import TemporalAttention, encoder_input, series_validity
 
 __all__ = ["Decoded", "SegmentationModel"]
+
+OptionsT = TypeVar("OptionsT", bound=ArchOptions)
 
 
 @dataclass
@@ -46,7 +52,7 @@ class Decoded:
     aux_mask: Tensor | None = None
 
 
-class SegmentationModel(nn.Module, metaclass=ArchitectureMeta):
+class SegmentationModel(nn.Module, Generic[OptionsT], metaclass=ArchitectureMeta):
     """Base class of every geoseg segmentation model.
 
     Calling a registered architecture class with keywords (``UNet(num_classes=3,
@@ -63,6 +69,7 @@ class SegmentationModel(nn.Module, metaclass=ArchitectureMeta):
         timm_model: A pre-built (possibly pretrained) timm features model for the encoder.
 
     Attributes:
+        Options: The architecture's options model (the class's type argument).
         required_divisor: Input size multiple the caller must respect (1: pads internally).
         pad_divisor: Multiple the input is padded to internally.
         supports_deep_supervision: The architecture can return deep-supervision logits.
@@ -88,7 +95,7 @@ class SegmentationModel(nn.Module, metaclass=ArchitectureMeta):
         in_channels: int,
         num_classes: int,
         encoder: str | nn.Module | None,
-        options: ArchOptions,
+        options: OptionsT,
         aux_params: dict[str, Any] | None = None,
         channel_names: Sequence[str] | None = None,
         timm_model: nn.Module | None = None,
@@ -112,11 +119,11 @@ class SegmentationModel(nn.Module, metaclass=ArchitectureMeta):
             else build_classification_head(self.encoder.channels[-1], aux_params)
         )
         self.point_head: PointHead | None = None
-        if getattr(options, "pointrend", False):
+        if isinstance(options, PointRendOptions) and options.pointrend:
             if not self.supports_pointrend:
                 raise ModelError(f"{self.name} does not support pointrend")
             fine_channels = self.encoder.channels[self.encoder.feature_at_level(self.fine_level)]
-            self.point_head = PointHead(fine_channels, num_classes, options)  # type: ignore[arg-type]
+            self.point_head = PointHead(fine_channels, num_classes, options)
         self.temporal_attention = None
         if options.temporal == "attention":  # a scorer for each level something reads
             read = self.decoder_inputs()
@@ -129,14 +136,21 @@ class SegmentationModel(nn.Module, metaclass=ArchitectureMeta):
         if options.freeze_backbone:
             self.encoder.requires_grad_(False)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            args = typing.get_args(base)
+            if args and isinstance(args[0], type) and issubclass(args[0], ArchOptions):
+                cls.Options = args[0]
+
     # ------------------------------------------------------------------ hooks
     @classmethod
-    def encoder_output_stride(cls, options: ArchOptions) -> int | None:
+    def encoder_output_stride(cls, options: OptionsT) -> int | None:
         """Output stride the encoder must be dilated to (None = undilated)."""
         return None
 
     @classmethod
-    def encoder_stride_fallback(cls, options: ArchOptions) -> bool:
+    def encoder_stride_fallback(cls, options: OptionsT) -> bool:
         """True when that output stride is only a default: an encoder that cannot dilate is used as it is."""
         return False
 

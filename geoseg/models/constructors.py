@@ -44,6 +44,7 @@ from typing import Any
 
 import timm
 from torch import nn
+from typing_extensions import override
 
 from geoseg.errors import ModelError
 from geoseg.models.custom_encoders import resolve_encoder_name
@@ -140,6 +141,7 @@ def translate_arguments(where: str, kwargs: dict[str, Any]) -> dict[str, Any]:
 class ArchitectureMeta(type):
     """Metaclass of :class:`~geoseg.models.SegmentationModel`: the keyword form builds via the registry."""
 
+    @override
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         options = args[3] if len(args) > 3 else kwargs.get("options")
         if isinstance(options, ArchOptions):  # the registry's internal form

@@ -19,12 +19,13 @@ convs (depthwise-separable by default) → 1×1 classifier. Optional PointRend h
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from torch import Tensor, nn
+from typing_extensions import override
 
 from geoseg.errors import ModelError
 from geoseg.models.base import Decoded, SegmentationModel
@@ -35,7 +36,6 @@ from geoseg.models.pointrend import PointRendOptions
 __all__ = ["DeepLabV3Plus", "DeepLabBase", "DeepLabOptions", "DeepLabV3PlusOptions", "ASPP"]
 
 
-@dataclasses.dataclass(frozen=True)
 class DeepLabOptions(ArchOptions):
     """Options of the DeepLabV3+ decoder, shared by ``deeplabv3plus`` and ``deeplabv3plus3d``."""
 
@@ -52,8 +52,8 @@ class DeepLabOptions(ArchOptions):
     classifier_activation: Literal["sigmoid", "softmax"] | None = opt(
         None, "activation of model(x)'s mask: sigmoid or softmax (None: logits; forward_train: logits)")
 
-    def validate(self) -> None:
-        super().validate()
+    @model_validator(mode="after")
+    def _check_deeplab(self) -> Self:
         if self.encoder_depth < 3:
             raise ModelError(f"{self.architecture}.encoder_depth must be 3, 4 or 5, got {self.encoder_depth}")
         if self.output_stride is not None and (
@@ -63,6 +63,7 @@ class DeepLabOptions(ArchOptions):
                 f"{self.architecture}.output_stride must be 8, 16 or 32 and <= 2**encoder_depth "
                 f"({2**self.encoder_depth}), got {self.output_stride}"
             )
+        return self
 
     @property
     def stride(self) -> int:
@@ -79,7 +80,6 @@ class DeepLabOptions(ArchOptions):
         return self.atrous_rates or tuple(max(1, r * 16 // stride) for r in (6, 12, 18))
 
 
-@dataclasses.dataclass(frozen=True)
 class DeepLabV3PlusOptions(PointRendOptions, DeepLabOptions):
     """Options of DeepLabV3+."""
 
@@ -87,10 +87,11 @@ class DeepLabV3PlusOptions(PointRendOptions, DeepLabOptions):
 
     head_upsample: int | None = opt(None, "fixed final upsampling factor (None: resize to the input size)")
 
-    def validate(self) -> None:
-        super().validate()
+    @model_validator(mode="after")
+    def _check_head_upsample(self) -> Self:
         if self.head_upsample is not None and self.head_upsample < 1:
             raise ModelError(f"deeplabv3plus.head_upsample must be >= 1, got {self.head_upsample}")
+        return self
 
 
 class ASPP(nn.Module):
@@ -128,24 +129,30 @@ class ASPP(nn.Module):
         return self.project(torch.cat(parts, dim=1))
 
 
-class DeepLabBase(SegmentationModel):
+DeepLabOptionsT = TypeVar("DeepLabOptionsT", bound=DeepLabOptions)
+
+
+class DeepLabBase(SegmentationModel[DeepLabOptionsT]):
     """What the 2D and 3D DeepLabV3+ share: the dilated encoder and ``classifier_activation``."""
 
     default_encoder: ClassVar[str] = "resnet50"
 
     @classmethod
-    def encoder_output_stride(cls, options: ArchOptions) -> int | None:
-        stride = options.stride  # type: ignore[attr-defined]
+    @override
+    def encoder_output_stride(cls, options: DeepLabOptionsT) -> int | None:
+        stride = options.stride
         return None if stride >= 2**options.encoder_depth else stride
 
     @classmethod
-    def encoder_stride_fallback(cls, options: ArchOptions) -> bool:
-        return options.output_stride is None  # type: ignore[attr-defined]  # the default 16 is a wish
+    @override
+    def encoder_stride_fallback(cls, options: DeepLabOptionsT) -> bool:
+        return options.output_stride is None  # the default 16 is a wish
 
+    @override
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """As :meth:`SegmentationModel.forward`, the mask activated by ``classifier_activation``."""
         out = super().forward(x)
-        act = self.options.classifier_activation  # type: ignore[attr-defined]
+        act = self.options.classifier_activation
         if act is None:
             return out
         mask = out[0] if isinstance(out, tuple) else out
@@ -153,24 +160,24 @@ class DeepLabBase(SegmentationModel):
         return (mask, out[1]) if isinstance(out, tuple) else mask
 
 
-class DeepLabV3Plus(DeepLabBase):
+class DeepLabV3Plus(DeepLabBase[DeepLabV3PlusOptions]):
     """DeepLabV3+ (Chen et al. 2018) with selectable encoder_depth, output_stride and head_upsample.
 
     A series ``input_shape=(T, H, W, C)`` (seed 003's 3D form) builds :attr:`series_variant`.
     """
 
     name: ClassVar[str] = "deeplabv3plus"
-    Options: ClassVar[type[ArchOptions]] = DeepLabV3PlusOptions
     summary: ClassVar[str] = "DeepLabV3+ (Chen et al. 2018): ASPP on P(encoder_depth), P2 skip"
     supports_pointrend: ClassVar[bool] = True
     series_variant: ClassVar[str | None] = "deeplabv3plus3d"
 
+    @override
     def decoder_inputs(self) -> set[int]:
         return {self.encoder.feature_at_level(self.options.encoder_depth), self.encoder.feature_at_level(2)}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        opts: DeepLabV3PlusOptions = self.options  # type: ignore[assignment]
+        opts = self.options
         self.deep_index = self.encoder.feature_at_level(opts.encoder_depth)
         self.low_index = self.encoder.feature_at_level(2)
         ch = self.encoder.channels
@@ -184,12 +191,13 @@ class DeepLabV3Plus(DeepLabBase):
         )
         self.segmentation_head = SegmentationHead(opts.decoder_channels, self.num_classes, kernel_size=1)
 
+    @override
     def decode(self, features: list[Tensor], size: tuple[int, int], train: bool) -> Decoded:
         low = features[self.low_index]
         x = self.aspp(features[self.deep_index])
         x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)
         logits = self.segmentation_head(self.decoder(torch.cat([x, self.low_level(low)], dim=1)))
-        factor = self.options.head_upsample  # type: ignore[attr-defined]
+        factor = self.options.head_upsample
         if factor is not None:
             got = (logits.shape[-2] * factor, logits.shape[-1] * factor)
             if got != tuple(size):

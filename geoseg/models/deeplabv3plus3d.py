@@ -23,19 +23,20 @@ any number of dates (T = 1 included).
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from torch import Tensor, nn
+from typing_extensions import override
 
 from geoseg.errors import ModelError
 from geoseg.models.base import Decoded
 from geoseg.models.deeplabv3plus import DeepLabBase, DeepLabOptions
 from geoseg.models.heads import SegmentationHead
 from geoseg.models.masked_batchnorm import MaskedBatchNorm2d
-from geoseg.models.options import ArchOptions, opt
+from geoseg.models.options import opt
 from geoseg.models.pointrend import PointRendOptions
 from geoseg.models.temporal import SeriesFeatures, level_mask, masked_temporal_mean
 from geoseg.models.temporal_stages import TemporalStages
@@ -43,7 +44,6 @@ from geoseg.models.temporal_stages import TemporalStages
 __all__ = ["DeepLabV3Plus3D", "DeepLabV3Plus3DOptions", "ASPP3d", "MaskedConv3d"]
 
 
-@dataclasses.dataclass(frozen=True)
 class DeepLabV3Plus3DOptions(PointRendOptions, DeepLabOptions):
     """Options of the 3D DeepLabV3+."""
 
@@ -55,10 +55,11 @@ class DeepLabV3Plus3DOptions(PointRendOptions, DeepLabOptions):
     temporal_kernel: int = opt(3, "time extent of the temporal convolutions (encoder blocks, ASPP, decoder)")
     masked_bn: bool = opt(True, "masked BatchNorm on the input, date by date over valid pixels only")
 
-    def validate(self) -> None:
-        super().validate()
+    @model_validator(mode="after")
+    def _check_temporal_kernel(self) -> Self:
         if self.temporal_kernel < 1 or self.temporal_kernel % 2 == 0:
             raise ModelError(f"deeplabv3plus3d.temporal_kernel must be a positive odd int, got {self.temporal_kernel}")
+        return self
 
 
 class MaskedConv3d(nn.Module):
@@ -127,18 +128,17 @@ class ASPP3d(nn.Module):
         return self.dropout(self.project(torch.cat(parts, dim=1), mask))
 
 
-class DeepLabV3Plus3D(DeepLabBase):
+class DeepLabV3Plus3D(DeepLabBase[DeepLabV3Plus3DOptions]):
     """DeepLabV3+ in 3D over (T, H, W) with masked temporal pooling to a 2D map (module docstring)."""
 
     name: ClassVar[str] = "deeplabv3plus3d"
-    Options: ClassVar[type[ArchOptions]] = DeepLabV3Plus3DOptions
     summary: ClassVar[str] = ("DeepLabV3+ in 3D for time series: (2+1)D encoder, 3D ASPP and decoder, "
                               "masked temporal pooling, PointRend")
     supports_pointrend: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        opts: DeepLabV3Plus3DOptions = self.options  # type: ignore[assignment]
+        opts = self.options
         kt = opts.temporal_kernel
         if opts.masked_bn:
             self.input_norm = MaskedBatchNorm2d(self.in_channels, mask_channels=opts.mask_channels)
@@ -156,11 +156,13 @@ class DeepLabV3Plus3D(DeepLabBase):
         ])
         self.segmentation_head = SegmentationHead(opts.decoder_channels, self.num_classes, kernel_size=1)
 
+    @override
     def encode(self, x: Tensor, valid: Tensor | None) -> list[Tensor]:
         """Features ``(N, T, C_l, h_l, w_l)`` of the (2+1)D encoder, with their validity."""
         assert valid is not None  # the options make every input a series
         return SeriesFeatures(self.temporal_stages(self.encoder, x, valid), valid)
 
+    @override
     def decode(self, features: list[Tensor], size: tuple[int, int], train: bool) -> Decoded:
         assert isinstance(features, SeriesFeatures)
         deep, low = (features[i].transpose(1, 2) for i in (self.deep_index, self.low_index))  # (N, C, T, h, w)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from geoseg.validity import DEFAULT_MASK_CHANNELS, valid_mask
 
@@ -88,6 +89,7 @@ class MaskedBatchNorm2d(nn.Module):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
 
+    @override
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, mask_channels={self.mask_channels}, eps={self.eps}, "

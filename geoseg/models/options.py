@@ -1,17 +1,32 @@
-"""Typed architecture options: frozen dataclasses that reject unknown keys and wrong types.
+"""Typed architecture options: frozen pydantic models that reject unknown keys and wrong types.
 
-Each architecture declares an options dataclass (subclass of :class:`ArchOptions`); every
-field carries a ``help`` text in its metadata, which ``describe_models()`` and
-``geoseg models`` show. JSON lists are accepted for tuple fields.
+Each architecture declares an options model, a subclass of :class:`ArchOptions` with typed
+fields and defaults; every field carries a help text (:func:`opt`), which
+``describe_models()`` and ``geoseg models`` show. Cross-field rules are pydantic
+``@model_validator(mode="after")`` methods raising :class:`~geoseg.errors.ModelError`::
+
+    class MyOptions(ArchOptions):
+        architecture: ClassVar[str] = "mynet"
+        width: int = opt(64, "channels of the decoder")
+
+        @model_validator(mode="after")
+        def _check_width(self) -> Self:
+            if self.width < 1:
+                raise ModelError(f"mynet.width must be positive, got {self.width}")
+            return self
+
+Values are checked strictly (no ``"5"`` for an int, no ``True`` for a number); JSON lists
+are accepted for tuple fields.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal, TypeVar, Union
+from typing import Any, ClassVar, Literal, Self, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from geoseg.errors import ModelError
 from geoseg.utils.closest import suggestion
@@ -19,41 +34,10 @@ from geoseg.validity import DEFAULT_MASK_CHANNELS
 
 __all__ = ["ArchOptions", "opt"]
 
-T = TypeVar("T", bound="ArchOptions")
-
 
 def opt(default: Any, help: str) -> Any:  # noqa: A002 - "help" mirrors argparse/click
-    """A dataclass field with a default and a help text."""
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
-def _check(value: Any, tp: Any, where: str) -> Any:
-    """Return ``value`` coerced to ``tp`` (lists → tuples) or raise ModelError."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        for arm in typing.get_args(tp):
-            try:
-                return _check(value, arm, where)
-            except ModelError:
-                continue
-        raise ModelError(f"{where}: {value!r} does not match {_type_name(tp)}")
-    if origin is Literal:
-        ok = value in typing.get_args(tp)
-    elif origin is tuple:
-        item_tp = typing.get_args(tp)[0]
-        if isinstance(value, list | tuple) and value:
-            return tuple(_check(v, item_tp, where) for v in value)
-        ok = False
-    elif tp is type(None):
-        ok = value is None
-    elif tp in (int, float):  # bool is not a number here
-        ok = isinstance(value, int | float if tp is float else int) and not isinstance(value, bool)
-        value = float(value) if ok and tp is float else value
-    else:
-        ok = isinstance(value, tp)
-    if ok:
-        return value
-    raise ModelError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    """A field with a default and a help text."""
+    return Field(default=default, description=help)
 
 
 def _type_name(tp: Any) -> str:
@@ -67,9 +51,10 @@ def _type_name(tp: Any) -> str:
     return "None" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
-@dataclasses.dataclass(frozen=True)
-class ArchOptions:
+class ArchOptions(BaseModel):
     """Options every architecture accepts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     architecture: ClassVar[str] = "model"
     #: The series modes ``temporal`` accepts (a 2D architecture: both series front ends).
@@ -86,70 +71,89 @@ class ArchOptions:
     mask_channels: int = opt(DEFAULT_MASK_CHANNELS, "leading channels that define a valid (non-zero) pixel "
                              "of a date (training sets it from the recipe's num_mask_channels)")
 
-    def __post_init__(self) -> None:
-        self._check_temporal()
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = _check(getattr(self, f.name), hints[f.name], f"{self.architecture}.{f.name}")
-            object.__setattr__(self, f.name, value)
+    def __init__(self, **values: Any) -> None:
+        """Validate ``values``.
+
+        Raises:
+            ModelError: Unknown option (with the closest valid name) or invalid value.
+        """
+        try:
+            super().__init__(**values)
+        except ValidationError as err:
+            raise type(self)._error(err, values) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists_as_tuples(cls, values: Any) -> Any:
+        # JSON has no tuples; an empty list is never a valid option (left a list, it is refused)
+        if not isinstance(values, Mapping):
+            return values
+        return {k: tuple(v) if isinstance(v, list | tuple) and v else v for k, v in values.items()}
+
+    @model_validator(mode="after")
+    def _check_depth(self) -> Self:
         if not 1 <= self.encoder_depth <= 5:
             raise ModelError(f"{self.architecture}.encoder_depth must be in 1..5, got {self.encoder_depth}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_series(self) -> Self:
+        """An unknown ``temporal`` mode names the valid ones; ``channels`` needs ``time_steps``."""
+        if not (self.temporal in self.temporal_modes or (self.temporal is None and self.single_date)):
+            valid = [repr(m) for m in self.temporal_modes] + (["None (one date)"] if self.single_date else [])
+            raise ModelError(
+                f"unknown temporal mode {self.temporal!r} for architecture {self.architecture!r}; "
+                f"valid modes are {', '.join(valid)}",
+                hint=suggestion(str(self.temporal), self.temporal_modes),
+            )
         if self.mask_channels < 1 or (self.time_steps is not None and self.time_steps < 1):
             raise ModelError(f"{self.architecture}.mask_channels and time_steps must be positive, "
                              f"got {self.mask_channels} and {self.time_steps}")
         if self.temporal == "channels" and self.time_steps is None:
             raise ModelError(f"{self.architecture}: temporal='channels' needs time_steps (the T of T x C "
                              "input channels)", hint="pass time_steps=T, e.g. time_steps=6")
-        self.validate()
-
-    def _check_temporal(self) -> None:
-        """An unknown ``temporal`` mode names the valid ones and the closest match."""
-        if self.temporal in self.temporal_modes or (self.temporal is None and self.single_date):
-            return
-        valid = [repr(m) for m in self.temporal_modes] + (["None (one date)"] if self.single_date else [])
-        raise ModelError(
-            f"unknown temporal mode {self.temporal!r} for architecture {self.architecture!r}; "
-            f"valid modes are {', '.join(valid)}",
-            hint=suggestion(str(self.temporal), self.temporal_modes),
-        )
-
-    def validate(self) -> None:
-        """Cross-field checks of a subclass (raise ModelError)."""
+        return self
 
     @classmethod
-    def from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
+    def _error(cls, err: ValidationError, values: Mapping[str, Any]) -> ModelError:
+        """The one-line ModelError for ``err``: a rule's own error, an unknown option or a bad value."""
+        problems = err.errors()
+        for problem in problems:
+            cause = (problem.get("ctx") or {}).get("error")
+            if isinstance(cause, ModelError):
+                return cause
+        names = list(cls.model_fields)
+        unknown = [str(p["loc"][0]) for p in problems if p["type"] == "extra_forbidden"]
+        if unknown:
+            return ModelError(
+                f"unknown option {unknown[0]!r} for architecture {cls.architecture!r}; "
+                f"valid options are {sorted(names)}",
+                hint=suggestion(unknown[0], names),
+            )
+        name = str(problems[0]["loc"][0])
+        tp = cls.model_fields[name].annotation
+        where, value = f"{cls.architecture}.{name}", values.get(name)
+        if typing.get_origin(tp) in (Union, types.UnionType):
+            return ModelError(f"{where}: {value!r} does not match {_type_name(tp)}")
+        return ModelError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Self:
         """Build from a mapping, refusing unknown keys with the closest valid name.
 
         Raises:
             ModelError: Unknown option or invalid value.
         """
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in names:
-                raise ModelError(
-                    f"unknown option {key!r} for architecture {cls.architecture!r}; "
-                    f"valid options are {sorted(names)}",
-                    hint=suggestion(key, names),
-                )
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (tuples become lists)."""
-        return {
-            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
-            for f in dataclasses.fields(self)
-        }
+        return self.model_dump(mode="json")
 
     @classmethod
     def describe(cls) -> list[dict[str, Any]]:
         """Name, type, default and help of every option."""
-        hints = typing.get_type_hints(cls)
         return [
-            {
-                "name": f.name,
-                "type": _type_name(hints[f.name]),
-                "default": f.default,
-                "help": f.metadata.get("help", ""),
-            }
-            for f in dataclasses.fields(cls)
+            {"name": name, "type": _type_name(f.annotation), "default": f.default, "help": f.description or ""}
+            for name, f in cls.model_fields.items()
         ]

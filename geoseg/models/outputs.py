@@ -23,7 +23,7 @@ How the trainer turns a :class:`ModelOutput` into losses (labels use ``ignore_in
                          align_corners=False).squeeze(1).squeeze(-1).long()  # (N, P)
       loss_points = F.cross_entropy(out.point_logits, pt, ignore_index=255)
 
-  ``geoseg.models.point_sample`` is the same helper the model uses.
+  ``geoseg.models.pointrend.point_sample`` is the same helper the model uses.
 """
 
 from __future__ import annotations

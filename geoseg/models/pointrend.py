@@ -13,10 +13,11 @@ Coordinates are normalised (x, y) in [0, 1] with ``align_corners=False`` semanti
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Self
 
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from torch import Tensor, nn
 
 from geoseg.errors import ModelError
@@ -32,7 +33,6 @@ __all__ = [
 ]
 
 
-@dataclasses.dataclass(frozen=True)
 class PointRendOptions(ArchOptions):
     """PointRend options shared by the architectures that support it."""
 
@@ -44,12 +44,13 @@ class PointRendOptions(ArchOptions):
     point_fc_dim: int = opt(256, "width of the point head MLP")
     point_num_fc: int = opt(3, "hidden layers of the point head MLP")
 
-    def validate(self) -> None:
-        super().validate()
+    @model_validator(mode="after")
+    def _check_pointrend(self) -> Self:
         if self.point_oversample_ratio < 1 or not 0 <= self.point_importance_ratio <= 1:
             raise ModelError("point_oversample_ratio must be >= 1 and point_importance_ratio in [0, 1]")
         if min(self.point_train_points, self.point_subdivision_points, self.point_fc_dim) < 1:
             raise ModelError("PointRend point counts and point_fc_dim must be positive")
+        return self
 
 
 def point_sample(x: Tensor, coords: Tensor, mode: str = "bilinear") -> Tensor:

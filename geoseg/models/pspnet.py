@@ -17,17 +17,18 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from torch import Tensor, nn
+from typing_extensions import override
 
 from geoseg.errors import ModelError
 from geoseg.models.base import Decoded, SegmentationModel
 from geoseg.models.heads import ConvBNReLU, SegmentationHead
-from geoseg.models.options import ArchOptions, opt
+from geoseg.models.options import opt
 from geoseg.models.pointrend import PointRendOptions
 
 __all__ = ["PSPNet", "PSPNetOptions", "PyramidPooling", "SkipDecoder"]
@@ -35,7 +36,6 @@ __all__ = ["PSPNet", "PSPNetOptions", "PyramidPooling", "SkipDecoder"]
 _DEFAULT_DECODER = (256, 128, 64, 32)
 
 
-@dataclasses.dataclass(frozen=True)
 class PSPNetOptions(PointRendOptions):
     """Options of PSPNet."""
 
@@ -51,14 +51,15 @@ class PSPNetOptions(PointRendOptions):
     aux_mask_head: bool = opt(True, "auxiliary segmentation head on P4 (ModelOutput.aux_mask)")
     dropout: float = opt(0.1, "dropout before the classifiers")
 
-    def validate(self) -> None:
-        super().validate()
+    @model_validator(mode="after")
+    def _check_pspnet(self) -> Self:
         if not self.pyramid_sizes or min(self.pyramid_sizes) < 1:
             raise ModelError(f"pspnet.pyramid_sizes must be positive ints, got {self.pyramid_sizes}")
         if len(set(self.pyramid_sizes)) != len(self.pyramid_sizes):
             raise ModelError(f"pspnet.pyramid_sizes has duplicates: {self.pyramid_sizes}")
         if self.dilated and self.encoder_depth < 3:
             raise ModelError("pspnet with a dilated backbone needs encoder_depth >= 3")
+        return self
 
     @property
     def dilated(self) -> bool:
@@ -129,22 +130,23 @@ class SkipDecoder(nn.Module):
         return x
 
 
-class PSPNet(SegmentationModel):
+class PSPNet(SegmentationModel[PSPNetOptions]):
     """PSPNet with configurable pyramid, dilation, U-Net decoder, aux head and PointRend."""
 
     name: ClassVar[str] = "pspnet"
-    Options: ClassVar[type[ArchOptions]] = PSPNetOptions
     default_encoder: ClassVar[str] = "resnet50"
     summary: ClassVar[str] = "PSPNet (Zhao et al. 2017): pyramid pooling, U-Net decoder or 8x head, aux head, PointRend"
     supports_pointrend: ClassVar[bool] = True
     undilated_setting: ClassVar[str] = "keep_dilation=False"
 
     @classmethod
-    def encoder_output_stride(cls, options: ArchOptions) -> int | None:
-        return 8 if options.dilated and 2**options.encoder_depth > 8 else None  # type: ignore[attr-defined]
+    @override
+    def encoder_output_stride(cls, options: PSPNetOptions) -> int | None:
+        return 8 if options.dilated and 2**options.encoder_depth > 8 else None
 
+    @override
     def decoder_inputs(self) -> set[int]:
-        opts: PSPNetOptions = self.options  # type: ignore[assignment]
+        opts = self.options
         if opts.use_unet:
             return super().decoder_inputs()
         return {len(self.encoder.channels) - 1} | ({self._aux_feature()} if opts.aux_mask_head else set())
@@ -154,12 +156,13 @@ class PSPNet(SegmentationModel):
         return self.encoder.feature_at_level(4) if 4 in self.encoder.levels else len(self.encoder.channels) - 2
 
     @classmethod
-    def encoder_stride_fallback(cls, options: ArchOptions) -> bool:
-        return options.keep_dilation is None  # type: ignore[attr-defined]  # the 8x head's dilation is a wish
+    @override
+    def encoder_stride_fallback(cls, options: PSPNetOptions) -> bool:
+        return options.keep_dilation is None  # the 8x head's dilation is a wish
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        opts: PSPNetOptions = self.options  # type: ignore[assignment]
+        opts = self.options
         ch = self.encoder.channels
         self.psp = PyramidPooling(ch[-1], opts.pyramid_sizes, opts.psp_channels)
         if opts.use_unet:
@@ -183,6 +186,7 @@ class PSPNet(SegmentationModel):
         if self.aux_head is not None and len(ch) < 2:
             raise ModelError("pspnet.aux_mask_head needs an encoder with at least 2 levels")
 
+    @override
     def decode(self, features: list[Tensor], size: tuple[int, int], train: bool) -> Decoded:
         x = self.psp(features[-1])
         if self.decoder is not None:

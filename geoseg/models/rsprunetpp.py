@@ -12,18 +12,19 @@ fused into the final mask (fusion initialised to their average).
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from torch import Tensor, nn
+from typing_extensions import override
 
 from geoseg.errors import ModelError
 from geoseg.models.base import Decoded, SegmentationModel
 from geoseg.models.heads import ConvBNReLU, resize, scse
 from geoseg.models.masked_batchnorm import MaskedBatchNorm2d
-from geoseg.models.options import ArchOptions, opt
+from geoseg.models.options import opt
 from geoseg.models.pointrend import PointRendOptions
 
 __all__ = ["RSPRUNetPlusPlus", "RSPRUNetPPOptions", "NestedDecoder", "NestedBlock"]
@@ -31,7 +32,6 @@ __all__ = ["RSPRUNetPlusPlus", "RSPRUNetPPOptions", "NestedDecoder", "NestedBloc
 _DEFAULT_CHANNELS = (512, 256, 128, 64, 32)
 
 
-@dataclasses.dataclass(frozen=True)
 class RSPRUNetPPOptions(PointRendOptions):
     """Options of RSPRUNet++."""
 
@@ -45,10 +45,11 @@ class RSPRUNetPPOptions(PointRendOptions):
     deep_supervision: bool = opt(False, "return the X(0,j) head logits in ModelOutput.deep")
     masked_bn: bool = opt(True, "masked BatchNorm on the input (statistics of valid pixels only)")
 
-    def validate(self) -> None:
-        super().validate()
+    @model_validator(mode="after")
+    def _check_rsprunetpp(self) -> Self:
         if min(self.decoder_channels or (1,)) < 1:
             raise ModelError("rsprunetpp.decoder_channels must be positive")
+        return self
 
 
 class NestedBlock(nn.Module):
@@ -113,11 +114,10 @@ class NestedDecoder(nn.Module):
         return [nodes[(0, j)] for j in range(1, self.depth)]
 
 
-class RSPRUNetPlusPlus(SegmentationModel):
+class RSPRUNetPlusPlus(SegmentationModel[RSPRUNetPPOptions]):
     """RSPRUNet++: ResNeSt + UNet++ with scSE, fused multi-head output, masked BatchNorm."""
 
     name: ClassVar[str] = "rsprunetpp"
-    Options: ClassVar[type[ArchOptions]] = RSPRUNetPPOptions
     default_encoder: ClassVar[str] = "resnest101e"
     summary: ClassVar[str] = "ResNeSt + UNet++ (scSE) with fused X(0,j) heads, masked BN input, PointRend"
     supports_deep_supervision: ClassVar[bool] = True
@@ -125,7 +125,7 @@ class RSPRUNetPlusPlus(SegmentationModel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        opts: RSPRUNetPPOptions = self.options  # type: ignore[assignment]
+        opts = self.options
         if opts.masked_bn:
             self.input_norm = MaskedBatchNorm2d(self.in_channels, mask_channels=opts.mask_channels)
         n_nodes = len(self.encoder.channels) - 1
@@ -142,6 +142,7 @@ class RSPRUNetPlusPlus(SegmentationModel):
             for j in range(n_heads):
                 self.fusion.weight[torch.arange(k), j * k + torch.arange(k), 0, 0] = 1.0 / n_heads
 
+    @override
     def decode(self, features: list[Tensor], size: tuple[int, int], train: bool) -> Decoded:
         top = self.decoder(features)
         heads = [head(x) for head, x in zip(self.heads, top, strict=True)]

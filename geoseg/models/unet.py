@@ -6,18 +6,19 @@ ConvNeXt starts at stride 4) are fed as zero-channel tensors, as smp's own timm 
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import torch
+from pydantic import model_validator
 from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
 from torch import Tensor
+from typing_extensions import override
 
 from geoseg.errors import ModelError
 from geoseg.models.base import Decoded, SegmentationModel
 from geoseg.models.feature_encoder import FeatureEncoder
 from geoseg.models.heads import SegmentationHead
-from geoseg.models.options import ArchOptions, opt
+from geoseg.models.options import opt
 from geoseg.models.pointrend import PointRendOptions
 
 __all__ = ["UNet", "UNetOptions"]
@@ -25,7 +26,6 @@ __all__ = ["UNet", "UNetOptions"]
 _DEFAULT_CHANNELS = (256, 128, 64, 32, 16)
 
 
-@dataclasses.dataclass(frozen=True)
 class UNetOptions(PointRendOptions):
     """Options of the U-Net baseline."""
 
@@ -36,13 +36,14 @@ class UNetOptions(PointRendOptions):
     )
     decoder_attention: Literal["none", "scse"] = opt("none", "attention in decoder blocks")
 
-    def validate(self) -> None:
-        super().validate()
+    @model_validator(mode="after")
+    def _check_unet(self) -> Self:
         if self.decoder_channels is not None and len(self.decoder_channels) != self.encoder_depth:
             raise ModelError(
                 f"unet.decoder_channels has {len(self.decoder_channels)} entries but "
                 f"encoder_depth={self.encoder_depth} needs one per decoder block"
             )
+        return self
 
     @property
     def channels(self) -> tuple[int, ...]:
@@ -65,18 +66,17 @@ def _check_level_strides(encoder: FeatureEncoder) -> None:
                                      "the levels as declared")
 
 
-class UNet(SegmentationModel):
+class UNet(SegmentationModel[UNetOptions]):
     """Plain U-Net (Ronneberger et al. 2015) with smp's decoder blocks."""
 
     name: ClassVar[str] = "unet"
-    Options: ClassVar[type[ArchOptions]] = UNetOptions
     default_encoder: ClassVar[str] = "resnet34"
     summary: ClassVar[str] = "U-Net baseline (smp UnetDecoder), PointRend"
     supports_pointrend: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        opts: UNetOptions = self.options  # type: ignore[assignment]
+        opts = self.options
         depth = opts.encoder_depth
         by_level = dict(zip(self.encoder.levels, self.encoder.channels, strict=True))
         _check_level_strides(self.encoder)
@@ -90,6 +90,7 @@ class UNet(SegmentationModel):
         )
         self.segmentation_head = SegmentationHead(opts.channels[-1], self.num_classes, kernel_size=3)
 
+    @override
     def decode(self, features: list[Tensor], size: tuple[int, int], train: bool) -> Decoded:
         by_level = dict(zip(self.encoder.levels, features, strict=True))
         ref = features[0]

@@ -11,23 +11,23 @@ classifier, upsampled to the input size (``ModelOutput.deep``).
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Self, cast
 
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from torch import Tensor, nn
+from typing_extensions import override
 
 from geoseg.errors import ModelError
 from geoseg.models.base import Decoded, SegmentationModel
 from geoseg.models.heads import ConvBNReLU, SegmentationHead, resize
-from geoseg.models.options import ArchOptions, opt
+from geoseg.models.options import opt
 from geoseg.models.pointrend import PointRendOptions
 
 __all__ = ["UNet3Plus", "UNet3PlusOptions", "FullScaleDecoder"]
 
 
-@dataclasses.dataclass(frozen=True)
 class UNet3PlusOptions(PointRendOptions):
     """Options of UNet 3+."""
 
@@ -36,10 +36,11 @@ class UNet3PlusOptions(PointRendOptions):
     cat_channels: int = opt(64, "channels of each full-scale skip branch")
     deep_supervision: bool = opt(False, "add a classifier on every deeper decoder stage")
 
-    def validate(self) -> None:
-        super().validate()
+    @model_validator(mode="after")
+    def _check_unet3plus(self) -> Self:
         if self.cat_channels < 1:
             raise ModelError(f"unet3plus.cat_channels must be positive, got {self.cat_channels}")
+        return self
 
 
 class FullScaleDecoder(nn.Module):
@@ -93,11 +94,10 @@ class FullScaleDecoder(nn.Module):
         return [dec[i] for i in range(n)]
 
 
-class UNet3Plus(SegmentationModel):
+class UNet3Plus(SegmentationModel[UNet3PlusOptions]):
     """UNet 3+ with full-scale skips and optional deep supervision."""
 
     name: ClassVar[str] = "unet3plus"
-    Options: ClassVar[type[ArchOptions]] = UNet3PlusOptions
     default_encoder: ClassVar[str] = "convnext_tiny"
     summary: ClassVar[str] = "UNet 3+ (Huang et al. 2020): full-scale skips, deep supervision, PointRend"
     supports_deep_supervision: ClassVar[bool] = True
@@ -105,7 +105,7 @@ class UNet3Plus(SegmentationModel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        opts: UNet3PlusOptions = self.options  # type: ignore[assignment]
+        opts = self.options
         enc = self.encoder.channels
         self.decoder = FullScaleDecoder(enc, self.encoder.reductions, opts.cat_channels)
         self.segmentation_head = SegmentationHead(self.decoder.up_channels, self.num_classes)
@@ -114,6 +114,7 @@ class UNet3Plus(SegmentationModel):
             for i in range(1, len(enc))
         ) if opts.deep_supervision else nn.ModuleList()
 
+    @override
     def decode(self, features: list[Tensor], size: tuple[int, int], train: bool) -> Decoded:
         stages = self.decoder(features)
         deep = []

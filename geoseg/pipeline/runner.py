@@ -53,6 +53,7 @@ class StepResult:
 
     @property
     def outputs(self) -> dict[str, Any]:
+        """The ``outputs`` of the step's manifest."""
         return self.manifest.get("outputs", {})
 
 
@@ -67,17 +68,21 @@ class RunResult:
     seconds: float = 0.0
 
     def step(self, name: str) -> StepResult:
+        """The result of step ``name``."""
         return next(s for s in self.steps if s.name == name)
 
     @property
     def ran(self) -> list[str]:
+        """Steps that ran."""
         return [s.name for s in self.steps if s.status == "ran"]
 
     @property
     def skipped(self) -> list[str]:
+        """Steps skipped as up to date."""
         return [s.name for s in self.steps if s.status == "skipped"]
 
     def lines(self) -> list[str]:
+        """The end-of-run report of ``geoseg run``, one string per line."""
         out = [f"pipeline {self.pipeline!r} done in {self.seconds:.0f} s — run directory {self.run_dir}",
                f"  log: {self.log_file}"]
         for s in self.steps:

@@ -134,6 +134,7 @@ class Steps(StrictModel):
         return {} if value is None else value  # "evaluate:" with no options = the defaults
 
     def present(self) -> list[str]:
+        """Names of the steps the pipeline declares, in run order."""
         return [name for name in STEP_NAMES if getattr(self, name) is not None]
 
 
@@ -172,9 +173,11 @@ class Pipeline(StrictModel):
 
     @property
     def run_name(self) -> str:
+        """The run's name: ``name``, else the pipeline file's stem."""
         return self.name or (self.source.stem if self.source else "pipeline")
 
     def catalog_path(self) -> Path:
+        """The data catalog file: ``catalog`` (a relative path from the pipeline file's folder), else the repository's."""
         if self.catalog is None:
             return default_catalog()
         if self.catalog.is_absolute() or self.source is None:

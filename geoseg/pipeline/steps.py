@@ -64,13 +64,16 @@ class StepContext:
 
     @property
     def step_dir(self) -> Path:
+        """This step's folder in the run directory."""
         return self.run_dir / self.name
 
     @property
     def params(self) -> Any:
+        """This step's options from the pipeline file."""
         return getattr(self.pipeline.steps, self.name)
 
     def run_id(self, step: str) -> str:
+        """The run id of the upstream ``step``."""
         return str(self.upstream[step]["run_id"])
 
 
@@ -124,12 +127,15 @@ class StepRunner(ABC):
         """The step's main output (file or folder) under the run directory."""
 
     def params(self, ctx: StepContext) -> dict[str, Any]:
+        """The parameters that enter the skip key."""
         return ctx.params.content_params()
 
     def inputs(self, ctx: StepContext) -> dict[str, Any]:
+        """Run id of each upstream step this step depends on."""
         return {dep: ctx.run_id(dep) for dep in DEPENDS[self.name]}
 
     def code_version(self) -> CodeVersion:
+        """The digest of the stage's source files."""
         return code_version(self.code)
 
     def key(self, ctx: StepContext) -> str:
@@ -137,9 +143,11 @@ class StepRunner(ABC):
         return step_key(self.params(ctx), self.inputs(ctx), self.code_version().digest)
 
     def config(self, ctx: StepContext) -> dict[str, Any]:
+        """The step's resolved configuration (``STEP_DIR/config.yaml``)."""
         return ctx.params.model_dump(mode="json")
 
     def outputs_exist(self, ctx: StepContext, manifest: dict[str, Any]) -> bool:
+        """True when the outputs ``manifest`` records are still there (a skip needs them)."""
         return self.output(ctx).is_file()
 
     @abstractmethod

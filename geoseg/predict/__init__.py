@@ -13,24 +13,21 @@ from typing import TYPE_CHECKING
 from geoseg.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from geoseg.bundle import ModelRunner, load_model_bundle
-    from geoseg.predict.api import check_output_paths, predict_scene, predict_scenes
+    from geoseg.bundle import load_model_bundle
+    from geoseg.predict.api import predict_scene, predict_scenes
     from geoseg.predict.options import PredictOptions
-    from geoseg.predict.predictor import StreamStats, plan_windows, prepare_run, stream_predictions
+    from geoseg.predict.predictor import StreamStats, plan_windows, stream_predictions
     from geoseg.predict.series import SeriesInput, series_from_catalog, series_from_scenes
     from geoseg.predict.summary import ClassArea, PredictionSummary
     from geoseg.predict.windows import WindowLayout, window_layout
 
 _EXPORTS = {
-    "ModelRunner": "geoseg.bundle",
     "load_model_bundle": "geoseg.bundle",
-    "check_output_paths": "geoseg.predict.api",
     "predict_scene": "geoseg.predict.api",
     "predict_scenes": "geoseg.predict.api",
     "PredictOptions": "geoseg.predict.options",
     "StreamStats": "geoseg.predict.predictor",
     "plan_windows": "geoseg.predict.predictor",
-    "prepare_run": "geoseg.predict.predictor",
     "stream_predictions": "geoseg.predict.predictor",
     "SeriesInput": "geoseg.predict.series",
     "series_from_catalog": "geoseg.predict.series",
@@ -44,18 +41,15 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "ClassArea",
-    "ModelRunner",
     "PredictOptions",
     "PredictionSummary",
     "SeriesInput",
     "StreamStats",
     "WindowLayout",
-    "check_output_paths",
     "load_model_bundle",
     "plan_windows",
     "predict_scene",
     "predict_scenes",
-    "prepare_run",
     "series_from_catalog",
     "series_from_scenes",
     "stream_predictions",

@@ -97,7 +97,7 @@ def predict_scene(
 def _predict_checked(opened: Scene | SeriesInput, bundle: ModelBundle, out: Path, opts: PredictOptions, conf_path: Path | None,
                      vec_path: Path | None, domain: DomainCheck | None, start: datetime) -> PredictionSummary:
     """Predict a scene whose inputs, outputs and training domain were checked; write the outputs."""
-    recipe = bundle.config.recipe_obj()
+    recipe = bundle.config.recipe
     tags = {
         "model": describe_model(bundle),
         "model_dir": str(bundle.path) if bundle.path else "",

@@ -182,7 +182,7 @@ def predict_chips(
                           hint="give every chip its own name (a.tif and a.npy both give a_layer.npz)")
     bundle = load_model_bundle(model)
     cfg = bundle.config
-    recipe = cfg.recipe_obj()
+    recipe = cfg.recipe
     names = list(cfg.channel_names)
     classes = list(cfg.classes)
     codes = np.array([c.code for c in classes], dtype=np.uint8)

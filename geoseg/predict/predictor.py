@@ -116,7 +116,7 @@ def prepare_run(scene: Scene | SeriesInput, bundle: ModelBundle, options: Predic
         check_series_input(bundle.config.model, scene.time_steps, scene.reference.path, "the series")
     else:
         check_series_input(bundle.config.model, None, scene.path, "the scene")
-    recipe = bundle.config.recipe_obj()
+    recipe = bundle.config.recipe
     scene.require_bands(recipe.required_bands, f"the model's recipe {recipe.name}")
     layout = plan_windows(scene, bundle, options.window, options.overlap)
     resolve_device(options.device)
@@ -151,7 +151,7 @@ def check_scene_domain(scene: Scene | SeriesInput, bundle: ModelBundle, options:
         return None
     if isinstance(scene, SeriesInput):
         scene = scene.reference
-    sample = sample_scene(scene, bundle.config.recipe_obj(), workers=options.workers or default_workers())
+    sample = sample_scene(scene, bundle.config.recipe, workers=options.workers or default_workers())
     result = check_domain(domain, scene, sample)
     if result.findings and options.strict:
         first, more = result.findings[0], result.findings[1:]
@@ -194,7 +194,7 @@ def stream_predictions(
     start = time.perf_counter()
     layout = prepare_run(scene, bundle, opts)
     keep_freed_memory()
-    recipe = bundle.config.recipe_obj()
+    recipe = bundle.config.recipe
     runner = ModelRunner(bundle, device=opts.device, fp16=opts.fp16, tta=opts.tta, engine=opts.engine,
                          work_pixels=len(layout) * layout.window_height * layout.window_width)
     stitcher = Stitcher(scene.grid, runner.num_classes, layout.window_height, sink)
@@ -271,7 +271,5 @@ def resolve_scene(scene: Scene | SeriesInput | str | Path) -> Scene | SeriesInpu
 def describe_model(bundle: ModelBundle) -> str:
     """A short model name for tags and logs, e.g. ``unet/resnet34``."""
     spec = bundle.config.model
-    name = str(spec.get("name", "model"))
-    encoder = spec.get("encoder")
-    return f"{name}/{encoder}" if encoder else name
+    return f"{spec.name}/{spec.encoder}" if spec.encoder else spec.name
 

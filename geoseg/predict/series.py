@@ -39,10 +39,12 @@ class SeriesInput:
 
     @property
     def time_steps(self) -> int:
+        """Number of dates T."""
         return len(self.scenes)
 
     @property
     def grid(self) -> Grid:
+        """The series' common grid (the first date's)."""
         return self.reference.grid
 
     @property

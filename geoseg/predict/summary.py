@@ -60,6 +60,7 @@ class PredictionSummary:
 
     @property
     def valid_fraction(self) -> float:
+        """Fraction of the scene's pixels that are valid."""
         return self.valid_pixels / self.pixels if self.pixels else 0.0
 
     @property

@@ -38,6 +38,7 @@ class StitchedBlock:
 
     @property
     def height(self) -> int:
+        """Rows in the block."""
         return int(self.valid.shape[0])
 
 

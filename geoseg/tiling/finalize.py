@@ -51,6 +51,7 @@ class Outcome:
 
     @property
     def skipped(self) -> dict[str, int]:
+        """Candidates left out, by reason: no valid pixel or below ``min_valid``."""
         empty = int(((~self.kept) & (self.fractions == 0)).sum())
         return {"no valid pixel": empty, "below min-valid": int((~self.kept).sum()) - empty}
 

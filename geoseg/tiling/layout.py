@@ -52,6 +52,7 @@ class CubeWindow:
 
     @property
     def window(self) -> Window:
+        """The cube's rasterio window."""
         return Window(self.col_off, self.row_off, self.width, self.height)
 
 

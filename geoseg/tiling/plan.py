@@ -61,14 +61,17 @@ class TilePlan:
 
     @property
     def staging(self) -> Path:
+        """The staging folder of a running tile job."""
         return self.out / STAGING_NAME
 
     @property
     def staging_arrays(self) -> Path:
+        """The staging Zarr store of the candidate cubes."""
         return self.staging / "candidates.zarr"
 
     @property
     def records(self) -> Path:
+        """The folder of the finished tasks' records."""
         return self.staging / "done"
 
     @property

@@ -26,6 +26,7 @@ class Moments:
 
     @classmethod
     def empty(cls, channels: int) -> Moments:
+        """Moments of no sample (count 0) for ``channels`` channels."""
         return cls(0, np.zeros(channels, np.float64), np.zeros(channels, np.float64))
 
     def merge(self, other: Moments) -> Moments:
@@ -48,10 +49,12 @@ class Moments:
         return np.sqrt(self.m2 / self.count)
 
     def to_json(self) -> dict:
+        """JSON-serialisable form (read back by :meth:`from_json`)."""
         return {"count": self.count, "mean": self.mean.tolist(), "m2": self.m2.tolist()}
 
     @classmethod
     def from_json(cls, data: dict) -> Moments:
+        """Read :meth:`to_json`'s form."""
         return cls(int(data["count"]), np.asarray(data["mean"], np.float64), np.asarray(data["m2"], np.float64))
 
 
@@ -166,6 +169,7 @@ class ColumnMoments:
 
     @classmethod
     def of(cls, features: np.ndarray, valid: np.ndarray) -> ColumnMoments:
+        """Per-column moments of the valid pixels of ``features`` (C, h, w)."""
         compiled = _column_moments_kernel()
         if compiled is None:
             return cls(*_column_moments_numpy(features, valid))

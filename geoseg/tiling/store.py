@@ -408,6 +408,7 @@ class CubeStore(CompactReads):
 
     @property
     def cube_size(self) -> int:
+        """Cube side length in pixels."""
         return int(self.manifest["cube_size"])
 
     @property
@@ -423,14 +424,17 @@ class CubeStore(CompactReads):
 
     @property
     def recipe(self) -> Recipe:
+        """The feature recipe the cubes were made with."""
         return Recipe.from_dict(self.manifest["recipe"])
 
     @property
     def channel_names(self) -> list[str]:
+        """Name of each channel."""
         return list(self.stats["channel_names"])
 
     @property
     def num_channels(self) -> int:
+        """Number of channels."""
         return len(self.stats["channel_names"])
 
     @property
@@ -441,14 +445,17 @@ class CubeStore(CompactReads):
 
     @property
     def has_labels(self) -> bool:
+        """True when the cubes have labels."""
         return bool(self.manifest.get("has_labels"))
 
     @property
     def mean(self) -> np.ndarray:
+        """Per-channel mean of the valid pixels of all cubes."""
         return np.asarray(self.stats["mean"], dtype=np.float64)
 
     @property
     def std(self) -> np.ndarray:
+        """Per-channel standard deviation of the valid pixels of all cubes."""
         return np.asarray(self.stats["std"], dtype=np.float64)
 
     @cached_property

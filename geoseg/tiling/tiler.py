@@ -85,6 +85,7 @@ class TileSummary:
         return self.scene_megapixels * (self.computed / max(self.candidates, 1)) / self.tiling_seconds
 
     def lines(self) -> list[str]:
+        """The report of ``geoseg tile``, one string per line."""
         if self.already_complete:
             return [f"{self.store}: already complete ({self.cubes} cubes of dataset {self.dataset!r}); nothing to do"]
         skipped = ", ".join(f"{n} {why}" for why, n in self.skipped.items() if n) or "none"

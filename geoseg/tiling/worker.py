@@ -58,6 +58,7 @@ class TileTask:
 
     @property
     def union(self) -> Window:
+        """The window spanning the task's cubes (one cube row)."""
         windows = [w for _, w in self.cubes]
         col0 = min(w.col_off for w in windows)
         col1 = max(w.col_off + w.width for w in windows)

@@ -29,8 +29,10 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint, ProgressBar, TQDMProgressBar
+from typing_extensions import override
 
 from geoseg.bundle import BundleConfig, save_bundle
+from geoseg.bundle.config import ModelSpec
 from geoseg.train.config import TRAIN_KIND
 from geoseg.train.plots import plot_training
 from geoseg.utils.atomic import atomic_path
@@ -71,12 +73,14 @@ class EpochSeed(Callback):
     def _seed(self, trainer: pl.Trainer) -> int:
         return epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank)
 
+    @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # lightning sets Trainer.datamodule at run time; its class does not declare it
         generator = getattr(trainer.datamodule, "generator", None)  # type: ignore[attr-defined]
         if isinstance(generator, torch.Generator):
             generator.manual_seed(self._seed(trainer))
 
+    @override
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         if batch_idx == 0:
@@ -119,9 +123,11 @@ class LogProgress(ProgressBar):
         self._first_epoch = self._last_batch = 0
         self._validated = -1
 
+    @override
     def disable(self) -> None:
         self._enabled = False
 
+    @override
     def enable(self) -> None:
         self._enabled = True
 
@@ -141,13 +147,16 @@ class LogProgress(ProgressBar):
             items.append(f", {name} {value:.4g}")
         return "".join(items)
 
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start, self._first_epoch = self.clock(), trainer.current_epoch
 
+    @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = self._last = self.clock()
         self._last_batch = 0
 
+    @override
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         now, done, total = self.clock(), batch_idx + 1, self.total_train_batches
@@ -161,10 +170,12 @@ class LogProgress(ProgressBar):
         self.write(f"{self._epoch(trainer)}: batch {count}, step {trainer.global_step}"
                    f"{self._metrics(trainer, epoch_end=False)}, {format_duration(now - self._start)} elapsed")
 
+    @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
             self._validated = trainer.current_epoch
 
+    @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._enabled:
             return
@@ -177,12 +188,14 @@ class LogProgress(ProgressBar):
                    f"{format_duration(now - self._epoch_start)} this epoch, {format_duration(now - self._start)} "
                    f"elapsed{left}")
 
+    @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._enabled:
             epochs = trainer.current_epoch - self._first_epoch  # after the loop: the completed epochs
             self.write(f"training: {epochs} epoch{'s' if epochs != 1 else ''} (step {trainer.global_step}) in "
                        f"{format_duration(self.clock() - self._start)}")
 
+    @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if self._enabled:
             self.write(f"training: stopped in {self._epoch(trainer)} at step {trainer.global_step} after "
@@ -212,7 +225,7 @@ class BundleWriter(Checkpoint):
 
     Args:
         out: MODEL_DIR.
-        template: Bundle config without ``model`` spec and metrics (filled in here).
+        template: The bundle config; the spec of the model saved and the metrics are filled in here.
         monitor: ``val_miou`` (higher is better) or ``val_loss``.
         save_every: Also write ``epoch_N/`` every N epochs (None: never).
         plot_interval: Redraw ``training_plots.png`` at most this often (seconds) while
@@ -226,7 +239,7 @@ class BundleWriter(Checkpoint):
     training script and check MODEL_DIR for an earlier run before they join it.
     """
 
-    def __init__(self, out: Path, template: dict[str, Any], monitor: str = "val_miou",
+    def __init__(self, out: Path, template: BundleConfig, monitor: str = "val_miou",
                  save_every: int | None = None, plot_interval: float = 30.0,
                  resolved_config: str | None = None) -> None:
         self.out, self.template, self.monitor, self.save_every = Path(out), template, monitor, save_every
@@ -238,12 +251,15 @@ class BundleWriter(Checkpoint):
         self._val: dict[str, Any] | None = None
 
     @property
+    @override
     def state_key(self) -> str:
         return "geoseg.BundleWriter"
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"best_score": self.best_score, "best_epoch": self.best_epoch, "history": self.history}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_score = state_dict["best_score"]
         self.best_epoch = state_dict["best_epoch"]
@@ -268,20 +284,22 @@ class BundleWriter(Checkpoint):
         if trainer.is_global_zero:
             mark_folder(self.out, TRAIN_KIND, [name])  # recorded before written: --overwrite may remove it
             model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-            extra = {**self.template.get("extra", {}), "epoch": epoch if epoch is not None else trainer.current_epoch + 1,
+            extra = {**self.template.extra, "epoch": epoch if epoch is not None else trainer.current_epoch + 1,
                      "global_step": trainer.global_step, "metrics": metrics or {}}
-            spec = cast("SegmentationTask", pl_module).model.spec
-            config = BundleConfig.model_validate({**self.template, "model": spec, "extra": extra})
+            spec = ModelSpec.model_validate(cast("SegmentationTask", pl_module).model.spec)
+            config = self.template.model_copy(update={"model": spec, "extra": extra})
             save_bundle(model_state, config, path)
         trainer.strategy.barrier("geoseg-bundle")
         return path
 
     # ------------------------------------------------------------------ hooks
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit" and trainer.is_global_zero and self.resolved_config is not None:
             with atomic_path(self.out / "config.yaml") as tmp:
                 tmp.write_text(self.resolved_config)
 
+    @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or "val" not in getattr(pl_module, "scores", {}):
             return
@@ -297,6 +315,7 @@ class BundleWriter(Checkpoint):
             self.write(trainer, pl_module, "best", metrics)
             log.info("epoch %d: new best %s = %.4f -> %s", self.best_epoch, self.monitor, current, self.out / "best")
 
+    @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + 1  # epochs are counted from 1 in every output
         train = getattr(pl_module, "scores", {}).get("train")
@@ -322,6 +341,7 @@ class BundleWriter(Checkpoint):
         plot_training(self.history, self.out / "training_plots.png")
         self._plotted = time.monotonic()
 
+    @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero and self.history:
             self._plot()

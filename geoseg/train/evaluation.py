@@ -129,7 +129,7 @@ def evaluate(
     bundle = load_bundle(bundle_path, device=dev)
     check_not_input({"--out": out}, [bundle_dir, *(cubes.inputs() if isinstance(cubes, ChipList) else [cubes])])
     cfg = bundle.config
-    source = (cubes.open(split, recipe=cfg.recipe_obj(), classes=cfg.classes) if isinstance(cubes, ChipList)
+    source = (cubes.open(split, recipe=cfg.recipe, classes=cfg.classes) if isinstance(cubes, ChipList)
               else cubes)
     dm = CubeDataModule(source, batch_size=batch_size, num_workers=opts.num_workers,
                         target_size=opts.target_size or cfg.eval_resize,
@@ -161,8 +161,8 @@ def evaluate(
     metrics = {
         **scores.to_dict(names),
         "split": split, "num_cubes": int(len(ids)), "cubes": str(Path(dm.store.path).resolve()),
-        "model_dir": str(bundle_path.resolve()), "model": cfg.model.get("name"),
-        "encoder": cfg.model.get("encoder"), "classes": [c.model_dump() for c in cfg.classes],
+        "model_dir": str(bundle_path.resolve()), "model": cfg.model.name,
+        "encoder": cfg.model.encoder, "classes": [c.model_dump() for c in cfg.classes],
         "miou_definition": "mean IoU over classes present in the ground truth or the prediction",
         "precision": runner.precision, "engine": runner.engine,
         "engine_reason": runner.choice.reason if runner.choice else "no batch ran",

@@ -61,6 +61,7 @@ class Scores:
 
     @property
     def num_pixels(self) -> int:
+        """Pixels scored (the confusion matrix total)."""
         return int(self.confusion.sum())
 
     def summary(self) -> dict[str, float]:

@@ -19,6 +19,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
+from typing_extensions import override
 
 from geoseg.bundle.config import recipe_model_options
 from geoseg.models import create_model
@@ -125,12 +126,15 @@ class SegmentationTask(pl.LightningModule):
     def _confusion(self, stage: Stage) -> MulticlassConfusionMatrix:
         return cast(MulticlassConfusionMatrix, self.confusion[f"{stage}_cm"])
 
+    @override
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "train")
 
+    @override
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "val")
 
+    @override
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "test")
 
@@ -152,16 +156,20 @@ class SegmentationTask(pl.LightningModule):
                        if not math.isnan(v)})
         self.log_dict(logged)
 
+    @override
     def on_train_epoch_end(self) -> None:
         self._epoch_end("train")
 
+    @override
     def on_validation_epoch_end(self) -> None:
         self._epoch_end("val")
 
+    @override
     def on_test_epoch_end(self) -> None:
         self._epoch_end("test")
 
     # ------------------------------------------------------------------ optimisation
+    @override
     def configure_optimizers(self) -> Any:
         cfg = self.cfg
         params = [p for p in self.model.parameters() if p.requires_grad]

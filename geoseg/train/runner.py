@@ -39,6 +39,7 @@ from geoseg.utils.outputs import (
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback
 
+    from geoseg.bundle.domain import TrainingDomain
     from geoseg.bundle.window_choice import WindowChoice
 
 __all__ = ["TrainResult", "train", "resolve_hardware", "OUTPUT_NAMES"]
@@ -210,7 +211,7 @@ def _measure_predict_window(model: torch.nn.Module, channels: int, window: int,
     return choice
 
 
-def _training_domain(dm: Any, split: str) -> dict[str, Any]:
+def _training_domain(dm: Any, split: str) -> TrainingDomain:
     """The bundle's ``domain`` (:mod:`geoseg.bundle.domain`): levels, offset rules and scales of the
     store's scenes, channel statistics and valid fractions of the ``split`` cubes (a sample of
     at most 32 cubes for the percentiles: about a second, whatever the store's size)."""
@@ -227,7 +228,7 @@ def _training_domain(dm: Any, split: str) -> dict[str, Any]:
     fractions = index.loc[index["cube_id"].isin(ids), "valid_fraction"].tolist()
     domain = build_domain(store.manifest, store.stats, split=split, percentiles=percentiles, sample_pixels=pixels,
                           valid_fractions=fractions)
-    return domain.model_dump(mode="json")
+    return domain
 
 
 def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResult:
@@ -253,6 +254,8 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
         ModelCheckpoint,
     )
 
+    from geoseg.bundle import BundleConfig
+    from geoseg.bundle.config import ModelSpec
     from geoseg.data.datamodule import CubeDataModule
     from geoseg.train.callbacks import BundleWriter, EpochSeed, progress_callback
     from geoseg.train.module import SegmentationTask
@@ -291,17 +294,15 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
     if _is_rank_zero():  # the model builds: now an earlier run may be replaced
         _clear_out(out, previous)
     predict_window = _measure_predict_window(task.model, dm.store.num_channels, dm.window, time_steps)
-    template = {
-        "recipe": dm.store.recipe.to_dict(), "channel_names": dm.channel_names,
-        "classes": [c.model_dump() for c in dm.classes], "normalization": dm.normalization.model_dump(),
-        "window": dm.window, "predict_window": predict_window.window,
-        "predict_window_costs": {k: round(v, 4) for k, v in predict_window.seconds_per_mpx.items()} or None,
-        "mask_channels": dm.mask_channels, "time_steps": time_steps,
-        "target_size": config.target_size, "target_mode": config.target_mode,
-        "domain": _training_domain(dm, config.train_split),  # what predict compares a scene with
-        "extra": {"cubes": str(Path(dm.store.path).resolve()), "cube_size": dm.store.cube_size,
-                  "class_weights": weights, "train": config.model_dump(mode="json")},
-    }
+    template = BundleConfig(  # BundleWriter fills in the spec of the model it saves and the metrics
+        model=ModelSpec.model_validate(task.model.spec), recipe=dm.store.recipe, channel_names=dm.channel_names,
+        classes=dm.classes, normalization=dm.normalization, window=dm.window, predict_window=predict_window.window,
+        predict_window_costs={k: round(v, 4) for k, v in predict_window.seconds_per_mpx.items()} or None,
+        mask_channels=dm.mask_channels, time_steps=time_steps, target_size=config.target_size, target_mode=config.target_mode,
+        domain=_training_domain(dm, config.train_split),  # what predict compares a scene with
+        extra={"cubes": str(Path(dm.store.path).resolve()), "cube_size": dm.store.cube_size,
+               "class_weights": weights, "train": config.model_dump(mode="json")},
+    )
     # every output of the run (config.yaml, bundles, history, plots) is written by global rank 0
     writer = BundleWriter(out, template, monitor=config.monitor, save_every=config.save_every,
                           resolved_config=config.to_yaml())

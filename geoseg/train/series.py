@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from geoseg.errors import ConfigError
 
 __all__ = ["check_series_input", "series_model_options"]
@@ -62,7 +64,7 @@ def series_model_options(name: str, options: Mapping[str, Any], time_steps: int 
     return opts
 
 
-def check_series_input(model_spec: Mapping[str, Any], dates: int | None, path: str | Path | None,
+def check_series_input(model_spec: Mapping[str, Any] | BaseModel, dates: int | None, path: str | Path | None,
                        what: str = "the CubeStore") -> None:
     """Refuse input with the wrong form for a bundle's model (one line naming the fix).
 
@@ -77,6 +79,8 @@ def check_series_input(model_spec: Mapping[str, Any], dates: int | None, path: s
         ConfigError: A single-date model on a series, a series model on one date, or a dates-as-channels
             model given another number of dates than it was trained with.
     """
+    if not isinstance(model_spec, Mapping):  # a bundle's typed ModelSpec
+        model_spec = model_spec.model_dump()
     options = model_spec.get("options") or {}
     temporal, steps = options.get("temporal"), options.get("time_steps")
     name = model_spec.get("name", "the model")

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
 
 from dask.callbacks import Callback
+from typing_extensions import override
 
 __all__ = [
     "CallbackProgress",
@@ -118,6 +119,7 @@ class CallbackProgress(Progress):
         super().__init__(total)
         self.report = report
 
+    @override
     def update(self, n: int = 1) -> None:
         super().update(n)
         self.report(self.done, self.total or 0)
@@ -164,6 +166,7 @@ class ProgressLines(Progress):
         self._last_done = 0
         self._closed = False
 
+    @override
     def update(self, n: int = 1) -> None:
         super().update(n)
         if self.total is not None and self.done >= self.total:
@@ -178,6 +181,7 @@ class ProgressLines(Progress):
                 left = f", ~{format_duration(elapsed / self.done * (self.total - self.done))} left"
             self.write(f"{self.desc}: {self._count()}, {format_duration(elapsed)} elapsed{left}")
 
+    @override
     def close(self, completed: bool = True) -> None:
         if self._closed:
             return

@@ -23,7 +23,7 @@ from geoseg.bundle import (
     run_bundle_dir,
     save_bundle,
 )
-from geoseg.bundle.config import recipe_model_options
+from geoseg.bundle.config import ModelSpec, recipe_model_options
 from geoseg.errors import CheckpointError, ConfigError
 from geoseg.features.recipes import DEFAULT_RECIPE, get_recipe
 from geoseg.validity import DEFAULT_MASK_CHANNELS, valid_mask, valid_mask_numpy
@@ -37,8 +37,8 @@ def test_default_mask_channels_are_the_default_recipes():
 
 
 def test_one_invalid_pixel_rule_everywhere():
-    from geoseg.export import VALID_TOLERANCE, DeepnessGraph
-    from geoseg.models import valid_pixel_mask
+    from geoseg.export.onnx import VALID_TOLERANCE, DeepnessGraph
+    from geoseg.models.masked_batchnorm import valid_pixel_mask
 
     torch.manual_seed(0)
     x = torch.randn(2, 24, 8, 8)
@@ -86,6 +86,24 @@ def test_old_bundles_load_and_new_ones_are_typed(tmp_path):
     cfg = BundleConfig.model_validate({**bundle_config(DEMO_CLASSES, "rgb").model_dump(exclude={"mask_channels"})})
     assert cfg.mask_channels == r.num_mask_channels == 3
 
+
+
+def test_model_spec_and_recipe_are_typed_and_stored_as_before(tmp_path):
+    bundle = unet_bundle(tmp_path / "bundle")
+    raw = json.loads((bundle / "config.json").read_text())
+    cfg = read_bundle_config(bundle)
+    assert isinstance(cfg.model, ModelSpec) and (cfg.model.name, cfg.model.encoder) == ("unet", "test_resnet")
+    assert cfg.model.options == raw["model"]["options"] and cfg.recipe == get_recipe(DEFAULT_RECIPE)
+    assert json.loads(json.dumps(cfg.model_dump(mode="json"))) == raw  # the file's form is unchanged
+    broken = [
+        ("model", {**raw["model"], "nmae": "unet"}, r"unknown key 'model.nmae'.*did you mean 'name'"),
+        ("recipe", {**raw["recipe"], "bands": ["B99"]}, r"recipe: recipe 's2_24': unknown bands \['B99'\]"),
+        ("recipe", {"name": "s2_24"}, r"recipe: the recipe has no 'bands'"),
+    ]
+    for key, value, message in broken:  # one line naming the file and the key
+        (bundle / "config.json").write_text(json.dumps({**raw, key: value}))
+        with pytest.raises(ConfigError, match=message):
+            read_bundle_config(bundle)
 
 def test_run_readers(tmp_path):
     run = tmp_path / "model"

@@ -81,7 +81,7 @@ def _check(model: Path, scene: Path | str):
     bundle = load_model_bundle(model)
     assert bundle.config.domain is not None
     opened = open_scene(scene)
-    return check_domain(bundle.config.domain, opened, sample_scene(opened, bundle.config.recipe_obj()))
+    return check_domain(bundle.config.domain, opened, sample_scene(opened, bundle.config.recipe))
 
 
 # ----------------------------------------------------------------------------- what training records

@@ -10,7 +10,8 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from geoseg.export import DeepnessGraph, read_metadata, reference_probabilities, run_like_deepness
+from geoseg.export import read_metadata, reference_probabilities, run_like_deepness
+from geoseg.export.onnx import DeepnessGraph
 
 TILE = 64
 

@@ -8,8 +8,8 @@ import torch
 from segmentation_models_pytorch.base.modules import SCSEModule
 
 from geoseg.errors import ModelError
-from geoseg.models import PointHead, create_model, describe_models, point_sample
-from geoseg.models.pointrend import PointRendOptions, calculate_uncertainty
+from geoseg.models import PointHead, create_model, describe_models
+from geoseg.models.pointrend import PointRendOptions, calculate_uncertainty, point_sample
 
 
 def _record(store: dict, key: str, inputs: bool = False):

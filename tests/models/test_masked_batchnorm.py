@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from geoseg.models import MaskedBatchNorm2d, create_model, valid_pixel_mask
+from geoseg.models import MaskedBatchNorm2d, create_model
+from geoseg.models.masked_batchnorm import valid_pixel_mask
 
 
 def _batch(c: int = 14, invalid: bool = True) -> torch.Tensor:

@@ -55,7 +55,8 @@ def bundle_config(classes: Sequence[ClassDef], recipe: str = "s2_24", window: in
     r = get_recipe(recipe)
     n = r.num_channels
     return BundleConfig(
-        model=model_spec or {"name": "pointwise"}, recipe=r.to_dict(), channel_names=list(r.channel_names),
+        model=model_spec or {"name": "pointwise", "in_channels": n, "num_classes": len(classes)},
+        recipe=r, channel_names=list(r.channel_names),
         classes=list(classes), normalization=Normalization(mean=[mean] * n, std=[std] * n), window=window,
         predict_window=window, mask_channels=r.num_mask_channels,  # tests lay windows out at the bundle's size
     )
@@ -134,7 +135,7 @@ def full_forward(scene, bundle: ModelBundle) -> tuple[np.ndarray, np.ndarray]:
     from geoseg.bundle import normalize
     from geoseg.features import read_features
 
-    recipe = bundle.config.recipe_obj()
+    recipe = bundle.config.recipe
     features, valid = read_features(scene, Window(0, 0, scene.grid.width, scene.grid.height), recipe)
     x = normalize(torch.from_numpy(features)[None], bundle.config.normalization, bundle.config.mask_channels)
     with torch.inference_mode():

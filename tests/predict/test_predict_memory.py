@@ -39,7 +39,7 @@ def status_kb(key):
 
 scene, out = sys.argv[1], sys.argv[2]
 bundle = pointwise_bundle(SPARSE_CLASSES, recipe="rgb", window=256)
-read_features(open_scene(scene), Window(0, 0, 8, 8), bundle.config.recipe_obj())  # one-time set-up (kernel)
+read_features(open_scene(scene), Window(0, 0, 8, 8), bundle.config.recipe)  # one-time set-up (kernel)
 try:  # reset the high-water mark: the peak of the prediction alone, not of imports and set-up
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")

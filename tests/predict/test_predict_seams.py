@@ -27,10 +27,10 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from geoseg.bundle import ModelBundle, Normalization, normalize
+from geoseg.bundle import ModelBundle, ModelRunner, Normalization, normalize
 from geoseg.features import read_features
 from geoseg.io import open_scene
-from geoseg.predict import ModelRunner, stream_predictions, window_layout
+from geoseg.predict import stream_predictions, window_layout
 from tests.predict._predict_helpers import DEMO_CLASSES, CollectSink, bundle_config, full_forward
 
 WINDOW = 64
@@ -109,7 +109,7 @@ def setup(demo_small, deterministic_torch):
 def test_overlapping_windows_disagree_at_their_edges(setup):
     scene, bundle, _, valid = setup
     runner = ModelRunner(bundle, device="cpu")
-    recipe = bundle.config.recipe_obj()
+    recipe = bundle.config.recipe
     overlap = 32
     edge, middle = [], []
     for row in (0, 96, 176):

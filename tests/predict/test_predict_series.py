@@ -119,7 +119,7 @@ def test_streaming_series_equals_whole_series_in_memory(dates, overlap):
     sink = CollectSink()
     stats = stream_predictions(series, bundle, sink, window=64, overlap=overlap, batch_size=3, device="cpu",
                                progress=False)
-    recipe = bundle.config.recipe_obj()
+    recipe = bundle.config.recipe
     features, date_valid = read_series(series.scenes, Window(0, 0, W, H), recipe)  # (T, C, H, W): the whole series
     x = normalize(torch.from_numpy(features)[None], bundle.config.normalization, bundle.config.mask_channels)
     with torch.inference_mode():

@@ -72,6 +72,6 @@ def test_the_seeds_data_format_is_trained_on_directly(tmp_path, monkeypatch) -> 
 
     bundle = load_bundle("model/best")
     assert [c.code for c in bundle.config.classes] == [1, 2, 3]  # class index i -> code i + 1
-    assert bundle.config.model["name"] == "rsprunetpp" and bundle.config.model["options"]["mask_channels"] == 11
+    assert bundle.config.model.name == "rsprunetpp" and bundle.config.model.options["mask_channels"] == 11
     with torch.no_grad():
         assert bundle.model(torch.zeros(2, 24, 32, 32)).shape == (2, 3, 32, 32)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 from tests.tiling._tiling_helpers import DEMO_PARAMS, assert_same_store
 
@@ -32,3 +34,51 @@ def test_tile_on_an_existing_cluster_by_address(dask_cluster: str, demo_catalog,
     assert_same_store(out, demo_store)
     executed = executed_counts()
     assert len(executed) == 2 and all(n > before.get(w, 0) for w, n in executed.items())  # both worker processes tiled
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_cluster_processes_die_with_pytest(tmp_path) -> None:
+    """The fixture's processes get SIGTERM when their parent dies, even by SIGKILL (no orphans)."""
+    import os
+    import signal
+    import time
+
+    script = ("import sys, time; from pathlib import Path; from tests.conftest import _start_process\n"
+              f"p = _start_process([sys.executable, '-c', 'import time; time.sleep(120)'], Path({str(tmp_path)!r}) / 'log')\n"
+              "print(p.pid, flush=True); time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        child = int(parent.stdout.readline())
+        assert os.getpgid(child) == child  # a process group of its own, stopped as a whole
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(child):
+            time.sleep(0.1)
+        assert not _alive(child)
+    finally:
+        parent.kill()
+        parent.wait()
+        if child and _alive(child):
+            os.killpg(child, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for init counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_sigterm_to_pytest_becomes_an_interrupt() -> None:
+    import os
+    import signal
+
+    from tests.conftest import _terminate_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), _terminate_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before

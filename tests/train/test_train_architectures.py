@@ -53,7 +53,7 @@ def test_short_training_writes_model_dir_and_best_reproduces_val_metrics(arch, d
     # best/ holds everything predict needs, and rebuilds the architecture from config.json alone
     bundle = load_bundle(out / "best")
     cfg_json = json.loads((out / "best" / "config.json").read_text())
-    assert bundle.config.model["name"] == arch and bundle.config.model["encoder"] == "test_resnet"
+    assert bundle.config.model.name == arch and bundle.config.model.encoder == "test_resnet"
     assert [c.code for c in bundle.config.classes] == [1, 2, 3, 4, 5, 6]
     assert bundle.config.classes[0].name == "water" and bundle.config.classes[0].color.startswith("#")
     assert len(bundle.config.normalization.mean) == 24 and bundle.config.channel_names[3] == "B04"

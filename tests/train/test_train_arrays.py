@@ -32,10 +32,10 @@ def test_train_on_an_exported_array_then_evaluate_and_predict(demo_cubes, tmp_pa
 
     bundle = load_bundle(result.best)
     c = bundle.config
-    assert c.recipe["name"] == "s2_24" and c.channel_names == store.channel_names and c.mask_channels == 11
+    assert c.recipe.name == "s2_24" and c.channel_names == store.channel_names and c.mask_channels == 11
     assert c.classes == store.classes and c.window == store.cube_size
     assert c.normalization.mean == pytest.approx(arrays.stats["by_split"]["train"]["mean"])
-    assert c.model["options"]["pointrend"] is True
+    assert c.model.options["pointrend"] is True
     assert json.loads((result.best / "config.json").read_text())["extra"]["cubes"] == str(cubes.resolve())
     history = json.loads((tmp_path / "model" / "history.json").read_text())
     assert history[-1]["train_loss"] > 0

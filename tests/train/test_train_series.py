@@ -55,7 +55,7 @@ def test_train_and_evaluate_on_a_series_store(season, tmp_path, arch, extra, mod
     assert result.epochs == 1 and np.isfinite(result.history[-1]["train_loss"])
 
     bundle = load_bundle(out / "best")
-    options = bundle.config.model["options"]
+    options = bundle.config.model.options
     assert options["temporal"] == mode and bundle.config.time_steps == 3
     assert options["time_steps"] == (3 if mode == "channels" else None)  # attention and 3d take any T
     assert bundle.config.predict_window_costs and 64 in bundle.config.predict_window_costs  # measured on (N, T, C, h, w)
