@@ -35,7 +35,7 @@ from geoseg.utils.outputs import atomic_folder, legacy_entries
 from geoseg.utils.progress import progress_bar
 
 __all__ = ["generate_demo_scene", "DemoScene", "DEMO_TILE", "DEMO_DATE", "DEMO_DATETIME", "DEMO_KIND",
-           "BLOCK_ROWS", "check_size", "scene_tags"]
+           "DEMO_LEGACY", "BLOCK_ROWS", "check_size", "scene_tags"]
 
 DEMO_DATETIME = datetime(2023, 6, 12, 10, 15, 59)
 DEMO_DATE = compact_date(DEMO_DATETIME)
@@ -83,7 +83,7 @@ def _reflectance(land: Landscape, cover: np.ndarray, r0: int, r1: int, rng: np.r
 
 
 DEMO_KIND = "demo scene"
-_LEGACY = legacy_entries("README.txt", "labels.tif", contains={"README.txt": "geoseg demo scene"},
+DEMO_LEGACY = legacy_entries("README.txt", "labels.tif", contains={"README.txt": "geoseg demo scene"},
                          optional=(f"{DEMO_TILE}_{DEMO_DATE}", f"S2B_MSIL2A_{DEMO_DATE}_N0509_R022_{DEMO_TILE}_{DEMO_DATE}.SAFE"))
 
 
@@ -106,7 +106,7 @@ def generate_demo_scene(
     """
     check_size(size)
     land = Landscape(size, seed)
-    with atomic_folder(out, DEMO_KIND, legacy=_LEGACY) as tmp:
+    with atomic_folder(out, DEMO_KIND, legacy=DEMO_LEGACY) as tmp:
         with SceneWriter(tmp / scene_name(DEMO_DATETIME, layout), size, DEMO_DATETIME, layout,
                          scene_tags(DEMO_DATETIME, seed)) as scene:
             labels = LabelsWriter(tmp / "labels.tif", size)
