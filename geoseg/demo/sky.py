@@ -1,12 +1,14 @@
 """Clouds, cirrus and cloud shadows of each acquisition of a demo season.
 
-Each date has its own seeded cloud and cirrus fields and its own cover (4–12 % thick cloud,
-0–6 % cirrus thick enough to be flagged), so every date has some cloud and no two dates have
-it in the same places. A pixel is *obscured* on a date when cloud, flagged cirrus or a cloud
-shadow covers it. No pixel is under thick cloud on two dates, nor obscured on more than
-``max_obscured`` dates (fewer than half): a date's clouds (and the shadows they would cast)
-give way where an earlier date had thick cloud or already obscured the pixel that often. Everything is a function of the position, evaluated per block
-of rows, so blocks agree at their edges.
+Each date has its own seeded cloud and cirrus fields and its own cover (a target of 4–12 %
+thick cloud, formed away from earlier dates' clouds, and 0–6 % cirrus thick enough to be
+flagged), so every date has some cloud and no two dates have it in the same places. A pixel
+is *obscured* on a date when cloud, flagged cirrus or a cloud shadow covers its 20 m SCL pixel.
+No pixel is under thick cloud on two dates, nor obscured on more than ``max_obscured`` dates
+(fewer than half): a date's clouds (and the shadows they would cast) give way where an earlier
+date had thick cloud or already obscured the pixel that often, so later dates may keep less
+than their target. Everything is a function of the position, evaluated per block of rows, so
+blocks agree at their edges.
 """
 
 from __future__ import annotations

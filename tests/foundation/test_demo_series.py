@@ -124,8 +124,8 @@ def _accuracies(pixels, a: int, b: int) -> tuple[list[float], float]:
 
 def test_cropland_and_grassland_differ_only_over_the_season(pixels) -> None:
     dates, season = _accuracies(pixels, 3, 4)
-    assert max(dates) < 0.75, dates  # measured 0.55–0.66 per date (seed 0)
-    assert season > 0.95  # measured 0.99
+    assert max(dates) < 0.75, dates  # measured 0.55–0.70 per date (seed 0)
+    assert season > 0.95  # measured 0.994
 
 
 def test_cropland_and_bare_soil_differ_after_harvest_only_over_the_season(pixels) -> None:
