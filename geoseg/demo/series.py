@@ -76,7 +76,7 @@ def _spacecraft(when: datetime) -> str:
 
 
 class _Fields:
-    """Management fields: Voronoi cells of seeds ~24 px apart, each cropland, grassland or bare soil.
+    """Management fields: Voronoi cells of seeds ~16 px (160 m) apart, each cropland, grassland or bare soil.
 
     They replace the single-date demo's ~700 m parcels (forest, towns, water stay), so that
     even a small scene holds dozens of fields of each kind.
