@@ -17,6 +17,8 @@ from geoseg.cli.types import Int
 from geoseg.features.options import FeatureOptions
 from geoseg.io.options import SceneOptions
 
+_MAX_DATES = 37  # geoseg.demo.series.MAX_DATES (not imported: the CLI starts without numpy/scipy)
+
 __all__ = ["inspect_cmd", "features_cmd", "demo_data_cmd"]
 
 _scene_arg = click.argument("scene", type=click.Path(path_type=str))  # str: s3://, /vsizip/... kept as written
@@ -91,10 +93,19 @@ def features_cmd(scene: str, out: Path, recipe: str, mask: str | None, **options
 @click.option("--size", type=Int(120, 10980, multiple_of=6, hint="a multiple of 6 from 120 to 10980, e.g. --size 960"), default=960, show_default=True, help="Grid size at 10 m (multiple of 6, up to 10980).")
 @click.option("--seed", type=Int(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--layout", type=click.Choice(["per_band", "safe"]), default="per_band", show_default=True)
-def demo_data_cmd(out: Path, size: int, seed: int, layout: str) -> None:
-    """Generate the built-in demo scene (Sentinel-2 L2A-like, with land-cover labels)."""
-    from geoseg.demo import generate_demo_scene
+@click.option("--dates", type=Int(1, _MAX_DATES, hint="e.g. --dates 6"), default=1, show_default=True,
+              help=f"Acquisitions: 1 writes the single-date scene; 2 to {_MAX_DATES} write a season (mid-April to "
+                   "mid-October) over the same grid, one scene folder per date, one labels.tif.")
+def demo_data_cmd(out: Path, size: int, seed: int, layout: str, dates: int) -> None:
+    """Generate the built-in demo scene (Sentinel-2 L2A-like, with land-cover labels), or a season of them."""
+    from geoseg.demo import generate_demo_scene, generate_demo_series
 
-    demo = generate_demo_scene(out, size=size, seed=seed, layout=layout)  # type: ignore[arg-type]
-    click.echo(f"demo scene: {demo.scene}")
-    click.echo(f"labels:     {demo.labels}")
+    if dates == 1:
+        demo = generate_demo_scene(out, size=size, seed=seed, layout=layout)  # type: ignore[arg-type]
+        click.echo(f"demo scene: {demo.scene}")
+        click.echo(f"labels:     {demo.labels}")
+        return
+    series = generate_demo_series(out, size=size, seed=seed, dates=dates, layout=layout)  # type: ignore[arg-type]
+    for when, scene in zip(series.datetimes, series.scenes, strict=True):
+        click.echo(f"{when:%Y-%m-%d}: {scene}")
+    click.echo(f"labels:     {series.labels}")

@@ -9,33 +9,37 @@ Output folder::
 
 DNs carry the +1000 offset of processing baseline ≥ 04.00 and say so in their tags
 (``BOA_ADD_OFFSET=-1000``), like real products. The grid is the real T33UUU tile grid.
+A season of acquisitions over the same grid: :mod:`geoseg.demo.series`.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-import rasterio
-from affine import Affine
-from rasterio.crs import CRS
-from rasterio.windows import Window
 
-from geoseg.demo.classes import CLOUD_SPECTRUM, DEMO_CLASSES, DEMO_SPECTRA, L2A_BANDS
+from geoseg.demo.classes import CLOUD_SPECTRUM, DEMO_CLASSES, DEMO_SPECTRA
+from geoseg.demo.files import (
+    DEMO_TILE,
+    LabelsWriter,
+    Layout,
+    SceneWriter,
+    compact_date,
+    scene_name,
+    scl_codes,
+)
 from geoseg.demo.landscape import Landscape
 from geoseg.errors import ConfigError
-from geoseg.io.sensors import S2_BANDS
 from geoseg.utils.outputs import atomic_folder, legacy_entries
 from geoseg.utils.progress import progress_bar
 
-__all__ = ["generate_demo_scene", "DemoScene", "DEMO_TILE", "DEMO_DATE"]
+__all__ = ["generate_demo_scene", "DemoScene", "DEMO_TILE", "DEMO_DATE", "DEMO_DATETIME", "DEMO_KIND",
+           "DEMO_LEGACY", "BLOCK_ROWS", "check_size", "scene_tags"]
 
-DEMO_TILE = "T33UUU"
-DEMO_DATE = "20230612T101559"
-_TILE_ORIGIN = (300000.0, 5900040.0)  # upper-left of Sentinel-2 tile 33UUU, EPSG:32633
-_OFFSET_DN = 1000
-_BLOCK_ROWS = 600  # multiple of 6: whole 20 m and 60 m rows per block
+DEMO_DATETIME = datetime(2023, 6, 12, 10, 15, 59)
+DEMO_DATE = compact_date(DEMO_DATETIME)
+BLOCK_ROWS = 600  # multiple of 6: whole 20 m and 60 m rows per block
 
 
 class DemoScene:
@@ -47,51 +51,21 @@ class DemoScene:
         self.labels = self.root / "labels.tif"
 
 
-def _profile(n: int, res: int, dtype: str) -> dict:
-    scale = res // 10
-    x0, y0 = _TILE_ORIGIN[0] + 6000.0, _TILE_ORIGIN[1] - 6000.0
-    return {
-        "driver": "GTiff", "width": n // scale, "height": n // scale, "count": 1, "dtype": dtype,
-        "crs": CRS.from_epsg(32633), "transform": Affine(res, 0, x0, 0, -res, y0), "nodata": 0,
-        "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
-    }
+def check_size(size: int) -> None:
+    """Refuse a demo size that is not a multiple of 6 ≥ 120 (whole 60 m pixels)."""
+    if size % 6 or size < 120:
+        ok = max(120, int(round(size / 6)) * 6)
+        raise ConfigError(f"demo size {size} is not a multiple of 6 ≥ 120", hint=f"use --size {ok}")
 
 
-def _band_path(folder: Path, band: str, res: int, layout: str) -> Path:
-    name = f"{DEMO_TILE}_{DEMO_DATE}_{band}_{res}m.tif"
-    if layout == "safe":
-        return folder / "GRANULE" / f"L2A_{DEMO_TILE}_A000000_{DEMO_DATE}" / "IMG_DATA" / f"R{res}m" / name
-    return folder / name
+def scene_tags(when: datetime, seed: int) -> dict[str, str]:
+    """The GeoTIFF tags of every band file of one demo acquisition."""
+    return {"BOA_ADD_OFFSET": "-1000", "PROCESSING_BASELINE": "05.09", "PROCESSING_LEVEL": "L2A",
+            "datetime": when.strftime("%Y-%m-%dT%H:%M:%S"), "SOURCE": f"geoseg demo-data seed={seed}"}
 
 
-def _mtd_xml() -> str:
-    offsets = "\n".join(f'        <BOA_ADD_OFFSET band_id="{i}">-1000</BOA_ADD_OFFSET>' for i in range(13))
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd">
-  <n1:General_Info><Product_Info>
-    <PRODUCT_START_TIME>2023-06-12T10:15:59.024Z</PRODUCT_START_TIME>
-    <PROCESSING_LEVEL>Level-2A</PROCESSING_LEVEL><PRODUCT_TYPE>S2MSI2A</PRODUCT_TYPE>
-    <PROCESSING_BASELINE>05.09</PROCESSING_BASELINE>
-    <Datatake><SPACECRAFT_NAME>Sentinel-2B</SPACECRAFT_NAME></Datatake>
-  </Product_Info>
-  <Product_Image_Characteristics>
-    <QUANTIFICATION_VALUES_LIST><BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE></QUANTIFICATION_VALUES_LIST>
-    <BOA_ADD_OFFSET_VALUES_LIST>
-{offsets}
-    </BOA_ADD_OFFSET_VALUES_LIST>
-  </Product_Image_Characteristics></n1:General_Info>
-</n1:Level-2A_User_Product>
-"""
-
-
-def _scl(cover: np.ndarray, cloud: np.ndarray, cirrus: np.ndarray, shadow: np.ndarray, nodata: np.ndarray) -> np.ndarray:
-    scl = np.where(cover == 1, 6, np.where(np.isin(cover, (5, 6)), 5, 4)).astype(np.uint8)
-    scl[(cirrus > 0.12) & (cloud <= 0.3)] = 10
-    scl[shadow & (cloud <= 0.3)] = 3
-    scl[(cloud > 0.3) & (cloud <= 0.6)] = 8
-    scl[cloud > 0.6] = 9
-    scl[nodata] = 0
-    return scl
+def _surface_scl(cover: np.ndarray) -> np.ndarray:
+    return np.where(cover == 1, 6, np.where(np.isin(cover, (5, 6)), 5, 4)).astype(np.uint8)
 
 
 def _reflectance(land: Landscape, cover: np.ndarray, r0: int, r1: int, rng: np.random.Generator):
@@ -109,7 +83,7 @@ def _reflectance(land: Landscape, cover: np.ndarray, r0: int, r1: int, rng: np.r
 
 
 DEMO_KIND = "demo scene"
-_LEGACY = legacy_entries("README.txt", "labels.tif", contains={"README.txt": "geoseg demo scene"},
+DEMO_LEGACY = legacy_entries("README.txt", "labels.tif", contains={"README.txt": "geoseg demo scene"},
                          optional=(f"{DEMO_TILE}_{DEMO_DATE}", f"S2B_MSIL2A_{DEMO_DATE}_N0509_R022_{DEMO_TILE}_{DEMO_DATE}.SAFE"))
 
 
@@ -117,7 +91,7 @@ def generate_demo_scene(
     out: str | Path,
     size: int = 960,
     seed: int = 0,
-    layout: Literal["per_band", "safe"] = "per_band",
+    layout: Layout = "per_band",
     progress: bool = True,
 ) -> DemoScene:
     """Write the demo scene to ``out`` (atomically) and return its paths.
@@ -130,50 +104,23 @@ def generate_demo_scene(
         seed: random seed; the same seed gives byte-identical rasters.
         layout: ``per_band`` files or a ``safe``-like product folder.
     """
-    if size % 6 or size < 120:
-        ok = max(120, int(round(size / 6)) * 6)
-        raise ConfigError(f"demo size {size} is not a multiple of 6 ≥ 120", hint=f"use --size {ok}")
+    check_size(size)
     land = Landscape(size, seed)
-    scene_name = f"S2B_MSIL2A_{DEMO_DATE}_N0509_R022_{DEMO_TILE}_{DEMO_DATE}.SAFE" if layout == "safe" else f"{DEMO_TILE}_{DEMO_DATE}"
-    tags = {"BOA_ADD_OFFSET": "-1000", "PROCESSING_BASELINE": "05.09", "PROCESSING_LEVEL": "L2A",
-            "datetime": "2023-06-12T10:15:59", "SOURCE": f"geoseg demo-data seed={seed}"}
-    with atomic_folder(out, DEMO_KIND, legacy=_LEGACY) as tmp:
-        folder = tmp / scene_name
-        files = {}
-        for band in (*L2A_BANDS, "SCL"):
-            res = 20 if band == "SCL" else S2_BANDS[band].resolution
-            path = _band_path(folder, band, res, layout)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            files[band] = rasterio.open(path, "w", **_profile(size, res, "uint8" if band == "SCL" else "uint16"))
-            files[band].update_tags(**tags)
-            files[band].set_band_description(1, band)
-        labels = rasterio.open(tmp / "labels.tif", "w", **_profile(size, 10, "uint8"))
-        labels.update_tags(classes=";".join(f"{c}={n}" for c, n, _ in DEMO_CLASSES))
-        labels.write_colormap(1, {c: tuple(int(col[i : i + 2], 16) for i in (1, 3, 5)) for c, _, col in DEMO_CLASSES})
-        try:
-            rows = range(0, size, _BLOCK_ROWS)
-            for r0 in progress_bar(rows, desc="demo scene", unit="block", enabled=progress):
-                r1 = min(size, r0 + _BLOCK_ROWS)
-                rng = np.random.default_rng([seed, r0])
-                cover = land.land_cover(r0, r1)
-                refl, cloud, cirrus, shadow = _reflectance(land, cover, r0, r1, rng)
-                nodata = land.nodata(r0, r1)
-                dn = np.round(refl * 10000 + _OFFSET_DN).astype(np.uint16)
-                dn[:, nodata] = 0
-                labels.write(cover, 1, window=Window(0, r0, size, r1 - r0))
-                for i, band in enumerate(L2A_BANDS):
-                    f = S2_BANDS[band].resolution // 10
-                    block = dn[i].reshape((r1 - r0) // f, f, size // f, f)
-                    native = block.mean(axis=(1, 3)).round().astype(np.uint16)
-                    native[(block == 0).any(axis=(1, 3))] = 0  # any no-data pixel → no data
-                    files[band].write(native, 1, window=Window(0, r0 // f, size // f, (r1 - r0) // f))
-                scl = _scl(cover, cloud, cirrus, shadow, nodata)[::2, ::2]
-                files["SCL"].write(scl, 1, window=Window(0, r0 // 2, size // 2, (r1 - r0) // 2))
-        finally:
-            for ds in (*files.values(), labels):
-                ds.close()
-        if layout == "safe":
-            (folder / "MTD_MSIL2A.xml").write_text(_mtd_xml())
+    with atomic_folder(out, DEMO_KIND, legacy=DEMO_LEGACY) as tmp:
+        with SceneWriter(tmp / scene_name(DEMO_DATETIME, layout), size, DEMO_DATETIME, layout,
+                         scene_tags(DEMO_DATETIME, seed)) as scene:
+            labels = LabelsWriter(tmp / "labels.tif", size)
+            try:
+                for r0 in progress_bar(range(0, size, BLOCK_ROWS), desc="demo scene", unit="block", enabled=progress):
+                    r1 = min(size, r0 + BLOCK_ROWS)
+                    rng = np.random.default_rng([seed, r0])
+                    cover = land.land_cover(r0, r1)
+                    refl, cloud, cirrus, shadow = _reflectance(land, cover, r0, r1, rng)
+                    nodata = land.nodata(r0, r1)
+                    labels.write(r0, r1, cover)
+                    scene.write(r0, r1, refl, scl_codes(_surface_scl(cover), cloud, cirrus, shadow, nodata), nodata)
+            finally:
+                labels.close()
         (tmp / "README.txt").write_text(
             f"geoseg demo scene (synthetic, seed={seed}, {size}x{size} px at 10 m, tile {DEMO_TILE}, EPSG:32633).\n"
             "Bands at native 10/20/60 m with the +1000 DN offset (BOA_ADD_OFFSET=-1000), SCL at 20 m,\n"

@@ -12,10 +12,10 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-__all__ = ["Landscape"]
+__all__ = ["Landscape", "SmoothField"]
 
 
-class _SmoothField:
+class SmoothField:
     """Band-limited noise in [0, 1]-ish, defined by a small random grid, bilinearly upsampled."""
 
     def __init__(self, rng: np.random.Generator, size: int, scale: float, smooth: float = 1.5):
@@ -25,10 +25,23 @@ class _SmoothField:
         self.scale = scale
 
     def rows(self, r0: int, r1: int, width: int) -> np.ndarray:
+        """The field's values on rows ``r0:r1`` of a ``width``-wide grid (bilinear, wrapping)."""
         yy = (np.arange(r0, r1) + 0.5) / self.scale
         xx = (np.arange(width) + 0.5) / self.scale
         y, x = np.meshgrid(yy, xx, indexing="ij")
         return ndimage.map_coordinates(self.grid, [y, x], order=1, mode="nearest")
+
+    def at(self, y: np.ndarray, x: np.ndarray, order: int = 1) -> np.ndarray:
+        """Values on the grid of pixel coordinates ``y`` × ``x`` (1-D, may reach beyond the scene).
+
+        ``order`` 3 (cubic) gives rounder shapes than the bilinear :meth:`rows`.
+        """
+        yy, xx = np.meshgrid(y / self.scale, x / self.scale, indexing="ij")
+        return ndimage.map_coordinates(self.grid, [yy, xx], order=order, mode="nearest")
+
+    def window(self, r0: int, r1: int, c0: int, c1: int, order: int = 1) -> np.ndarray:
+        """Values of the pixels of rows ``r0:r1`` and columns ``c0:c1``."""
+        return self.at(np.arange(r0, r1) + 0.5, np.arange(c0, c1) + 0.5, order)
 
 
 @dataclass
@@ -48,11 +61,11 @@ class Landscape:
         self.parcel_tree = cKDTree(self.parcel_xy)
         self.parcel_class = rng.choice([3, 4, 6], size=k, p=[0.5, 0.35, 0.15])
         self.parcel_gain = rng.normal(1.0, 0.06, size=(k, 1)).clip(0.85, 1.15)
-        self.forest = _SmoothField(rng, n, scale=90)
-        self.texture = _SmoothField(rng, n, scale=6, smooth=1.0)
-        self.lake = _SmoothField(rng, n, scale=160)
-        self.cloud = _SmoothField(rng, n, scale=60)
-        self.cirrus = _SmoothField(rng, n, scale=120)
+        self.forest = SmoothField(rng, n, scale=90)
+        self.texture = SmoothField(rng, n, scale=6, smooth=1.0)
+        self.lake = SmoothField(rng, n, scale=160)
+        self.cloud = SmoothField(rng, n, scale=60)
+        self.cirrus = SmoothField(rng, n, scale=120)
         # A river meandering from top to bottom.
         self.river_x0 = rng.uniform(0.3, 0.7) * n
         self.river_amp = rng.uniform(0.06, 0.12) * n

@@ -110,7 +110,7 @@ def prepare_run(scene: Scene | SeriesInput, bundle: ModelBundle, options: Predic
         ConfigError: the window does not fit the overlap, the device is not there, or the input's form (one
             date, a series of T dates) is not the model's.
     """
-    from geoseg.train.series import check_series_input
+    from geoseg.bundle.series import check_series_input
 
     if isinstance(scene, SeriesInput):
         check_series_input(bundle.config.model, scene.time_steps, scene.reference.path, "the series")

@@ -32,6 +32,7 @@ import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from geoseg.bundle import ModelRunner, load_bundle, resolve_bundle_dir, resolve_device
+from geoseg.bundle.series import check_series_input
 from geoseg.config.schema import with_overrides
 from geoseg.errors import ConfigError, LabelError
 from geoseg.train.evaluate_options import EvaluateOptions
@@ -44,7 +45,6 @@ from geoseg.train.examples import (
     pixel_accuracy,
 )
 from geoseg.train.metrics import IGNORE_INDEX, Scores, confusion_scores
-from geoseg.train.series import check_series_input
 from geoseg.utils.memory import keep_freed_memory
 from geoseg.utils.outputs import atomic_folder, check_not_input, claim_folder, legacy_entries
 from geoseg.validity import valid_mask_numpy

@@ -61,7 +61,8 @@ def _series_bundle(seed: int = 0) -> ModelBundle:
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(3.0)
-    spec = {"name": "pointwise", "options": {"temporal": "attention", "time_steps": None}}
+    spec = {"name": "pointwise", "in_channels": r.num_channels, "num_classes": len(DEMO_CLASSES),
+            "options": {"temporal": "attention", "time_steps": None}}
     return ModelBundle(model.eval(), bundle_config(DEMO_CLASSES, model_spec=spec))
 
 

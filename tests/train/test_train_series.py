@@ -15,12 +15,13 @@ import pytest
 import torch
 
 from geoseg.bundle import load_bundle
+from geoseg.bundle.series import check_series_input
 from geoseg.data.augment import random_crop, random_dihedral, resize_nearest
 from geoseg.demo import generate_demo_scene
 from geoseg.errors import ConfigError
 from geoseg.tiling import CubeStore, tile_dataset
 from geoseg.train import evaluate, train
-from geoseg.train.series import check_series_input, series_model_options
+from geoseg.train.series import series_model_options
 from tests.predict._predict_helpers import unet_bundle
 from tests.tiling.test_tiler_series import DATES, PARAMS, _catalog, _redated
 from tests.train._helpers import tiny_config
