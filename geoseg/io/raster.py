@@ -21,7 +21,7 @@ from rasterio.errors import RasterioError, RasterioIOError
 from geoseg.errors import CorruptRasterError, MissingFileError
 from geoseg.io.grid import Grid
 
-__all__ = ["BandFile", "GDAL_ENV", "REMOTE_ENV", "gdal_path", "is_virtual", "open_raster", "reading"]
+__all__ = ["BandFile", "GDAL_ENV", "REMOTE_ENV", "gdal_path", "is_virtual", "ogr_env", "open_raster", "reading"]
 
 
 def _unless_set(options: dict) -> dict:
@@ -48,6 +48,26 @@ REMOTE_ENV = _unless_set({
     "VSI_CACHE": True,
     "VSI_CACHE_SIZE": 64 * 2**20,  # bytes, per open file
 })
+
+
+@contextlib.contextmanager
+def ogr_env() -> Iterator[None]:
+    """:data:`GDAL_ENV` and :data:`REMOTE_ENV` for reads through pyogrio (vector files, folder listings).
+
+    pyogrio bundles a GDAL of its own, which ``rasterio.Env`` does not reach; its options are
+    process-wide, so the previous values are restored on exit.
+    """
+    import pyogrio
+
+    options = {**GDAL_ENV, **REMOTE_ENV}
+    before = {name: pyogrio.get_gdal_config_option(name) for name in options}
+    pyogrio.set_gdal_config_options(options)
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options(before)
+
+
 _SCHEMES = {"s3": "/vsis3/", "gs": "/vsigs/", "az": "/vsiaz/", "http": "/vsicurl/http", "https": "/vsicurl/https"}
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
 _NETWORK = re.compile(r"^[a-z][a-z0-9+.-]*://|/vsi(curl|s3|gs|az|adls|oss|swift|webhdfs)", re.IGNORECASE)  # read over a network

@@ -15,6 +15,11 @@ when the test fails). ``mode`` chooses how it answers:
   range support).
 
 Every request is recorded in ``server.requests`` as ``(method, path, Range header or None, status)``.
+
+:func:`serve_folder_process` runs the same server in a child process (``python -m
+tests.foundation._http_server ROOT MODE``), for reads through pyogrio (vector labels, GDAL's
+directory listing of a remote zip): pyogrio holds the GIL while GDAL waits for the answer, so
+a server thread of the same process would never answer. Its requests are not recorded.
 """
 
 from __future__ import annotations
@@ -23,8 +28,11 @@ import contextlib
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -136,3 +144,41 @@ def serve_folder(root: str | os.PathLike[str], mode: str = "range", keep: int = 
 def url(server: Any, name: str) -> str:
     """``http://127.0.0.1:PORT/name`` of a file served by ``server``."""
     return f"http://127.0.0.1:{server.server_port}/{name}"
+
+
+@dataclass(frozen=True)
+class ProcessServer:
+    """A server running in a child process: its port (for :func:`url`) and the process."""
+
+    server_port: int
+    process: subprocess.Popen
+
+
+@contextlib.contextmanager
+def serve_folder_process(root: str | os.PathLike[str], mode: str = "range") -> Iterator[ProcessServer]:
+    """:func:`serve_folder` in a child process, terminated (then killed) when the block ends, pass or fail."""
+    repo = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen([sys.executable, "-m", "tests.foundation._http_server", str(root), mode],
+                               stdout=subprocess.PIPE, text=True, cwd=repo,
+                               env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # the port, once the socket listens
+        if not line.strip().isdigit():
+            raise RuntimeError(f"the HTTP server process did not start (exit code {process.poll()})")
+        yield ProcessServer(int(line), process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+if __name__ == "__main__":  # python -m tests.foundation._http_server ROOT [MODE]: serve until terminated
+    with serve_folder(sys.argv[1], mode=sys.argv[2] if len(sys.argv) > 2 else "range") as running:
+        print(running.server_port, flush=True)
+        threading.Event().wait()
