@@ -296,7 +296,7 @@ def _prepare_raster(path: str | Path, grid: Grid, label_map: LabelMap) -> SceneL
                     "write it on the scene grid",
                 )
         else:
-            source = Grid.from_dataset(ds)
+            source = Grid.from_dataset(ds, path)
         _check_overlap(path, source, grid)
         nodata = ds.nodata
         seen = _codes_present(ds)

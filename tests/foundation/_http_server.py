@@ -14,6 +14,10 @@ when the test fails). ``mode`` chooses how it answers:
 * ``"no-range"``: ignores ``Range`` and answers ``200`` with the whole file (a server without
   range support).
 
+A folder gets ``404``, as from object storage without listing rights or a server without
+index pages; with ``listing=True`` it gets an Apache-style "Index of" page, which GDAL's
+``/vsicurl/`` parses to list the folder.
+
 Every request is recorded in ``server.requests`` as ``(method, path, Range header or None, status)``.
 
 :func:`serve_folder_process` runs the same server in a child process (``python -m
@@ -57,6 +61,13 @@ class _Handler(BaseHTTPRequestHandler):
         rel = self.path.split("?", 1)[0].lstrip("/")
         path = (server.root / rel).resolve()
         wanted = self.headers.get("Range")
+        if server.listing and path.is_dir() and (path == server.root or server.root in path.parents):
+            if not self.path.endswith("/"):  # as Apache does: the folder's address ends with a slash
+                server.requests.append((self.command, self.path, wanted, 301))
+                self._headers(301, 0, {"Location": self.path + "/"})
+                return
+            self._index(path, body)
+            return
         if not path.is_file() or server.root not in path.parents:
             server.requests.append((self.command, self.path, wanted, 404))
             self._headers(404, 0, extra={"Content-Type": "text/plain"})
@@ -96,6 +107,22 @@ class _Handler(BaseHTTPRequestHandler):
                 f.seek(start)
                 self.wfile.write(f.read(end - start + 1))
 
+    def _index(self, folder: Path, body: bool) -> None:
+        """An Apache-style "Index of /folder" page (GDAL's /vsicurl/ lists folders from such pages)."""
+        server: Any = self.server
+        shown = "/" + folder.relative_to(server.root).as_posix().strip(".")
+        rows = "".join(
+            f'<img src="/icons/{"folder" if p.is_dir() else "unknown"}.gif" alt="[{"DIR" if p.is_dir() else "   "}]"> '
+            f'<a href="{p.name}{"/" if p.is_dir() else ""}">{p.name}{"/" if p.is_dir() else ""}</a>'
+            f"  01-Jan-2024 00:00  {'-' if p.is_dir() else p.stat().st_size}\n" for p in sorted(folder.iterdir()))
+        parent = '<img src="/icons/back.gif" alt="[PARENTDIR]"> <a href="../">Parent Directory</a>  -\n'
+        page = (f"<html><head><title>Index of {shown}</title></head><body><h1>Index of {shown}</h1><pre>"
+                f"{parent}{rows}</pre></body></html>").encode()
+        server.requests.append((self.command, self.path, None, 200))
+        self._headers(200, len(page), {"Content-Type": "text/html"})
+        if body:
+            self.wfile.write(page)
+
     def _headers(self, status: int, length: int, extra: dict[str, str]) -> None:
         self.send_response(status)
         self.send_header("Content-Length", str(length))
@@ -118,7 +145,8 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def serve_folder(root: str | os.PathLike[str], mode: str = "range", keep: int = 16384) -> Iterator[_Server]:
+def serve_folder(root: str | os.PathLike[str], mode: str = "range", keep: int = 16384,
+                 listing: bool = False) -> Iterator[_Server]:
     """Serve ``root`` on ``http://127.0.0.1:<server.server_port>/`` in a thread until the block ends.
 
     The server is shut down and its socket closed in a ``finally``, whatever the test does.
@@ -127,6 +155,7 @@ def serve_folder(root: str | os.PathLike[str], mode: str = "range", keep: int = 
         raise ValueError(f"unknown mode {mode!r}")
     server = _Server(("127.0.0.1", 0), _Handler)
     server.root, server.mode, server.keep = Path(root).resolve(), mode, keep  # type: ignore[attr-defined]
+    server.listing = listing  # type: ignore[attr-defined]
     server.requests = []  # type: ignore[attr-defined]
     server.stopping = threading.Event()  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -155,10 +184,12 @@ class ProcessServer:
 
 
 @contextlib.contextmanager
-def serve_folder_process(root: str | os.PathLike[str], mode: str = "range") -> Iterator[ProcessServer]:
+def serve_folder_process(root: str | os.PathLike[str], mode: str = "range",
+                         listing: bool = False) -> Iterator[ProcessServer]:
     """:func:`serve_folder` in a child process, terminated (then killed) when the block ends, pass or fail."""
     repo = Path(__file__).resolve().parents[2]
-    process = subprocess.Popen([sys.executable, "-m", "tests.foundation._http_server", str(root), mode],
+    process = subprocess.Popen([sys.executable, "-m", "tests.foundation._http_server", str(root), mode,
+                                "listing" if listing else "no-listing"],
                                stdout=subprocess.PIPE, text=True, cwd=repo,
                                env={**os.environ, "PYTHONPATH": str(repo)})
     try:
@@ -178,7 +209,7 @@ def serve_folder_process(root: str | os.PathLike[str], mode: str = "range") -> I
             process.stdout.close()
 
 
-if __name__ == "__main__":  # python -m tests.foundation._http_server ROOT [MODE]: serve until terminated
-    with serve_folder(sys.argv[1], mode=sys.argv[2] if len(sys.argv) > 2 else "range") as running:
+if __name__ == "__main__":  # python -m tests.foundation._http_server ROOT MODE [no-]listing: serve until terminated
+    with serve_folder(sys.argv[1], mode=sys.argv[2], listing=sys.argv[3] == "listing") as running:
         print(running.server_port, flush=True)
         threading.Event().wait()
