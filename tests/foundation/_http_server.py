@@ -14,6 +14,9 @@ when the test fails). ``mode`` chooses how it answers:
 * ``"no-range"``: ignores ``Range`` and answers ``200`` with the whole file (a server without
   range support).
 
+With ``tls=(cert, key)`` the server speaks HTTPS (:func:`self_signed` makes a certificate for
+127.0.0.1; GDAL accepts it with ``GDAL_HTTP_UNSAFESSL=YES``).
+
 A folder gets ``404``, as from object storage without listing rights or a server without
 index pages; with ``listing=True`` it gets an Apache-style "Index of" page, which GDAL's
 ``/vsicurl/`` parses to list the folder.
@@ -31,7 +34,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -146,7 +151,7 @@ class _Server(ThreadingHTTPServer):
 
 @contextlib.contextmanager
 def serve_folder(root: str | os.PathLike[str], mode: str = "range", keep: int = 16384,
-                 listing: bool = False) -> Iterator[_Server]:
+                 listing: bool = False, tls: tuple[Path, Path] | None = None) -> Iterator[_Server]:
     """Serve ``root`` on ``http://127.0.0.1:<server.server_port>/`` in a thread until the block ends.
 
     The server is shut down and its socket closed in a ``finally``, whatever the test does.
@@ -156,6 +161,11 @@ def serve_folder(root: str | os.PathLike[str], mode: str = "range", keep: int = 
     server = _Server(("127.0.0.1", 0), _Handler)
     server.root, server.mode, server.keep = Path(root).resolve(), mode, keep  # type: ignore[attr-defined]
     server.listing = listing  # type: ignore[attr-defined]
+    server.scheme = "https" if tls else "http"  # type: ignore[attr-defined]
+    if tls is not None:  # the handshake happens in the handler's thread, on the first read
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     server.requests = []  # type: ignore[attr-defined]
     server.stopping = threading.Event()  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -171,8 +181,20 @@ def serve_folder(root: str | os.PathLike[str], mode: str = "range", keep: int = 
 
 
 def url(server: Any, name: str) -> str:
-    """``http://127.0.0.1:PORT/name`` of a file served by ``server``."""
-    return f"http://127.0.0.1:{server.server_port}/{name}"
+    """``http://127.0.0.1:PORT/name`` (``https://`` from a TLS server) of a file served by ``server``."""
+    return f"{getattr(server, 'scheme', 'http')}://127.0.0.1:{server.server_port}/{name}"
+
+
+def self_signed(folder: Path) -> tuple[Path, Path] | None:
+    """(certificate, key) for 127.0.0.1 made with the ``openssl`` command, valid one day; None without openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
 
 
 @dataclass(frozen=True)
