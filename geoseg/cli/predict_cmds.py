@@ -23,7 +23,7 @@ __all__ = ["predict_cmd"]
 @click.option("--scale", type=Float(0, min_open=True, hint="DN per unit reflectance, e.g. --scale 1 for reflectance 0-1"),
               default=None, help="DN per unit reflectance of the --scene files [default: 10000, Sentinel-2 digital "
               "numbers]; 1 for reflectance 0-1 (catalog scenes: the catalog's scale:).")
-@click.option("--date", "--datetime", "date", default=None, help="Acquisition to read from a --scene folder holding band files of several "
+@click.option("--datetime", "--date", "date", default=None, help="Acquisition to read from a --scene folder holding band files of several "
               "(YYYYMMDD[THHMMSS] or ISO 8601).")
 @click.option("--catalog", type=click.Path(path_type=Path), default=None,
               help="data_catalog.yaml to take the scenes of --dataset from (default: ./data_catalog.yaml).")
@@ -70,7 +70,7 @@ def predict_cmd(model: Path, scenes: tuple[str, ...], scale: float | None, date:
     if data_path is not None:  # seed 001's inference: a folder of chips
         other = [flag for flag, value in (("--scene", scenes), ("--dataset", dataset), ("--catalog", catalog),
                                           ("--confidence", confidence), ("--vector", vector),
-                                          ("--summary-json", summary_json), ("--date", date)) if value]
+                                          ("--summary-json", summary_json), ("--datetime", date)) if value]
         if other:
             raise ConfigError(f"--data-path predicts chips; {', '.join(other)} is for scenes",
                               hint="drop them, or predict scenes without --data-path")

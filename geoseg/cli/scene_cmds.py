@@ -20,7 +20,7 @@ _resolution = click.option("--resolution", type=Float(0, min_open=True, hint="th
 _offset = click.option("--offset", type=Float(-10000, 10000, hint="a DN offset, e.g. --offset -1000 (processing baseline 04.00 and later) or --offset 0"), default=None, help="DN offset override (e.g. -1000); default: product metadata, else the documented inference rule.")
 _mask = click.option("--mask", type=click.Path(path_type=str), default=None, help="External mask raster; non-zero pixels are invalid.")
 _scale = click.option("--scale", type=Float(0, min_open=True, hint="DN per unit reflectance, e.g. --scale 1 for reflectance 0-1"), default=None, help="DN per unit reflectance [default: 10000, Sentinel-2 digital numbers]; 1 for a product stored as reflectance 0-1, 100 for reflectance x 100.")
-_date = click.option("--date", "--datetime", "date", default=None, help="Acquisition to read from a folder holding band files of several (YYYYMMDD[THHMMSS] as in the file names, or ISO 8601 such as 2024-06-12T10:15:59Z).")
+_date = click.option("--datetime", "--date", "date", default=None, help="Acquisition to read from a folder holding band files of several (YYYYMMDD[THHMMSS] as in the file names, or ISO 8601 such as 2024-06-12T10:15:59Z).")
 _invalid_scl = click.option("--invalid-scl", type=IntList(0, 11, what="SCL class", hint="e.g. --invalid-scl 0,1,3,8,9,10"), default=",".join(map(str, DEFAULT_INVALID_SCL)), show_default=True, help="SCL classes treated as invalid.")
 
 

@@ -98,7 +98,7 @@ class SceneEntry(StrictModel):
                                 description="DN per unit reflectance: 10000 (default, Sentinel-2 DN), 1 for reflectance 0-1")
     date: str | None = Field(None, validation_alias=AliasChoices("date", "datetime"),
                              description="acquisition to read from a folder of several: YYYYMMDD[THHMMSS] or ISO "
-                                         "8601 (key date: or datetime:)")
+                                         "8601 (key datetime:, or date:)")
     band_names: list[str] | None = None
     mask: Path | str | None = Field(None, description="external mask raster: non-zero = invalid")
 

@@ -129,7 +129,7 @@ def _select_acquisition(folder: str | Path, candidates: list[tuple[str, str | Pa
         main = max(acquisitions, key=lambda dt: len(acquisitions[dt]))
         raise BandError(
             f"band files of {len(acquisitions)} acquisitions are mixed: {listing}", path=folder,
-            hint=f"choose one with --date (e.g. --date {main}; catalog: date: '{main}'), "
+            hint=f"choose one with --datetime (e.g. --datetime {main}; catalog: datetime: '{main}'), "
             "or keep each acquisition in its own folder",
         )
     wanted = re.sub(r"[-: ]|\.\d+|Z$", "", date.strip().upper())  # ISO 8601 too: 2017-02-16T10:50:31.024Z
@@ -307,14 +307,14 @@ def open_scene(
     decision: OffsetDecision | None = None
     if stac is not None:
         if date is not None:
-            raise ConfigError(f"date {date!r} selects among the band files of a folder, but a STAC item is one "
-                              "acquisition", path=where, hint="drop the date (--date / catalog date:)")
+            raise ConfigError(f"datetime {date!r} selects among the band files of a folder, but a STAC item is one "
+                              "acquisition", path=where, hint="drop the datetime (--datetime / catalog datetime:)")
         bands, scl = stac.band_files()
         level, decision, dt, facts = stac.level, stac.offset, stac.datetime, dict(stac.facts)
     elif layout == "multiband":
         if date is not None:
-            raise ConfigError(f"date {date!r} selects among the band files of a folder, but this scene is one file",
-                              path=where, hint="drop the date (--date / catalog date:), or point to the band folder")
+            raise ConfigError(f"datetime {date!r} selects among the band files of a folder, but this scene is one file",
+                              path=where, hint="drop the datetime (--datetime / catalog datetime:), or point to the band folder")
         bands, level, tags = _multiband(source, band_names)
         scl = bands.pop("SCL", None)
         decision = offset_from_tags(tags)
