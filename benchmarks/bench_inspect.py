@@ -1,7 +1,7 @@
 """``geoseg inspect`` on a full Sentinel-2 tile: the default sample against ``--full``.
 
-    python benchmarks/bench_inspect.py [--size 10980] [--before 2fc9501] [--cache /tmp/geoseg-bench]
-                                       [--out docs/benchmarks_inspect.md]
+    python benchmarks/bench_inspect.py [--size 10980] [--before 2fc9501] [--previous COMMIT]
+                                       [--cache /tmp/geoseg-bench] [--out docs/benchmarks_inspect.md]
 
 Scenes (in a temp dir unless found in ``--cache``):
 
@@ -16,7 +16,9 @@ Every run is the real command in its own process (``python -m geoseg inspect SCE
 wall and CPU seconds and the peak RSS come from that process's rusage (``os.wait4``). The
 baseline of each scene is ``--full`` of the same run; ``--before COMMIT`` adds the ``inspect`` of
 that commit (its ``geoseg/io/summary.py``, every pixel, as the command was before the sample
-existed), run the same way. The sample's figures are compared with ``--full``'s (as printed).
+existed), run the same way; ``--previous COMMIT`` adds the default ``inspect`` of that commit's
+whole ``geoseg`` package (extracted with ``git archive``), e.g. the sample before the windowed one.
+The sample's figures are compared with ``--full``'s (as printed).
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ exec(compile(source, "summary_before.py", "exec"), module.__dict__)
 for line in module.summarise_scene(open_scene(sys.argv[1])).lines():
     print(line)
 """
+
+
+# `python -m geoseg` would import the repository's package (the working directory comes first)
+PREVIOUS = "import sys; sys.path.insert(0, {previous!r}); from geoseg.cli.main import main; main()"
 
 
 def _run(args_: list[str], stdin: str | None = None) -> dict:
@@ -105,6 +111,16 @@ def _before_source(commit: str) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+def _previous_package(commit: str, into: Path) -> Path | None:
+    """``geoseg/`` as of ``commit``, extracted under ``into`` (None if git cannot)."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", commit, "geoseg"], cwd=REPO, capture_output=True)
+    if archive.returncode != 0:
+        return None
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
 def _compare(sample: dict, full: dict) -> str:
     """Largest differences of the sample's printed figures from --full's."""
     s, f = _figures(sample["stdout"]), _figures(full["stdout"])
@@ -119,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=10980, help="side of the generated tile (multiple of 6)")
     parser.add_argument("--before", default="2fc9501", help="also run inspect as of this commit ('' to skip)")
+    parser.add_argument("--previous", default="", help="also run the default inspect of this commit's package")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/geoseg-bench"),
                         help="reuse the demo scene <cache>/demo_<size> found here (read-only)")
     parser.add_argument("--no-real", action="store_true", help="skip the real .SAFE")
@@ -136,6 +153,7 @@ def main() -> None:
     before = _before_source(args.before) if args.before else None
     with tempfile.TemporaryDirectory(prefix="geoseg-bench-inspect-") as tmp:
         work = Path(tmp)
+        previous = _previous_package(args.previous, work / "previous") if args.previous else None
         root = args.cache / f"demo_{args.size}"
         if not (root / "labels.tif").exists():
             root = work / f"demo_{args.size}"
@@ -155,6 +173,10 @@ def main() -> None:
                               ("`inspect --full`", ["inspect", str(scene), "--full", "--no-progress"])):
                 print(f"{label}: {name} ...", flush=True)
                 runs[name] = _run([sys.executable, "-m", "geoseg", *cmd])
+            if previous is not None:
+                name = f"`inspect` at {args.previous} (default: sample)"
+                print(f"{label}: {name} ...", flush=True)
+                runs[name] = _run([sys.executable, "-c", PREVIOUS.format(previous=str(previous)), "inspect", str(scene)])
             if before is not None and scene != with_ovr:  # overviews do not change a full read
                 name = f"`inspect` at {args.before} (every pixel)"
                 print(f"{label}: {name} ...", flush=True)
@@ -172,7 +194,7 @@ def main() -> None:
         "### inspect: sample vs --full",
         "",
         f"`python benchmarks/bench_inspect.py --size {args.size}"
-        + (f" --before {args.before}`" if before else "`")
+        + (f" --before {args.before}" if before else "") + (f" --previous {args.previous}" if previous else "") + "`"
         + ". Each run is `python -m geoseg inspect` in its own process (imports included; wall, CPU = user + "
         "system seconds, and peak RSS from its rusage). Ratios are against `--full` on the same scene in the same run.",
         f"Machine: {machine()}; `nproc` {os.cpu_count()}; load average (1/5/15 min) before the run "
@@ -184,11 +206,16 @@ def main() -> None:
         "",
         *notes,
         "",
-        "Without overviews every tile of every band file is still decompressed (a nearest decimated read",
-        "keeps one row and column in 8, and every 256 px tile holds some of them): the sample saves the",
-        "resampling, masking and statistics of `--full`, not the decompression. With overviews (what",
-        "`gdaladdo` or a COG export adds) only the 1/8 overviews are read. The real product holds only",
-        "60 m bands; the sample's 80 m spacing is finer than their first JPEG 2000 resolution level",
+        "Without overviews a nearest decimated read would still decompress every tile (it keeps one row and",
+        "column in 8, and every 256 px tile holds some of them), so where that would decode more than 100",
+        "million pixels at full resolution (the generated tile without overviews: ~670 million) the sample",
+        "reads a fixed grid of 16 x 16 windows of 64 x 64 px instead, each (mostly) in one internal block of",
+        "each band file, read as `--full` reads its blocks; `open_scene`'s offset/scale sample likewise reads",
+        "8 x 8 internal blocks (and the last one) of such files. The windows are clusters, so their",
+        "figures scatter more than a decimated sample's (the notes above). With overviews (what `gdaladdo`",
+        "or a COG export adds) only the 1/8 overviews are read. The real product holds only 60 m bands",
+        "(JPEG 2000); ~67 million pixels at full resolution (its 60 m bands and 20 m SCL) keep it on the",
+        "decimated sample: the sample's 80 m spacing is finer than their first JPEG 2000 resolution level",
         "(120 m), so they are decoded at full resolution, one GDAL thread per file; a complete product's",
         "10 m and 20 m bands come from their 1/8 and 1/4 levels. The SCL (20 m) is always read at full",
         "resolution (its overviews may average classes). Peak RSS includes the interpreter and imports",

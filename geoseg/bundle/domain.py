@@ -35,6 +35,10 @@ them with the domain. It reports findings (:class:`Finding`), one plain sentence
   level does not already explain it, since a right offset and scale give the training data's
   floor.
 
+A level finding carries the sample's evidence (an L1C scene is also brighter than L2A training
+data: one finding, not two), and :attr:`DomainCheck.message` puts every finding of a scene on
+one line: ``predict`` warns once per scene.
+
 Bundles written before the domain existed have no ``domain``: nothing is checked.
 """
 
@@ -297,10 +301,16 @@ class DomainCheck:
         """The findings' one-sentence messages."""
         return [f.message for f in self.findings]
 
+    @property
+    def message(self) -> str:
+        """Every finding on one line (``""`` when the scene fits): ``scene: what — fix; what — fix``."""
+        prefix = f"{self.scene_id}: "
+        return prefix + "; ".join(m.removeprefix(prefix) for m in self.messages) if self.findings else ""
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form: ``checked``, the findings and the figures."""
         return {"checked": True, "findings": [{"kind": f.kind, "message": f.message} for f in self.findings],
-                **self.figures}
+                **({"message": self.message} if self.findings else {}), **self.figures}
 
     def status(self) -> str:
         """One short phrase for summaries and tags."""
@@ -332,22 +342,22 @@ def _band_figures(domain: TrainingDomain, sample: SceneSample, bands: Sequence[s
     return out
 
 
-def _far(band: str, f: Mapping[str, float], floor: bool) -> str | None:
-    """Why one band's sample is far from its training distribution (None: it is not)."""
+def _far(band: str, f: Mapping[str, float], floor: bool) -> tuple[str, str] | None:
+    """How one band's sample is far from its training distribution, and what that can mean (None: it is not)."""
     lo, hi = f["train_p01"], f["train_p99"]
     shift = f["p01"] - lo
     if floor and abs(shift) > FLOOR_SHIFT:
         look = ("the look of top-of-atmosphere (Level-1C) data, haze, snow, or a DN offset that was not applied"
                 if shift > 0 else "reflectance below the training data's, e.g. a DN offset applied twice")
         return (f"its darkest {band} pixels (1st percentile {f['p01']:.3f}) are {abs(shift):.3f} "
-                f"{'brighter' if shift > 0 else 'darker'} than the training data's ({lo:.3f}), {look}")
+                f"{'brighter' if shift > 0 else 'darker'} than the training data's ({lo:.3f})", look)
     margin = RANGE_MARGIN * (hi - lo)
     if not lo - margin <= f["median"] <= hi + margin:
         side = "above" if f["median"] > hi else "below"
-        return f"its median {band} {f['median']:.3f} is far {side} the training 1-99 % range {lo:.3f}-{hi:.3f}"
+        return f"its median {band} {f['median']:.3f} is far {side} the training 1-99 % range {lo:.3f}-{hi:.3f}", ""
     if abs(f["z"]) > Z_MAX:
         return (f"its mean {band} {f['mean']:.3f} is {abs(f['z']):.1f} training standard deviations "
-                f"{'above' if f['z'] > 0 else 'below'} the training mean {f['train_mean']:.3f}")
+                f"{'above' if f['z'] > 0 else 'below'} the training mean {f['train_mean']:.3f}"), ""
     return None
 
 
@@ -362,12 +372,7 @@ def check_domain(domain: TrainingDomain, scene: Scene, sample: SceneSample | Non
     findings: list[Finding] = []
     level = level_of(scene.level)
     known = [lv for lv in domain.levels if lv != "unknown"]
-    if level != "unknown" and known and level not in known:
-        trained = " and ".join(_LEVEL_WORDS[lv] for lv in known)
-        findings.append(Finding("level", (
-            f"{sid}: the scene is {_LEVEL_WORDS[level]} but the model was trained on {trained} scenes only, so "
-            f"its map can be badly wrong (e.g. far too much water) — predict the {known[0]} product of this "
-            f"acquisition instead, or use a model trained on {level} scenes")))
+    wrong_level = level != "unknown" and bool(known) and level not in known
     figures: dict[str, Any] = {
         "scene_level": level, "training_levels": list(domain.levels),
         "scene_offset": scene.offset.offset, "scene_offset_rule": scene.offset.source,
@@ -376,6 +381,7 @@ def check_domain(domain: TrainingDomain, scene: Scene, sample: SceneSample | Non
         "bands": None,
     }
     confirmed = False  # the sample's reflectance matches the training data's
+    far: list[tuple[str, str]] = []  # (what differs, what that can mean) per band
     if sample is not None:
         figures.update(sample_windows=sample.windows, sample_pixels=sample.pixels,
                        sample_valid_pixels=int(sample.values.shape[1]),
@@ -387,19 +393,27 @@ def check_domain(domain: TrainingDomain, scene: Scene, sample: SceneSample | Non
             figures["bands"] = {b: {k: round(v, 4) for k, v in f.items()} for b, f in per_band.items()}
             floor_band = next((b for b in FLOOR_BANDS if b in per_band), None)
             far = [why for b, f in per_band.items() if (why := _far(b, f, b == floor_band)) is not None]
-            if far:
+            if far and not wrong_level:  # a wrong level explains it: its finding quotes the evidence
                 findings.append(Finding("reflectance", (
-                    f"{sid}: the scene's reflectance is far from the model's training data: {'; '.join(far[:2])} "
+                    f"{sid}: the scene's reflectance is far from the model's training data: "
+                    f"{'; '.join(f'{what}, {means}' if means else what for what, means in far[:2])} "
                     f"— check the scene's level, offset and scale (geoseg inspect), or use a model trained on "
                     f"scenes like this one")))
             confirmed = not far
         else:
             figures["note"] = (f"{sample.values.shape[1]} valid pixels in the sample (fewer than "
                                f"{MIN_SAMPLE_PIXELS}): reflectance not compared")
+    if wrong_level:
+        trained = " and ".join(_LEVEL_WORDS[lv] for lv in known)
+        seen = f" (and its reflectance shows it: {far[0][0]})" if far else ""
+        findings.insert(0, Finding("level", (
+            f"{sid}: the scene is {_LEVEL_WORDS[level]} but the model was trained on {trained} scenes only{seen}, so "
+            f"its map can be badly wrong (e.g. far too much water) — predict the {known[0]} product of this "
+            f"acquisition instead, or use a model trained on {level} scenes")))
     # a guessed offset or another scale matters only if the reflectance does not match the training data's
     # (and the level, when it differs, explains that first)
     rules = set(domain.offset_rules)
-    confirmed = confirmed or any(f.kind == "level" for f in findings)
+    confirmed = confirmed or wrong_level
     if not confirmed and scene.offset.source == "inferred" and rules and not rules & {"inferred", "unknown"}:
         findings.append(Finding("offset", (
             f"{sid}: the scene's DN offset ({scene.offset.offset:+g}) was guessed from the data "

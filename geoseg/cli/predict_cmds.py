@@ -77,7 +77,7 @@ def predict_cmd(model: Path, scenes: tuple[str, ...], scale: float | None, date:
     if data_path is not None:  # seed 001's inference: a folder of chips
         other = [flag for flag, value in (("--scene", scenes), ("--series", series), ("--dataset", dataset), ("--catalog", catalog),
                                           ("--confidence", confidence), ("--vector", vector),
-                                          ("--summary-json", summary_json), ("--date", date)) if value]
+                                          ("--summary-json", summary_json), ("--datetime", date)) if value]
         if other:
             raise ConfigError(f"--data-path predicts chips; {', '.join(other)} is for scenes",
                               hint="drop them, or predict scenes without --data-path")

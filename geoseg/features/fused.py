@@ -140,7 +140,10 @@ def fused_features(kernel: Callable, sources: Sources, recipe: Recipe, offset: f
     scl, scl_fp, lut = sources.scl, sources.scl_footprint, sources.scl_lut
     if scl is None or scl_fp is None:
         scl, scl_fp, lut = np.zeros((1, 1), np.uint8), fps[0], np.zeros(0, bool)
+    scl_rows, scl_cols = scl_fp.rows, scl_fp.cols
+    if scl_fp.same and lut.shape[0]:  # an SCL on the scene grid: the kernel indexes it all the same
+        scl_rows, scl_cols = (np.tile(np.arange(n, dtype=np.int64), (2, 1)) for n in valid.shape)
     kernel(sources.blocks, sources.nodata, np.array([f.same for f in fps]), tuple(f.rows for f in fps),
            tuple(f.cols for f in fps), tuple(f.wr for f in fps), tuple(f.wc for f in fps),
-           scl, scl_fp.rows, scl_fp.cols, lut, float(offset), float(scale), valid, out)
+           scl, scl_rows, scl_cols, lut, float(offset), float(scale), valid, out)
     return out, valid

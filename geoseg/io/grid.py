@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from os import PathLike
 
 from affine import Affine
 from rasterio.crs import CRS
@@ -22,8 +23,8 @@ class Grid:
     height: int
 
     @classmethod
-    def from_dataset(cls, ds) -> Grid:
-        """The grid of an open rasterio dataset.
+    def from_dataset(cls, ds, path: str | PathLike[str] | None = None) -> Grid:
+        """The grid of an open rasterio dataset; ``path`` (as the user wrote it) names it in errors.
 
         Raises:
             CRSMismatchError: The raster has no CRS.
@@ -31,10 +32,11 @@ class Grid:
         if not ds.crs:  # None, or an empty CRS: a raster without georeferencing
             from geoseg.errors import CRSMismatchError
 
+            name = ds.name if path is None else str(path)
             raise CRSMismatchError(
-                "raster has no CRS (it is not georeferenced)", path=ds.name,
+                "raster has no CRS (it is not georeferenced)", path=name,
                 hint="geoseg needs the scene's projected (UTM) CRS: set it, e.g. "
-                f"gdal_edit.py -a_srs EPSG:326xx {ds.name} (326xx = WGS 84 / UTM zone xx north, 327xx south)",
+                f"gdal_edit.py -a_srs EPSG:326xx {name} (326xx = WGS 84 / UTM zone xx north, 327xx south)",
             )
         return cls(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height)
 

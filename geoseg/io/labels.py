@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,7 +34,7 @@ from rasterio.windows import Window
 
 from geoseg.errors import CRSMismatchError, LabelError, MissingFileError
 from geoseg.io.grid import Grid
-from geoseg.io.raster import GDAL_ENV, is_virtual, open_raster
+from geoseg.io.raster import GDAL_ENV, gdal_path, is_virtual, ogr_env, open_raster
 from geoseg.io.resample import source_coords
 
 __all__ = ["LabelMap", "SceneLabels", "prepare_labels", "IGNORE_INDEX"]
@@ -274,7 +275,8 @@ def prepare_labels(
         raise LabelError("give exactly one of a label raster or a label vector file")
     if raster is not None:
         return _prepare_raster(str(raster) if is_virtual(raster) else Path(raster), grid, label_map)
-    return _prepare_vector(Path(vector), grid, label_map, column, layer)  # type: ignore[arg-type]
+    assert vector is not None
+    return _prepare_vector(str(vector) if is_virtual(vector) else Path(vector), grid, label_map, column, layer)
 
 
 def _prepare_raster(path: str | Path, grid: Grid, label_map: LabelMap) -> SceneLabels:
@@ -294,7 +296,7 @@ def _prepare_raster(path: str | Path, grid: Grid, label_map: LabelMap) -> SceneL
                     "write it on the scene grid",
                 )
         else:
-            source = Grid.from_dataset(ds)
+            source = Grid.from_dataset(ds, path)
         _check_overlap(path, source, grid)
         nodata = ds.nodata
         seen = _codes_present(ds)
@@ -338,18 +340,38 @@ def _check_overlap(path: str | Path, source: Grid, grid: Grid) -> None:
         )
 
 
-def _prepare_vector(path: Path, grid: Grid, label_map: LabelMap, column: str | None, layer: str | None) -> SceneLabels:
-    import geopandas as gpd
+def _read_vector(path: str | Path, layer: str | None):
+    """The GeoDataFrame of a local, ``/vsi`` or URL vector file (the latter read through GDAL's ``/vsi*``).
 
-    if not path.exists():
+    Existence of a remote file is checked by opening it; errors name ``path`` as given.
+    """
+    import geopandas as gpd
+    from pyogrio.errors import DataSourceError
+
+    source = gdal_path(path) if isinstance(path, str) else path
+    try:
+        # pyogrio repeats GDAL's HTTP errors as RuntimeWarnings: the error below says it once
+        with ogr_env(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return gpd.read_file(source, layer=layer, engine="pyogrio")
+    except Exception as err:
+        msg = (str(err).splitlines() or [type(err).__name__])[0].replace(str(source), str(path))
+        if isinstance(path, str) and isinstance(err, DataSourceError) and "not recognized" not in msg:
+            raise MissingFileError(f"cannot open it: it does not exist or cannot be reached ({msg[:160]})",
+                                   path=path, hint="check labels.vector in the catalog and the network; private "
+                                   "buckets need GDAL's credential variables (AWS_*, GS_*/GOOGLE_*, AZURE_*)") from None
+        raise LabelError(f"cannot read vector labels ({msg[:120]})", path=path,
+                         hint="check that it is a vector file GDAL reads (GeoPackage, Shapefile, GeoJSON...) and labels.layer") from None
+
+
+def _prepare_vector(path: str | Path, grid: Grid, label_map: LabelMap, column: str | None,
+                    layer: str | None) -> SceneLabels:
+    if isinstance(path, Path) and not path.exists():
         raise MissingFileError("label file does not exist", path=path, hint="check labels.vector in the catalog")
     if not column:
         raise LabelError("vector labels need the attribute column holding class codes", path=path,
                          hint="set labels.column in the catalog")
-    try:
-        frame = gpd.read_file(path, layer=layer)
-    except Exception as err:
-        raise LabelError(f"cannot read vector labels ({str(err).splitlines()[0][:120]})", path=path) from None
+    frame = _read_vector(path, layer)
     if column not in frame.columns:
         others = [c for c in frame.columns if c != frame.geometry.name]
         raise LabelError(f"no attribute {column!r} (columns: {', '.join(others)})", path=path,
@@ -382,7 +404,7 @@ def _prepare_vector(path: Path, grid: Grid, label_map: LabelMap, column: str | N
     return SceneLabels("vector", str(path), grid, label_map, shapes=shapes)
 
 
-def _repair(frame, path: Path):
+def _repair(frame, path: str | Path):
     """Invalid polygons (a bow-tie, a self-touching ring) repaired with ``make_valid``, with a warning.
 
     GDAL would burn such a polygon by its own scanline rule; ``make_valid`` (structure method,
@@ -404,7 +426,7 @@ def _repair(frame, path: Path):
     return frame
 
 
-def _check_vector_overlap(path: Path, frame, source_crs, source_bounds, grid: Grid) -> None:
+def _check_vector_overlap(path: str | Path, frame, source_crs, source_bounds, grid: Grid) -> None:
     """Refuse vector labels none of whose polygons touch the scene (as for a label raster)."""
     import shapely
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
+from rasterio.windows import Window
 
 from geoseg.errors import ScaleError
 from geoseg.io.radiometry import dn_to_reflectance
@@ -103,12 +104,19 @@ def sample_bands(layers: Mapping[str, BandFile], max_size: int = 512) -> dict[st
     The samples feed :func:`infer_offset` and :func:`check_scale`. Reading every file of a
     scene this way (the SCL and mask layers too) also refuses a damaged file before any work
     starts: the first failure, in the order of ``layers``, is raised as a ``CorruptRasterError``.
+
+    A large tiled file without overviews (more than 16 pixels per sample point) would have
+    every internal block decompressed by a decimated read; it is sampled from an evenly spaced
+    grid of its blocks instead (:func:`_block_sample`), which includes its last block, where a cut
+    download is missing data.
     """
 
     def read(band: BandFile) -> np.ndarray:
         # one GDAL thread per read: a failed JPEG 2000 read is then reported, not zero-filled
         with rasterio.Env(**GDAL_ENV), open_raster(band.path) as ds, reading(band.path, "a sample of the file"):
             factor = max(1, int(np.ceil(max(ds.width, ds.height) / max_size)))
+            if factor > 4 and not ds.overviews(band.index) and ds.block_shapes[band.index - 1][0] > 1:
+                return _block_sample(ds, band.index, max_size)
             shape = (max(1, ds.height // factor), max(1, ds.width // factor))
             return ds.read(band.index, out_shape=shape, resampling=Resampling.nearest)
 
@@ -116,6 +124,21 @@ def sample_bands(layers: Mapping[str, BandFile], max_size: int = 512) -> dict[st
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1, len(files)))) as pool:
         data = list(pool.map(read, files))
     return {name: arr.astype(np.float64) for name, arr in zip(names, data, strict=True)}
+
+
+def _block_sample(ds, index: int, max_size: int, per_side: int = 8) -> np.ndarray:
+    """About ``max_size``² values of band ``index`` from ``per_side`` x ``per_side`` evenly spaced internal
+    blocks and the last block, each read whole (one block to decompress) and thinned by a stride."""
+    bh, bw = ds.block_shapes[index - 1]
+    rows, cols = -(-ds.height // bh), -(-ds.width // bw)
+    picks = {(int((i + 0.5) * rows / per_side), int((j + 0.5) * cols / per_side))
+             for i in range(per_side) for j in range(per_side)} | {(rows - 1, cols - 1)}
+    stride = max(1, int(np.sqrt(len(picks) * bh * bw / max_size**2)))
+    parts = []
+    for r, c in sorted(picks):
+        window = Window(c * bw, r * bh, min(bw, ds.width - c * bw), min(bh, ds.height - r * bh))
+        parts.append(ds.read(index, window=window)[::stride, ::stride].ravel())
+    return np.concatenate(parts)
 
 
 def _valid_values(arr: np.ndarray, nodata: float | None) -> np.ndarray:

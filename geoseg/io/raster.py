@@ -10,18 +10,19 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import rasterio
 from rasterio._err import CPLE_BaseError
-from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 
 from geoseg.errors import CorruptRasterError, MissingFileError
 from geoseg.io.grid import Grid
 
-__all__ = ["BandFile", "GDAL_ENV", "REMOTE_ENV", "gdal_path", "is_virtual", "open_raster", "reading"]
+__all__ = ["BandFile", "GDAL_ENV", "REMOTE_ENV", "gdal_path", "is_virtual", "ogr_env", "open_raster", "reading"]
 
 
 def _unless_set(options: dict) -> dict:
@@ -48,6 +49,26 @@ REMOTE_ENV = _unless_set({
     "VSI_CACHE": True,
     "VSI_CACHE_SIZE": 64 * 2**20,  # bytes, per open file
 })
+
+
+@contextlib.contextmanager
+def ogr_env() -> Iterator[None]:
+    """:data:`GDAL_ENV` and :data:`REMOTE_ENV` for reads through pyogrio (vector files, folder listings).
+
+    pyogrio bundles a GDAL of its own, which ``rasterio.Env`` does not reach; its options are
+    process-wide, so the previous values are restored on exit.
+    """
+    import pyogrio
+
+    options = {**GDAL_ENV, **REMOTE_ENV}
+    before = {name: pyogrio.get_gdal_config_option(name) for name in options}
+    pyogrio.set_gdal_config_options(options)
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options(before)
+
+
 _SCHEMES = {"s3": "/vsis3/", "gs": "/vsigs/", "az": "/vsiaz/", "http": "/vsicurl/http", "https": "/vsicurl/https"}
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
 _NETWORK = re.compile(r"^[a-z][a-z0-9+.-]*://|/vsi(curl|s3|gs|az|adls|oss|swift|webhdfs)", re.IGNORECASE)  # read over a network
@@ -93,19 +114,30 @@ class BandFile:
 
 def _open_virtual(text: str):
     """Open a URL or /vsi path: existence is checked by opening it; errors name ``text`` as given."""
+    source = gdal_path(text)
     try:
-        with rasterio.Env(**REMOTE_ENV):
-            return rasterio.open(gdal_path(text))
+        with rasterio.Env(**REMOTE_ENV), _quiet():
+            return rasterio.open(source)
     except RasterioIOError as err:
-        msg = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        if "not recognized as being in a supported file format" in msg:
+        # GDAL's message names its own path: the error line names the path as written instead
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        msg = first.replace(f"'{source}' ", "").replace(source, text)[:200]
+        if "not recognized as being in a supported file format" in first:
             raise CorruptRasterError(f"not a readable raster ({msg})", path=text,
                                      hint="check that it is a GeoTIFF/JP2 band file or scene"
                                      + (" (or the connection was cut or timed out: GDAL then sees no file)"
-                                        if _NETWORK.search(gdal_path(text)) else "")) from None
+                                        if _NETWORK.search(source) else "")) from None
         raise MissingFileError(f"cannot open it: it does not exist or cannot be reached ({msg})", path=text,
                                hint="check the path and the network; private buckets need GDAL's credential "
                                "variables (AWS_*, GS_*/GOOGLE_*, AZURE_*), see docs/inputs.md") from None
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No NotGeoreferencedWarning on open: geoseg reports a raster without a CRS itself, naming the file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
 
 
 def open_raster(path: str | Path):
@@ -122,7 +154,8 @@ def open_raster(path: str | Path):
     if p.is_file() and p.stat().st_size == 0:
         raise CorruptRasterError("file is empty (0 bytes)", path=p, hint="re-download or re-export it")
     try:
-        return rasterio.open(p)
+        with _quiet():
+            return rasterio.open(p)
     except RasterioIOError as err:
         msg = str(err).splitlines()[0][:160]
         raise CorruptRasterError(f"not a readable raster ({msg})", path=p, hint="re-download or re-export it") from None

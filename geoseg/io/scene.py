@@ -11,7 +11,6 @@ shipped to Dask workers, which open their own file handles.
 from __future__ import annotations
 
 import re
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from geoseg.errors import (
     BandError,
     ConfigError,
-    CorruptRasterError,
     CRSMismatchError,
     MissingFileError,
 )
@@ -34,6 +32,7 @@ from geoseg.io.offsets import (
     sample_bands,
 )
 from geoseg.io.options import SceneOptions
+from geoseg.io.products import Product, find_product
 from geoseg.io.raster import BandFile, is_virtual, open_raster
 from geoseg.io.sensors import (
     DEFAULT_INVALID_SCL,
@@ -109,7 +108,7 @@ def _band_file(path: str | Path, index: int = 1, single: bool = False) -> BandFi
                 "the scene folder (a multi-band scene is read on its own: geoseg inspect FILE)",
             )
         nodata = ds.nodata if ds.nodata is not None else S2_NODATA
-        return BandFile(str(path), index, Grid.from_dataset(ds), nodata, ds.dtypes[index - 1])
+        return BandFile(str(path), index, Grid.from_dataset(ds, path), nodata, ds.dtypes[index - 1])
 
 
 def _match_token(name: str) -> str | None:
@@ -138,7 +137,7 @@ def _select_acquisition(folder: str | Path, candidates: list[tuple[str, str | Pa
         main = max(acquisitions, key=lambda dt: len(acquisitions[dt]))
         raise BandError(
             f"band files of {len(acquisitions)} acquisitions are mixed: {listing}", path=folder,
-            hint=f"choose one with --date (e.g. --date {main}; catalog: date: '{main}'), "
+            hint=f"choose one with --datetime (e.g. --datetime {main}; catalog: datetime: '{main}'), "
             "or keep each acquisition in its own folder",
         )
     wanted = re.sub(r"[-: ]|\.\d+|Z$", "", date.strip().upper())  # ISO 8601 too: 2017-02-16T10:50:31.024Z
@@ -172,7 +171,7 @@ def _discover_band_files(folder: str | Path, files: Sequence[str | Path],
 
 def _multiband(path: str | Path, band_names: Sequence[str] | None) -> tuple[dict[str, BandFile], str, dict]:
     with open_raster(path) as ds:
-        grid = Grid.from_dataset(ds)
+        grid = Grid.from_dataset(ds, path)
         nodata = ds.nodata if ds.nodata is not None else S2_NODATA
         descriptions = [normalise_band_name(d) if d else None for d in ds.descriptions]
         tags = ds.tags()
@@ -247,73 +246,6 @@ def _detect_layout(path: Path) -> Layout:
     return "multiband"
 
 
-_VSIZIP = re.compile(r"^/vsizip/(.+?\.zip)(?:/(.*))?$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class _Zipped:
-    """A scene inside a local zip archive, read in place through GDAL's ``/vsizip/``."""
-
-    root: str  # the /vsizip/ path of the scene: the archive, a folder in it, or one member file
-    layout: Layout
-    files: tuple[str, ...]  # /vsizip/ paths of every file under root (folder layouts)
-    xml: bytes | None  # the SAFE's MTD_MSIL*.xml
-    xml_name: str
-
-
-def _zip_location(shown: str) -> tuple[Path, str] | None:
-    """(local archive, path inside it) for ``X.zip`` or ``/vsizip/X.zip/...``; None for anything else."""
-    match = _VSIZIP.match(shown)
-    if match:
-        archive = match.group(1)
-        return (None if archive.startswith("/vsi") else (Path(archive), (match.group(2) or "").strip("/")))
-    if not is_virtual(shown) and shown.lower().endswith(".zip") and not Path(shown).is_dir():
-        return Path(shown), ""
-    return None
-
-
-def _open_zip(archive: Path, inner: str, shown: str) -> _Zipped:
-    """List the archive with :mod:`zipfile` (nothing is unpacked) and find the scene in it.
-
-    A ``.zip`` holding one top-level folder (``X.SAFE.zip`` holds ``X.SAFE/``) is read as that folder.
-    """
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            names = [n for n in zf.namelist() if not n.endswith("/")]
-            return _find_in_zip(zf, names, f"/vsizip/{archive.absolute()}", inner, shown)
-    except (zipfile.BadZipFile, OSError) as err:
-        if isinstance(err, MissingFileError):
-            raise
-        if isinstance(err, FileNotFoundError):
-            raise MissingFileError("scene does not exist", path=shown,
-                                   hint="check the path (a .tif, a band folder, a .SAFE or a .SAFE.zip)") from None
-        raise CorruptRasterError(f"not a readable zip archive ({err})", path=shown,
-                                 hint="the download is damaged or incomplete: re-download it") from None
-
-
-def _find_in_zip(zf: zipfile.ZipFile, names: list[str], base: str, inner: str, shown: str) -> _Zipped:
-    """The scene in an archive listing: one member file, a folder in it, or the whole archive."""
-    if inner and inner in names:  # one member file: a multi-band raster
-        return _Zipped(f"{base}/{inner}", "multiband", (), None, "")
-    prefix = f"{inner}/" if inner else ""
-    under = [n[len(prefix):] for n in names if n.startswith(prefix)]
-    if not under:
-        raise MissingFileError(f"the zip archive holds no {inner!r}" if inner else "the zip archive is empty",
-                               path=shown, hint="check the path inside the archive (unzip -l lists it)")
-    tops = {n.split("/", 1)[0] for n in under}
-    if not inner and len(tops) == 1 and all("/" in n for n in under):
-        prefix = f"{tops.pop()}/"
-        under = [n.split("/", 1)[1] for n in under]
-    xmls = sorted(n for n in under if re.fullmatch(r"MTD_MSIL\w*\.xml", n))
-    root = f"{base}/{prefix.rstrip('/')}" if prefix else base
-    if len(under) == 1 and not xmls and not prefix:
-        return _Zipped(f"{base}/{under[0]}", "multiband", (), None, "")
-    safe = prefix.rstrip("/").upper().endswith(".SAFE") or bool(xmls)
-    xml = zf.read(prefix + xmls[0]) if xmls else None
-    files = tuple(sorted(f"{root}/{n}" for n in under))
-    return _Zipped(root, "safe" if safe else "per_band", files, xml, xmls[0] if xmls else "")
-
-
 def open_scene(
     path: str | Path | pystac.Item,
     options: SceneOptions | None = None,
@@ -361,12 +293,10 @@ def open_scene(
     p = Path(shown)
     where: str | Path = shown if is_virtual(shown) else p  # what errors name
     source: str | Path = where  # what GDAL opens
-    zipped: _Zipped | None = None
-    location = _zip_location(shown)
+    zipped: Product | None = None  # a zip archive or a remote .SAFE folder
     if stac is not None:
         layout: Layout = "stac"
-    elif location is not None:
-        zipped = _open_zip(*location, shown)
+    elif (zipped := find_product(shown)) is not None:
         layout = zipped.layout
         source = zipped.root
     elif is_virtual(shown):
@@ -380,14 +310,14 @@ def open_scene(
     decision: OffsetDecision | None = None
     if stac is not None:
         if date is not None:
-            raise ConfigError(f"date {date!r} selects among the band files of a folder, but a STAC item is one "
-                              "acquisition", path=where, hint="drop the date (--date / catalog date:)")
+            raise ConfigError(f"datetime {date!r} selects among the band files of a folder, but a STAC item is one "
+                              "acquisition", path=where, hint="drop the datetime (--datetime / catalog datetime:)")
         bands, scl = stac.band_files()
         level, decision, dt, facts = stac.level, stac.offset, stac.datetime, dict(stac.facts)
     elif layout == "multiband":
         if date is not None:
-            raise ConfigError(f"date {date!r} selects among the band files of a folder, but this scene is one file",
-                              path=where, hint="drop the date (--date / catalog date:), or point to the band folder")
+            raise ConfigError(f"datetime {date!r} selects among the band files of a folder, but this scene is one file",
+                              path=where, hint="drop the datetime (--datetime / catalog datetime:), or point to the band folder")
         bands, level, tags = _multiband(source, band_names)
         scl = bands.pop("SCL", None)
         decision = offset_from_tags(tags)

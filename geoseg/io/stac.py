@@ -257,7 +257,7 @@ class StacScene:
                     raise BandError(f"asset {key!r} ({href}) holds {ds.count} bands; a band asset holds one",
                                     path=self.item, hint="remove or rename that asset in the item")
                 nodata = ds.nodata if ds.nodata is not None else S2_NODATA
-                return BandFile(href, 1, Grid.from_dataset(ds), nodata, ds.dtypes[0])
+                return BandFile(href, 1, Grid.from_dataset(ds, href), nodata, ds.dtypes[0])
         except BandError:
             raise
         except GeosegError as err:

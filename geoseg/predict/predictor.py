@@ -132,8 +132,8 @@ def check_scene_domain(scene: Scene | SeriesInput, bundle: ModelBundle, options:
     """Compare ``scene`` with the model's training domain before any work (:mod:`geoseg.bundle.domain`).
 
     Nine small windows of the scene are read through the feature stack (0.2-0.4 s on a full
-    10980² GeoTIFF tile, about 1 s on a JPEG 2000 ``.SAFE``). Each finding is passed to ``warn`` (default: a log warning) — or, with
-    ``options.strict``, refused.
+    10980² GeoTIFF tile, about 1 s on a JPEG 2000 ``.SAFE``). The findings, on one line, are passed
+    to ``warn`` (default: a log warning) — or, with ``options.strict``, refused.
 
     A series is compared through its first date (the dates of one location share a processing chain).
 
@@ -154,12 +154,10 @@ def check_scene_domain(scene: Scene | SeriesInput, bundle: ModelBundle, options:
     sample = sample_scene(scene, bundle.config.recipe, workers=options.workers or default_workers())
     result = check_domain(domain, scene, sample)
     if result.findings and options.strict:
-        first, more = result.findings[0], result.findings[1:]
-        extra = f" (and {len(more)} more: {', '.join(f.kind for f in more)})" if more else ""
-        raise DomainError(f"refused by --strict: {first.message}{extra}", path=scene.path,
+        raise DomainError(f"refused by --strict: {result.message}", path=scene.path,
                           hint="without --strict (predict.strict: false) the map is written with a warning")
-    for message in result.messages:
-        (warn or _log_warning)(message)
+    if result.findings:  # one line per scene, however many findings
+        (warn or _log_warning)(result.message)
     return result
 
 

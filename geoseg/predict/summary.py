@@ -80,8 +80,10 @@ class PredictionSummary:
         ]
         if self.domain is not None and not self.domain.get("findings"):
             out.append("  domain    fits the model's training data")
-        for finding in (self.domain or {}).get("findings", []):
-            out.append(f"  warning   {finding['message']}")
+        domain = self.domain or {}
+        if domain.get("findings"):  # one line per scene (summaries written before: one per finding)
+            found = [domain["message"]] if "message" in domain else [f["message"] for f in domain["findings"]]
+            out.extend(f"  warning   {m}" for m in found)
         if self.extra.get("dates"):
             out.append(f"  dates     {', '.join(d or 'padding' for d in self.extra['dates'])}")
         if self.confidence:

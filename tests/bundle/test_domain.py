@@ -161,9 +161,11 @@ def test_real_l2a_fits_and_its_l1c_twin_is_flagged(model_dir: Path, sample: str)
     assert l2a.figures["scene_offset_rule"] == "inferred"
     l1c = _check(model_dir, shared("terramind_examples", "S2L1C", f"{sample}.tif"))
     kinds = [f.kind for f in l1c.findings]
-    assert kinds == ["level", "reflectance"], l1c.messages
-    assert l1c.findings[0].message.startswith(f"{sample}: the scene is Level-1C")
-    assert "trained on Level-2A" in l1c.findings[0].message and "L2A product" in l1c.findings[0].message
+    assert kinds == ["level"], l1c.messages  # one finding: the level, with the sample's evidence in it
+    assert l1c.message == l1c.findings[0].message and l1c.message.startswith(f"{sample}: the scene is Level-1C")
+    assert "trained on Level-2A" in l1c.message and "L2A product" in l1c.message
+    assert "its reflectance shows it: its darkest B02 pixels" in l1c.message and "brighter" in l1c.message
+    assert l1c.figures["bands"]["B02"]["p01"] - l1c.figures["bands"]["B02"]["train_p01"] > FLOOR_SHIFT
 
 
 def _domain(**changes) -> TrainingDomain:
@@ -202,6 +204,9 @@ def test_the_rules_one_by_one(like_scene: Path) -> None:
     assert [f.kind for f in result.findings] == ["offset", "scale"]
     assert "reflectance not compared" in result.figures["note"]
     assert all(m.startswith(f"{scene.scene_id}: ") and " — " in m for m in result.messages)
+    one = result.message  # both on one line, the scene named once
+    assert "\n" not in one and one.count(f"{scene.scene_id}: ") == 1 and "guessed" in one and "x 1 but" in one
+    assert result.to_dict()["message"] == one and check_domain(_domain(), scene, fits).message == ""
 
 
 def test_level_spellings() -> None:
@@ -237,6 +242,17 @@ def test_a_fitting_scene_prints_no_warning(model_dir: Path, like_scene: Path, tm
     result = run_inproc("predict", "-m", model_dir, "-s", like_scene, "-o", tmp_path / "lc.tif", "--no-progress")
     assert result.returncode == 0 and "warning" not in result.stderr
     assert "  domain    fits the model's training data" in result.stdout
+
+
+def test_an_l1c_scene_gets_one_warning_line(model_dir: Path, tmp_path: Path) -> None:
+    scene = shared("terramind_examples", "S2L1C", "282D_485L_3_3.tif")
+    result = run_inproc("predict", "-m", model_dir, "-s", scene, "-o", tmp_path / "lc.tif", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "282D_485L_3_3: the scene is Level-1C" in warnings[0], result.stderr
+    assert "its reflectance shows it" in warnings[0]
+    assert [line for line in result.stdout.splitlines() if line.startswith("  warning ")] == \
+        [f"  warning   {warnings[0].removeprefix('warning: ')}"]
 
 
 @pytest.mark.parametrize("case", ["l1c", "no_offset"])

@@ -113,6 +113,17 @@ def test_fused_equals_numpy_on_nan_inf_nodata_and_mask(demo_small, tmp_path, mon
             assert (features[:, ~valid] == 0).all()
 
 
+def test_scl_on_the_scene_grid(demo_small, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 20 m scene: the SCL (20 m) is on the scene grid; the kernel used to index past its empty look-up (a crash)."""
+    scene = open_scene(demo_small.scene, resolution=20)
+    assert scene.scl is not None and scene.scl.grid.same_as(scene.grid)
+    window = Window(3, 5, 100, 90)
+    recipe = get_recipe("s2_24")
+    fused = read_features(scene, window, recipe)
+    _assert_same(fused, _pure_numpy(monkeypatch, scene, window, recipe))
+    assert fused[1].any() and not fused[1].all()  # the SCL masks some pixels
+
+
 def test_fused_values_do_not_depend_on_the_window(demo_small) -> None:
     scene = open_scene(demo_small.scene)
     union, valid = read_features(scene, Window(20, 30, 200, 150), "s2_24")

@@ -8,10 +8,15 @@ does, or misbehaves on purpose:
 
 * ``geoseg inspect http://…/scene.tif`` prints what it prints for the local file (sample and
   ``--full``), and ``open_scene`` on the URL reads the same pixels as locally;
+* ``/vsicurl/http://…`` and ``https://…`` (a server with a self-signed certificate made by the
+  test with ``openssl``, accepted through ``GDAL_HTTP_UNSAFESSL=YES``) give the same ``inspect``
+  and a bit-identical ``features`` stack; without that variable the certificate is refused in
+  one line;
 * a missing file (404), a connection dropped after the headers (at open, or later while the
   pixels are read) and a server that ignores ``Range`` each give exit code 2 and one
   ``error:`` line naming the URL as written, with no traceback, within seconds
-  (``GDAL_HTTP_TIMEOUT=2``, ``GDAL_HTTP_MAX_RETRY=0`` in the command's environment).
+  (``GDAL_HTTP_TIMEOUT=2``, ``GDAL_HTTP_MAX_RETRY=0`` in the command's environment); for
+  ``features``, nothing is written.
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ from geoseg.io import open_scene, read_scl, read_window
 from geoseg.io.reader import close_cached
 from geoseg.io.summary import summarise_scene
 from tests.conftest import shared
-from tests.foundation._http_server import serve_folder, url
-from tests.reliability.conftest import assert_refused, run_cli, run_inproc
+from tests.foundation._http_server import self_signed, serve_folder, url
+from tests.reliability.conftest import assert_refused, run_cli, run_inproc, snapshot
 
 SAFE = ("s2_l2a_T29UNU_scl", "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454.SAFE")
 WINDOW = Window(768, 512, 512, 512)  # 60 m px: clear land, clouds, shadows and the no-data edge
@@ -73,7 +78,7 @@ def cog_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def http_server() -> Iterator[Callable[..., Any]]:
     """Start servers with ``http_server(folder, mode=…)``; every one is stopped when the test ends, pass or fail."""
     with contextlib.ExitStack() as stack:
-        yield lambda folder, mode="range": stack.enter_context(serve_folder(folder, mode=mode))
+        yield lambda folder, mode="range", tls=None: stack.enter_context(serve_folder(folder, mode=mode, tls=tls))
         close_cached()  # the reader's cached handles of this test's URLs
 
 
@@ -173,3 +178,60 @@ def test_server_without_range_support(cog_dir: Path, http_server) -> None:
         line = assert_refused(result, given)
         assert "Range" in line
     assert all(status == 200 for _, _, _, status in server.requests)
+
+
+def _pixels(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with rasterio.open(path) as ds:
+        return ds.read(), ds.read_masks(1)
+
+
+@pytest.fixture(scope="module")
+def local_features(cog_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, np.ndarray]:
+    out = tmp_path_factory.mktemp("local-features") / "f.tif"
+    result = run_inproc("features", cog_dir / "scene.tif", "--out", out, "--resolution", "60", "--recipe", "rgb", "--no-progress")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return _pixels(out)
+
+
+def test_vsicurl_and_https_equal_the_local_file(cog_dir: Path, http_server, local_features, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    tls = self_signed(tmp_path)
+    if tls is None:
+        pytest.skip("no openssl command to make a certificate for the HTTPS server")
+    monkeypatch.setenv("GDAL_HTTP_UNSAFESSL", "YES")  # the test's self-signed certificate
+    expected = run_inproc("inspect", cog_dir / "scene.tif")
+    plain, secure = http_server(cog_dir), http_server(cog_dir, tls=tls)
+    for given in (f"/vsicurl/{url(plain, 'scene.tif')}", url(secure, "scene.tif")):
+        result = run_inproc("inspect", given)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[0] == f"scene       scene  ({given})"
+        assert result.stdout.splitlines()[1:] == expected.stdout.splitlines()[1:]
+        out = tmp_path / f"{given.split(':')[0].strip('/').replace('/', '_')}.tif"
+        done = run_inproc("features", given, "--out", out, "--resolution", "60", "--recipe", "rgb", "--no-progress")
+        assert done.returncode == 0, done.stdout + done.stderr
+        values, mask = _pixels(out)
+        assert values.tobytes() == local_features[0].tobytes()  # bit for bit
+        np.testing.assert_array_equal(mask, local_features[1])
+    assert url(secure, "scene.tif").startswith("https://127.0.0.1:")
+    assert any(status == 206 for _, _, _, status in secure.requests)  # read by ranges over TLS
+    monkeypatch.delenv("GDAL_HTTP_UNSAFESSL")
+    close_cached()
+    refused = run_cli("inspect", url(secure, "scene.tif"), env=FAST_FAIL, timeout=60)
+    assert "certificate" in assert_refused(refused, url(secure, "scene.tif")).lower()
+
+
+@pytest.mark.parametrize("mode", ["missing", "drop-data"])
+def test_features_of_a_missing_or_cut_remote_file_write_nothing(cog_dir: Path, http_server, tmp_path: Path,
+                                                               mode: str) -> None:
+    """A 404, or a connection dropped once the pixels are read: one line, exit code 2, no output file."""
+    server = http_server(cog_dir, "range" if mode == "missing" else mode)
+    given = url(server, "missing.tif" if mode == "missing" else "scene.tif")
+    out = tmp_path / "maps"
+    out.mkdir()
+    (out / "notes.txt").write_text("my own file\n")
+    before = snapshot(out)
+    result = run_cli("features", given, "--out", out / "f.tif", "--resolution", "60", "--recipe", "rgb", "--no-progress",
+                     env=FAST_FAIL, timeout=120)
+    line = assert_refused(result, given)
+    assert ("404" in line) if mode == "missing" else ("cannot read" in line and "the connection failed" in line)
+    assert snapshot(out) == before  # nothing written, no temporary file left

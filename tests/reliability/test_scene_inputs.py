@@ -334,7 +334,7 @@ def mix_acquisitions(demo_folder: Path, keep_original: bool = False) -> tuple[Pa
 def test_two_acquisitions_in_one_folder(command: str, demo_copy: Path, tmp_path: Path, bundle: Path) -> None:
     scene, _ = mix_acquisitions(demo_copy)
     line = check_refused(command, scene, tmp_path, bundle, scene.name, "20160612T101559", "20230612T101559",
-                         "--date")
+                         "--datetime")
     assert "acquisitions" in line
 
 
