@@ -21,7 +21,7 @@ PRODUCTION = {
 
 
 def test_every_expected_pipeline_ships() -> None:
-    assert {p.stem for p in PIPELINES} == {"demo", "real_samples", *PRODUCTION}
+    assert {p.stem for p in PIPELINES} == {"demo", "demo_series", "real_samples", *PRODUCTION}
 
 
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.stem)
