@@ -138,7 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=480, help="training scene size (px, multiple of 6)")
     parser.add_argument("--large", type=int, default=960, help="larger scene for the prediction memory (px)")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=20, help="the budget of every model (demo_series.yaml: 20)")
     parser.add_argument("--seed", type=int, default=0, help="demo season seed")
     args = parser.parse_args()
 
