@@ -83,7 +83,7 @@ def _demo_season(entry: SceneEntry) -> tuple[SceneEntry, LabelSource | None]:
     demo = entry.demo
     assert demo is not None
     root = demo.directory()
-    if (root / "labels.tif").exists():  # written last, in a folder that appears whole (atomic)
+    if (root / "labels.tif").exists():  # the folder appears whole (atomic_folder): a complete season
         dates = sorted(p for p in root.iterdir() if p.is_dir())
     else:
         dates = list(generate_demo_series(root, size=demo.size, seed=demo.seed, dates=demo.dates).scenes)

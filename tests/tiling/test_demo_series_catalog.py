@@ -8,8 +8,10 @@ import pytest
 import yaml
 
 from geoseg.config import load_catalog
+from geoseg.config.catalog import _MAX_DEMO_DATES
 from geoseg.config.scenes import dataset_scenes
 from geoseg.demo import season_dates
+from geoseg.demo.series import MAX_DATES
 from geoseg.errors import CatalogError
 from tests.conftest import REPO
 
@@ -39,8 +41,9 @@ def test_a_demo_season_needs_time_steps_and_the_reverse(tmp_path: Path) -> None:
         load_catalog(_catalog(tmp_path / "a.yaml", {"size": 120, "dates": 3}))
     with pytest.raises(CatalogError, match="scene 'site' has no 'series', but the dataset has time_steps"):
         load_catalog(_catalog(tmp_path / "b.yaml", {"size": 120}, time_steps=3))
+    assert _MAX_DEMO_DATES == MAX_DATES  # the catalog's copy of the limit (it loads without numpy/scipy)
     with pytest.raises(CatalogError, match="dates"):
-        load_catalog(_catalog(tmp_path / "c.yaml", {"size": 120, "dates": 38}, time_steps=3))
+        load_catalog(_catalog(tmp_path / "c.yaml", {"size": 120, "dates": MAX_DATES + 1}, time_steps=3))
 
 
 def test_a_demo_season_is_generated_on_first_use_and_read_as_a_series(tmp_path: Path,
