@@ -78,15 +78,21 @@ class LabelSource(StrictModel):
         return path
 
 
+_MAX_DEMO_DATES = 37  # geoseg.demo.series.MAX_DATES (not imported: the catalog loads without numpy/scipy)
+
+
 class DemoSource(StrictModel):
-    """A generated demo scene (no download needed)."""
+    """A generated demo scene, or with ``dates`` > 1 a generated demo season (no download needed)."""
 
     size: int = Field(1024, ge=64, le=10980)
     seed: int = 0
+    dates: int = Field(1, ge=1, le=_MAX_DEMO_DATES, description="acquisitions: > 1 generates a season (a time "
+                       "series, geoseg demo-data --dates N) for a dataset with time_steps")
 
     def directory(self) -> Path:
-        """The cache folder the demo scene is generated into."""
-        return cache_dir() / f"demo_{self.size}_{self.seed}"
+        """The cache folder the demo scene (or season) is generated into."""
+        season = f"_{self.dates}dates" if self.dates > 1 else ""
+        return cache_dir() / f"demo_{self.size}_{self.seed}{season}"
 
 
 class AcquisitionEntry(StrictModel):
@@ -121,7 +127,8 @@ class SceneEntry(StrictModel):
     id: str
     path: Path | str | None = Field(None, description="multi-band GeoTIFF, per-band folder, .SAFE(.zip) or URL")
     stac: str | None = Field(None, description="STAC item (JSON file or URL) whose assets are the scene's bands")
-    demo: DemoSource | None = Field(None, description="generate the built-in demo scene instead")
+    demo: DemoSource | None = Field(None, description="generate the built-in demo scene (or with dates: > 1 a "
+                                    "demo season) instead")
     labels: LabelSource | None = None
     # the scene's reading options, declared by geoseg.io.SceneOptions (key date: or datetime:)
     offset: float | None = scene_option("offset")
@@ -148,12 +155,17 @@ class SceneEntry(StrictModel):
         if len(given) != 1:
             raise ValueError(f"scene {self.id!r}: give exactly one of 'path', 'stac', 'demo' or 'series'"
                              + (f" (found {' and '.join(given)})" if given else ""))
-        if self.series is None and (self.date_range is not None or self.min_valid_fraction is not None):
+        if not self.is_series and (self.date_range is not None or self.min_valid_fraction is not None):
             raise ValueError(f"scene {self.id!r}: date_range and min_valid_fraction select dates of a 'series'")
         if self.date_range is not None and self.date_range[0] > self.date_range[1]:
             raise ValueError(f"scene {self.id!r}: date_range {self.date_range[0]} .. {self.date_range[1]} ends "
                              "before it starts")
         return self
+
+    @property
+    def is_series(self) -> bool:
+        """Whether the scene is a time series: ``series`` dates, or a demo season (``demo.dates`` > 1)."""
+        return self.series is not None or (self.demo is not None and self.demo.dates > 1)
 
 
 class Dataset(StrictModel):
@@ -175,11 +187,13 @@ class Dataset(StrictModel):
     @model_validator(mode="after")
     def _series(self) -> Dataset:
         for scene in self.scenes:
-            if self.time_steps is not None and scene.series is None:
+            if self.time_steps is not None and not scene.is_series:
                 raise ValueError(f"scene {scene.id!r} has no 'series', but the dataset has time_steps (every scene "
-                                 "of a time-series dataset lists its dates under series:)")
-            if self.time_steps is None and scene.series is not None:
-                raise ValueError(f"scene {scene.id!r} has a 'series': set the dataset's time_steps (dates per cube)")
+                                 "of a time-series dataset lists its dates under series:, or is a demo with "
+                                 "dates: > 1)")
+            if self.time_steps is None and scene.is_series:
+                raise ValueError(f"scene {scene.id!r} has a 'series'" + (" (a demo season)" if scene.series is None
+                                 else "") + ": set the dataset's time_steps (dates per cube)")
         return self
 
     @property

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from geoseg.config.catalog import Catalog, Dataset, LabelSource, SceneEntry
+from geoseg.config.catalog import AcquisitionEntry, Catalog, Dataset, LabelSource, SceneEntry
 from geoseg.config.series import SceneSeries, open_series
 from geoseg.io.scene import Scene, open_scene
 from geoseg.io.stac import load_item
@@ -39,6 +39,8 @@ class CatalogScene:
 def scene_from_entry(catalog: Catalog, dataset: Dataset, entry: SceneEntry) -> CatalogScene:
     """Resolve a catalog scene entry to its scene file and labels (generating the demo scene if needed)."""
     labels = entry.labels
+    if entry.demo is not None and entry.demo.dates > 1:
+        entry, labels = _demo_season(entry)
     if entry.demo is not None:
         from geoseg.demo import DemoScene, generate_demo_scene
 
@@ -72,6 +74,22 @@ def scene_from_entry(catalog: Catalog, dataset: Dataset, entry: SceneEntry) -> C
         scene_id=entry.id,
     )
     return CatalogScene(entry, scene, labels)
+
+
+def _demo_season(entry: SceneEntry) -> tuple[SceneEntry, LabelSource | None]:
+    """A demo season entry as the series of its generated dates (generated on first use) and its labels."""
+    from geoseg.demo import generate_demo_series
+
+    demo = entry.demo
+    assert demo is not None
+    root = demo.directory()
+    if (root / "labels.tif").exists():  # the folder appears whole (atomic_folder): a complete season
+        dates = sorted(p for p in root.iterdir() if p.is_dir())
+    else:
+        dates = list(generate_demo_series(root, size=demo.size, seed=demo.seed, dates=demo.dates).scenes)
+    series = [AcquisitionEntry(path=p) for p in dates]  # each date's datetime is in its metadata
+    labels = entry.labels or LabelSource(raster=root / "labels.tif")
+    return entry.model_copy(update={"demo": None, "series": series}), labels
 
 
 def dataset_scenes(catalog: Catalog, name: str) -> list[CatalogScene]:

@@ -5,6 +5,8 @@ Which test exercises which README command:
 - ``geoseg run pipelines/demo.yaml`` (Quickstart, ML engineer): test_shipped_runs.py
   ``test_demo_pipeline_reaches_the_demo_quality`` (slow; the command as written, in a copy of
   the repository layout); the rerun that skips and ``--force train``: test_run.py.
+- ``geoseg run pipelines/demo_series.yaml`` (Quickstart): test_shipped_runs.py
+  ``test_demo_series_pipeline_maps_the_season`` (slow).
 - the Quickstart test command: ``.ci/run`` (which extracts it from README.md); conda:
   tests/test_packaging.py keeps environment.yml in step with pyproject.toml.
 - ``geoseg inspect``, ``geoseg predict ... --confidence --vector``, ``geoseg features``,
@@ -105,6 +107,7 @@ def test_the_readme_lists_the_expected_commands() -> None:
     assert names >= {"run", "inspect", "predict", "export", "features", "tile", "train", "evaluate", "models",
                      "demo-data", "cubes"}
     assert "geoseg run pipelines/demo.yaml" in commands
+    assert "geoseg run pipelines/demo_series.yaml" in commands
 
 
 @pytest.mark.parametrize("line", readme_commands())

@@ -21,7 +21,7 @@ PRODUCTION = {
 
 
 def test_every_expected_pipeline_ships() -> None:
-    assert {p.stem for p in PIPELINES} == {"demo", "real_samples", *PRODUCTION}
+    assert {p.stem for p in PIPELINES} == {"demo", "demo_series", "real_samples", *PRODUCTION}
 
 
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.stem)
@@ -107,3 +107,17 @@ def test_train_step_reaches_the_trainer_strategies(tmp_path: Path) -> None:
                                                                                     "bf16-mixed")
     assert config.sync_batchnorm and config.cubes == tmp_path / "runs" / "ddp" / "tile" / "cubes"
     assert config.out == tmp_path / "runs" / "ddp" / "train" / "model"
+
+
+def test_demo_series_pipeline_is_the_demo_model_on_the_season_with_temporal_attention() -> None:
+    """demo_series.yaml: demo.yaml's light UNet with the attention front end, on the 6-date demo season."""
+    from geoseg.config import load_catalog
+
+    demo, season = (load_pipeline(REPO / "pipelines" / f"{n}.yaml") for n in ("demo", "demo_series"))
+    dataset = load_catalog(REPO / "data_catalog.yaml").dataset(season.dataset)
+    assert season.dataset == "demo_series" and dataset.time_steps == 6 and dataset.scenes[0].is_series
+    assert season.steps.train.model_options == {**demo.steps.train.model_options, "temporal": "attention"}
+    assert (season.steps.train.model, season.steps.train.encoder, season.steps.train.pretrained) == (
+        "unet", "resnet18", False)
+    assert season.steps.tile.cube_size == demo.steps.tile.cube_size
+    assert season.steps.predict.window % season.steps.tile.cube_size == 0

@@ -1,4 +1,5 @@
-"""The shipped pipelines run: real_samples.yaml on the real samples; demo.yaml reaches the demo quality (slow)."""
+"""The shipped pipelines run: real_samples.yaml on the real samples; demo.yaml and demo_series.yaml reach the
+demo quality (slow)."""
 
 from __future__ import annotations
 
@@ -131,3 +132,29 @@ def test_demo_pipeline_reaches_the_demo_quality(tmp_path: Path, monkeypatch: pyt
         assert set(np.unique(ds.read(1))) == {0, 1, 2, 3, 4, 5, 6}
     assert (run_dir / "export" / "model.onnx").is_file()
     assert f"qgis {run_dir / 'predict' / 'maps' / 'demo.tif'}" in out
+
+
+@pytest.mark.slow  # minutes of training on 2 CPU cores: .ci/run runs it after the default suite
+def test_demo_series_pipeline_maps_the_season(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`geoseg run pipelines/demo_series.yaml` from an empty cache (the season is generated on first use):
+    every step completes, the test scores tell cropland from grassland, and the series gives one QGIS-styled
+    map on the season's grid."""
+    monkeypatch.setenv("GEOSEG_CACHE", str(tmp_path / "cache"))
+    start = time.perf_counter()
+    result = run_pipeline(_shipped("demo_series", tmp_path), run_dir=tmp_path / "run", progress=False)
+    wall = time.perf_counter() - start
+    assert result.ran == ["tile", "train", "evaluate", "predict", "export"]
+    metrics = json.loads((tmp_path / "run" / "evaluate" / "report" / "metrics.json").read_text())
+    iou = {name: c["iou"] for name, c in metrics["per_class"].items()}
+    report = (f"demo_series pipeline: {wall:.0f} s wall (load average {os.getloadavg()[0]:.1f}); test mIoU "
+              f"{metrics['miou']:.3f}; cropland {iou['cropland']:.3f}, grassland {iou['grassland']:.3f}")
+    with capsys.disabled():
+        print(f"\n{report}")
+    assert metrics["miou"] >= 0.6 and min(iou["cropland"], iou["grassland"]) >= 0.5, report
+    maps = tmp_path / "run" / "predict" / "maps"
+    labels = tmp_path / "cache" / "demo_480_0_6dates" / "labels.tif"
+    with rasterio.open(maps / "demo_series.tif") as ds, rasterio.open(labels) as truth:
+        assert (ds.crs, ds.transform, ds.shape) == (truth.crs, truth.transform, truth.shape)
+        assert set(np.unique(ds.read(1))) <= {0, 1, 2, 3, 4, 5, 6} and ds.nodata == 0
+    assert (maps / "demo_series.qml").is_file() and (tmp_path / "run" / "export" / "model.onnx").is_file()
