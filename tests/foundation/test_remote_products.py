@@ -88,6 +88,7 @@ def test_every_form_of_a_remote_zip_finds_the_product(zipped) -> None:
         assert product.xml is not None and offset_from_safe_xml(Path(product.xml_name), product.xml) == expected
 
 
+@pytest.mark.slow  # its forms are found by the test above in the default tier; this reads one end to end
 def test_remote_zip_reads_like_the_folder(zipped) -> None:
     server, folder = zipped
     given = url(server, f"{NAME}.zip")

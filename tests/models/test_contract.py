@@ -68,9 +68,19 @@ def test_model_contract(name: str, in_channels: int, kind: str, aux: bool, tmp_p
     _check_contract(_build(name, in_channels, aux), _size(in_channels, kind), aux, tmp_path)
 
 
-@pytest.mark.parametrize("aux", [False, True], ids=["noaux", "aux"])
-@pytest.mark.parametrize("kind", ["even", "odd"])
-@pytest.mark.parametrize(("name", "temporal"), series_variants(), ids=lambda v: v)
+def _series_cases() -> list:
+    """Every series variant at (odd, aux) and (even, no aux); the two other pairings run in the slow tier."""
+    cases = []
+    for name, temporal in series_variants():
+        for kind in ("even", "odd"):
+            for aux in (False, True):
+                marks = () if (kind == "odd") == aux else (pytest.mark.slow,)
+                cases.append(pytest.param(name, temporal, kind, aux, marks=marks,
+                                          id=f"{name}-{temporal}-{kind}-{'aux' if aux else 'noaux'}"))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "temporal", "kind", "aux"), _series_cases())
 def test_series_model_contract(name: str, temporal: str, kind: str, aux: bool, tmp_path) -> None:
     model = _build(name, 24, aux, temporal)
     assert model.takes_series and model.options.temporal == temporal

@@ -45,8 +45,9 @@ def season(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.mark.parametrize(("arch", "extra", "mode"), [
     ("unet", {}, "attention"),
-    ("unet", {"model_options": {"temporal": "channels", "decoder_channels": [16, 16, 8, 8, 8]}}, "channels"),
-    ("deeplabv3plus3d", DEEPLAB3D, "3d"),
+    pytest.param("unet", {"model_options": {"temporal": "channels", "decoder_channels": [16, 16, 8, 8, 8]}},
+                 "channels", marks=pytest.mark.slow),  # the default tier trains the attention form end to end
+    pytest.param("deeplabv3plus3d", DEEPLAB3D, "3d", marks=pytest.mark.slow),
 ])
 def test_train_and_evaluate_on_a_series_store(season, tmp_path, arch, extra, mode):
     store = CubeStore.open(season["series"])
