@@ -80,3 +80,34 @@ def crash_while_compacting(catalog, out: Path, client, monkeypatch, after: int =
     with pytest.raises(OSError, match="disk went away"):
         tile_dataset(catalog, "demo480", out, client=client, progress=False, **DEMO_PARAMS)
     monkeypatch.setattr(finalize, "_move", real_move)
+
+
+def kill_tiling_after(catalog: Path, dataset: str, out: Path, params: dict, records: int = 5) -> int:
+    """Start ``tile_dataset`` in its own process session, SIGKILL it (and its Dask workers) once
+    ``records`` cube records are finished, and return how many were; asserts the kill came first."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    script = ("from geoseg.tiling import tile_dataset\n"
+              f"tile_dataset({str(catalog)!r}, {dataset!r}, {str(out)!r}, workers=1, group=1, progress=False, "
+              f"**{params!r})\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = out / "_staging" / "done"
+    deadline = time.monotonic() + 180
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if done.exists() and len(list(done.glob("[0-9]*.json"))) >= records:
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the run and its Dask workers (own session)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    return len(list(done.glob("[0-9]*.json")))

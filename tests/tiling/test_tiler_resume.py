@@ -5,20 +5,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from geoseg.errors import ConfigError
 from geoseg.tiling import CubeStore, IncompleteStoreError, tile_dataset
-from tests.conftest import REPO
 from tests.tiling._tiling_helpers import (
     DEMO_PARAMS,
     assert_same_store,
     crash_while_compacting,
+    kill_tiling_after,
     write_catalog,
 )
 
@@ -33,26 +29,7 @@ def test_one_and_two_worker_processes_give_identical_stores(demo_catalog, demo_s
 
 def test_killed_run_resumes_to_the_same_store(demo_catalog, demo_store, client, tmp_path) -> None:
     out = tmp_path / "killed"
-    script = (
-        "from geoseg.tiling import tile_dataset\n"
-        f"tile_dataset({str(demo_catalog)!r}, 'demo480', {str(out)!r}, workers=1, group=1, progress=False, "
-        f"**{DEMO_PARAMS!r})\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    done = out / "_staging" / "done"
-    deadline = time.monotonic() + 180
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if done.exists() and len(list(done.glob("[0-9]*.json"))) >= 5:
-                break
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the run and its Dask workers (own session)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    finished = len(list(done.glob("[0-9]*.json")))
+    finished = kill_tiling_after(demo_catalog, "demo480", out, DEMO_PARAMS)
     assert 5 <= finished < 81
     assert json.loads((out / "manifest.json").read_text())["complete"] is False
     with pytest.raises(IncompleteStoreError, match="rerun the same"):

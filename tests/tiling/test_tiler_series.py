@@ -7,13 +7,8 @@ renamed to three acquisition dates and listed, out of order, as one location's s
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -27,8 +22,12 @@ from geoseg.config.series import choose_evenly, parse_acquired
 from geoseg.demo import DEMO_CLASSES, generate_demo_scene
 from geoseg.errors import CatalogError, ConfigError, CRSMismatchError, GeosegError
 from geoseg.tiling import CubeStore, IncompleteStoreError, export_npy, store_info, tile_dataset
-from tests.conftest import REPO
-from tests.tiling._tiling_helpers import DEMO_PARAMS, assert_same_store, crash_while_compacting
+from tests.tiling._tiling_helpers import (
+    DEMO_PARAMS,
+    assert_same_store,
+    crash_while_compacting,
+    kill_tiling_after,
+)
 
 PARAMS = DEMO_PARAMS  # 64 px cubes, overlap 16: 25 candidates in a 240 px scene
 DATES = ("20230415T101559", "20230612T101559", "20230820T101559")
@@ -280,24 +279,7 @@ def test_killed_run_resumes_to_the_same_store(season, client, tmp_path) -> None:
     catalog = _catalog(tmp_path / "series.yaml", season["scenes"], season["labels"])
     params = {**PARAMS, "cube_size": 32, "overlap": 0, "min_valid": 0.0}  # 64 one-cube tasks
     out = tmp_path / "killed"
-    script = ("from geoseg.tiling import tile_dataset\n"
-              f"tile_dataset({str(catalog)!r}, 'season', {str(out)!r}, workers=1, group=1, progress=False, "
-              f"**{params!r})\n")
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    done = out / "_staging" / "done"
-    deadline = time.monotonic() + 180
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if done.exists() and len(list(done.glob("[0-9]*.json"))) >= 5:
-                break
-            time.sleep(0.02)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the run and its Dask workers (own session)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    finished = len(list(done.glob("[0-9]*.json")))
+    finished = kill_tiling_after(catalog, "season", out, params)
     assert 5 <= finished < 64
     with pytest.raises(IncompleteStoreError, match="rerun the same"):
         CubeStore.open(out)
