@@ -20,8 +20,10 @@ import torch
 
 from geoseg.bundle.device import Precision, autocast, resolve_device, resolve_precision
 from geoseg.bundle.engines import (
+    BF16_AGREEMENT,
     PROBE_AGREEMENT,
     PROBE_ATOL,
+    BFloat16Forward,
     EngineChoice,
     EngineName,
     choose_engine,
@@ -64,7 +66,8 @@ class ModelRunner:
         cpu_precision: what ``fp16`` means off CUDA: ``float32`` (ignored; the predictor) or
             ``bfloat16`` (the evaluator).
         compile: ``torch.compile`` the model (static shapes).
-        engine: ``torch``, ``onnxruntime`` (CPU) or ``auto`` (:func:`~geoseg.bundle.engines.choose_engine`);
+        engine: ``torch``, ``torch-bf16`` or ``onnxruntime`` (CPU), or ``auto``
+            (:func:`~geoseg.bundle.engines.choose_engine`);
             the engine actually used is :attr:`engine` once the first batch ran.
         work_pixels: the run's total window pixels, which ``auto`` weighs against the export's cost.
 
@@ -117,11 +120,12 @@ class ModelRunner:
         self.choice: EngineChoice | None = None
         choose_engine(engine, self.device)  # an impossible explicit engine fails before any work
         self._forwards: dict[tuple[int, int], Callable[[torch.Tensor], torch.Tensor]] = {}
+        self._bf16_rejected = ""
         self._lock = threading.Lock()
 
     @property
     def engine(self) -> str:
-        """The engine the batches ran on (``torch`` or ``onnxruntime``; the request before the first batch)."""
+        """The engine the batches ran on (``torch``, ``torch-bf16`` or ``onnxruntime``; the request before the first batch)."""
         return self.choice.name if self.choice is not None else self.requested_engine
 
     def _forward_for(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -132,17 +136,25 @@ class ModelRunner:
             return forward
         with self._lock:
             if shape not in self._forwards:
-                self._forwards[shape] = self._build_forward(shape)
+                self._forwards[shape] = self._build_forward(shape, x)
             return self._forwards[shape]
 
-    def _build_forward(self, shape: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor]:
-        if self.series:  # the engines' cached graph takes one date
-            self.choice = EngineChoice("torch", "auto: a series model runs on torch")
-            return self.torch_forward
+    def _build_forward(self, shape: tuple[int, int], x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         choice = self.choice or choose_engine(self.requested_engine, self.device, self.work_pixels,
                                               bundle=self.bundle, window=shape)
-        if choice.name == "torch" or self.precision != "float32":
-            self.choice = choice if choice.name == "torch" else EngineChoice("torch", "reduced precision runs on torch")
+        if choice.name != "torch" and self.precision != "float32":  # evaluate --fp16 on the CPU: bf16 already
+            choice = EngineChoice("torch", "reduced precision runs on torch")
+        if choice.name == "torch-bf16":
+            forward = self._bf16_forward(choice, x)
+            if forward is not None:
+                return forward
+            fallback = choose_engine(self.requested_engine, self.device, self.work_pixels, bundle=self.bundle,
+                                     window=shape, bf16=False)
+            choice = EngineChoice(fallback.name, f"{fallback.reason}; {self._bf16_rejected}")
+        if choice.name == "onnxruntime" and self.series:  # the engines' cached graph takes one date
+            choice = EngineChoice("torch", "auto: a series model runs on torch")
+        if choice.name == "torch":
+            self.choice = choice
             return self.torch_forward
         from geoseg.bundle.engines import OnnxForward, probe_agreement
 
@@ -166,6 +178,35 @@ class ModelRunner:
             return self.torch_forward
         self.choice = choice
         log.info("engine: onnxruntime (%s; probe agreement %.4f, logit difference %.1e)", choice.reason, agree, diff)
+        return forward
+
+    def _bf16_forward(self, choice: EngineChoice, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The bfloat16 forward if its map agrees with float32 torch's on the first batch ``x``.
+
+        ``auto`` needs :data:`BF16_AGREEMENT` of the valid pixels (else None: another engine);
+        ``--engine torch-bf16`` needs the 99.9 % every engine promises, else a ModelError.
+        """
+        forward = BFloat16Forward(self.model, channels_last=not self.series)
+        with torch.inference_mode():
+            reference = self.torch_forward(x)
+            reference = reference[0] if isinstance(reference, tuple | list) else reference
+            same = reference.argmax(1) == forward(x).argmax(1)
+        date_axis = (1,) if x.ndim == 5 else ()  # a series pixel is valid when any date is
+        valid = x.narrow(-3, 0, min(self.mask_channels, x.shape[-3])).abs().sum(dim=(*date_axis, -3)) > 0
+        agree = float(same[valid].float().mean()) if int(valid.sum()) >= 1024 else float(same.float().mean())
+        explicit = self.requested_engine == "torch-bf16"
+        needed = PROBE_AGREEMENT if explicit else BF16_AGREEMENT
+        if agree < needed:
+            self._bf16_rejected = (f"the bfloat16 map agrees with float32 torch's on {agree:.4f} of the first "
+                                   f"batch's valid pixels, below {needed}")
+            if explicit:
+                raise ModelError(self._bf16_rejected, hint="use --engine torch (or auto, which checks this first)")
+            log.info("auto: %s; not using bfloat16", self._bf16_rejected)
+            self.model.to(memory_format=torch.contiguous_format)  # float32 torch exactly as without the probe
+            return None
+        self.choice = EngineChoice(choice.name, f"{choice.reason} (map agreement with float32 on the first "
+                                                f"batch: {agree:.4f})")
+        log.info("engine: torch-bf16 (%s)", self.choice.reason)
         return forward
 
     @property

@@ -39,9 +39,10 @@ class PredictOptions(OptionsModel):
     batch_size: int = Field(8, ge=1, description="windows per forward pass")
     device: DeviceName = Field("auto", description="device: auto (CUDA when available, else the CPU), cpu, cuda, "
                               "cuda:N, mps")
-    engine: EngineName = Field("auto", description="inference engine: auto (onnxruntime on the CPU when "
-                               "installed, exact for the model and the run is large enough; else torch), torch, "
-                               "onnxruntime")
+    engine: EngineName = Field("auto", description="inference engine: auto (on a CPU: torch-bf16 where the "
+                               "CPU has native bfloat16 and its map agrees with float32 on the first batch, else "
+                               "onnxruntime when installed, exact for the model and the run is large enough; else "
+                               "torch), torch, torch-bf16, onnxruntime")
     fp16: bool = Field(True, description="half-precision autocast on CUDA (the CPU runs float32)")
     tta: bool = Field(False, description="average predictions over flips and 90° rotations (8× slower)")
     overviews: Literal["mode", "nearest"] = Field("mode", description="resampling of the COG overviews (never "

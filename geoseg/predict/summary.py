@@ -30,7 +30,7 @@ class PredictionSummary:
         classes: per-class pixels and hectares, in class-map order (absent classes have 0).
         windows, windows_run: windows laid out / sent to the model (all-invalid ones skip it).
         seconds: wall-clock time of the whole run; ``model_seconds``: time inside the model.
-        device: where the model ran; ``engine``: what ran it (``torch`` or ``onnxruntime``) and
+        device: where the model ran; ``engine``: what ran it (``torch``, ``torch-bf16`` or ``onnxruntime``) and
             ``engine_reason`` why (``--engine auto`` decides per run).
         domain: the comparison of the scene with the model's training data
             (:func:`geoseg.predict.predictor.check_scene_domain`): ``findings`` (kind, message)

@@ -33,5 +33,6 @@ def check_device_name(name: str) -> str:
 
 
 DeviceName = Annotated[str, AfterValidator(check_device_name)]
-EngineName = Literal["auto", "torch", "onnxruntime"]  # geoseg.bundle.engines
 """A validated device name for options models (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
+EngineName = Literal["auto", "torch", "torch-bf16", "onnxruntime"]
+"""An inference engine (:mod:`geoseg.bundle.engines`)."""
