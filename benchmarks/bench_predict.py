@@ -153,6 +153,10 @@ def _worker(args: argparse.Namespace) -> None:
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
+    if args.ignore_agreement:  # speed only: random weights fail the bfloat16 map check (near-tied classes)
+        from geoseg.bundle import runner
+
+        runner.PROBE_AGREEMENT = runner.BF16_AGREEMENT = 0.0
     if args.worker == "paired":
         result = _paired(args.scene, args.bundle, args.batch_size, args.result, args.repeat, args.engine)
     elif args.worker == "geoseg":
@@ -169,6 +173,8 @@ def _run(mode: str, scene: Path, bundle: Path, work: Path, args: argparse.Namesp
            "--repeat", str(max(1, args.repeat)), "--engine", args.engine, "--arch", args.arch]
     if args.torch_threads:
         cmd += ["--torch-threads", str(args.torch_threads)]
+    if args.ignore_agreement:
+        cmd += ["--ignore-agreement"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
@@ -209,6 +215,8 @@ def main() -> None:
                         help="a trained model bundle instead of random weights of --arch/--encoder")
     parser.add_argument("--engine", default="auto", choices=["auto", "torch", "torch-bf16", "onnxruntime"],
                         help="(b)'s inference engine; (a) is always torch eager")
+    parser.add_argument("--ignore-agreement", action="store_true",
+                        help="speed only: run torch-bf16 even where its map differs from float32's (random weights)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--torch-threads", type=int, default=0, help="torch threads in every run (0: torch default)")
     parser.add_argument("--skip-naive", action="store_true", help="skip (c) (it needs ~100 B/px of RAM)")
@@ -244,10 +252,10 @@ def main() -> None:
             generate_demo_scene(root, size=size, seed=0, progress=False)
         scenes[size] = next(p for p in sorted(root.iterdir()) if p.is_dir())
     if args.model is not None:
-        from geoseg.bundle import load_bundle
+        from geoseg.predict import load_model_bundle
 
-        bundle = load_bundle(args.model).path  # best/ of a training run
-        spec = load_bundle(bundle).config.model
+        loaded = load_model_bundle(args.model)  # a training run's folder: its best/
+        bundle, spec = loaded.path, loaded.config.model
         args.arch, args.encoder, args.weights = spec.name, spec.encoder, f"trained: {args.model}"
     else:
         bundle, args.weights = _bundle(work, args.arch, args.encoder), "random weights"
@@ -307,7 +315,8 @@ def _table(results: dict, args: argparse.Namespace, sizes: list[int], load: tupl
     lines = [
         "## Streaming prediction",
         "",
-        f"Demo scene(s) (per-band 10/20/60 m files), model {args.arch}/{args.encoder} ({args.weights}), "
+        f"Demo scene(s) (per-band 10/20/60 m files), model {args.arch}/{args.encoder} ({args.weights}"
+        f"{'; bfloat16 map check off: speed only' if args.ignore_agreement else ''}), "
         f"(b) with `--engine {args.engine}` (ran: {results[('geoseg', size)][0].get('engine', 'torch')}), window "
         f"{window}, overlap {overlap}, batch {args.batch_size}, CPU, torch threads: {threads}. "
         f"(b) and (a) alternate {max(1, args.repeat)}× in one process on the {size}² scene, so both see the same "

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-ORDER = ["inspect", "features", "tiler", "models", "train", "loader", "predict", "predict_fulltile", "pipeline", "series", "imports", "suite"]
+ORDER = ["inspect", "features", "tiler", "models", "train", "loader", "predict", "predict_engine", "predict_archs", "engines", "predict_fulltile", "pipeline", "series", "imports", "suite"]
 HEADER = """# Benchmarks
 
 Latest figures of every script in `benchmarks/`, each against a baseline measured in the same

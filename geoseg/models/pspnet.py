@@ -67,6 +67,34 @@ class PSPNetOptions(PointRendOptions):
         return (not self.use_unet) if self.keep_dilation is None else self.keep_dilation
 
 
+def _bins(n: int, s: int, like: Tensor) -> Tensor:
+    """The ``(s, n)`` matrix averaging ``n`` values into ``s`` adaptive-pooling bins (torch's bins)."""
+    m = torch.zeros(s, n, dtype=like.dtype, device=like.device)
+    for i in range(s):
+        start, stop = (i * n) // s, -(-(i + 1) * n // s)
+        m[i, start:stop] = 1.0 / (stop - start)
+    return m
+
+
+class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
+    """Adaptive average pooling that also exports to ONNX, at any window size.
+
+    ONNX has no adaptive pooling, and torch's exporter takes only output sizes that divide the
+    input (a 256 px window's 8 × 8 deepest map has no 3 × 3 or 6 × 6 bins). While exporting,
+    the same bins are two averaging matrices (rows, then columns), which the fixed-window graph
+    holds as constants; equal to ``F.adaptive_avg_pool2d`` up to float rounding.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Pooled ``x`` (N, C, s, s)."""
+        if not torch.onnx.is_in_onnx_export():
+            return super().forward(x)
+        size = self.output_size if isinstance(self.output_size, tuple) else (self.output_size,) * 2
+        rows = _bins(int(x.shape[-2]), int(size[0] or x.shape[-2]), x)
+        cols = _bins(int(x.shape[-1]), int(size[1] or x.shape[-1]), x)
+        return rows @ x @ cols.transpose(0, 1)
+
+
 class PyramidPooling(nn.Module):
     """Pyramid pooling module.
 
@@ -82,7 +110,7 @@ class PyramidPooling(nn.Module):
         self.sizes = tuple(sizes)
         self.branches = nn.ModuleList(
             nn.Sequential(
-                nn.AdaptiveAvgPool2d(s),
+                AdaptiveAvgPool2d(s),
                 nn.Conv2d(in_channels, branch_ch, 1, bias=s == 1),
                 nn.Identity() if s == 1 else nn.BatchNorm2d(branch_ch),  # 1×1 maps: no BN (smp)
                 nn.ReLU(inplace=True),

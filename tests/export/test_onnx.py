@@ -176,3 +176,28 @@ def test_not_a_model_directory_or_not_onnx(tmp_path: Path, bundle_dir: Path, cap
     assert "not a model directory" in capsys.readouterr().err
     assert _main(["export", str(bundle_dir), "--out", str(tmp_path / "m.txt")]) == 2
     assert "must end in .onnx" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tile", [64, 96])
+def test_pspnet_exports_at_any_window(stack: Path, bundle_dir: Path, tmp_path: Path, tile: int) -> None:
+    """The pyramid's 3 × 3 and 6 × 6 bins do not divide a 64 or 96 px window's deepest map, which torch's
+    exporter refuses for adaptive pooling: geoseg's pooling exports as averaging matrices, equal to PyTorch."""
+    from geoseg.bundle import BundleConfig, ModelRunner, load_bundle, save_bundle
+    from geoseg.models import create_model
+
+    reference = load_bundle(bundle_dir)
+    torch.manual_seed(0)
+    model = create_model("pspnet", in_channels=24, num_classes=4, encoder="test_efficientnet", psp_channels=64,
+                         decoder_channels=[32, 32, 16, 16], channel_names=reference.config.channel_names).eval()
+    config = BundleConfig(**{**reference.config.model_dump(), "model": model.spec, "window": tile})
+    model_dir = save_bundle(model, config, tmp_path / "pspnet")
+    out = tmp_path / "pspnet.onnx"
+    assert _main(["export", str(model_dir), "--format", "onnx", "--out", str(out)]) == 0
+    tile_array, ref, valid = _tile_and_reference(stack, model_dir, Window(0, 0, tile, tile))
+    probs = run_like_deepness(out, tile_array)
+    assert probs.shape == (1, 4, tile, tile) and np.abs(probs - ref).max() <= 1e-4
+    x = torch.randn(2, 24, tile, tile)  # and the onnxruntime inference engine takes it
+    runner = ModelRunner(load_bundle(model_dir), device="cpu", engine="onnxruntime")
+    torch.testing.assert_close(runner.logits(x), ModelRunner(load_bundle(model_dir), device="cpu").logits(x),
+                               atol=1e-4, rtol=1e-4)
+    assert runner.engine == "onnxruntime"
