@@ -4,8 +4,8 @@
                                        [--batch-size 4] [--window 256] [--rounds 5]
                                        [--out docs/benchmarks_engines.md]
 
-``geoseg predict --engine`` offers ``torch`` and ``onnxruntime``. Torch itself has more CPU
-options; this script measures every one of them against torch eager float32 (the baseline) in
+``geoseg predict --engine`` offers ``torch``, ``torch-bf16`` (the "torch bf16 channels-last" row)
+and ``onnxruntime``, the winners of this script, which measures every CPU option against torch eager float32 (the baseline) in
 the same run, with ``--rounds`` rounds alternating the options so that all see the same load:
 
 * ``torch channels-last``: NHWC memory layout (what the CUDA path uses);
