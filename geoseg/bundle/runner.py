@@ -70,6 +70,8 @@ class ModelRunner:
             (:func:`~geoseg.bundle.engines.choose_engine`);
             the engine actually used is :attr:`engine` once the first batch ran.
         work_pixels: the run's total window pixels, which ``auto`` weighs against the export's cost.
+        auto_bf16: whether ``auto`` may take ``torch-bf16`` (its map agrees with float32's, its
+            scores not to the last digit: the evaluator keeps float32's exact scores).
 
     Raises:
         ConfigError: the device is not available, or the engine cannot run here.
@@ -78,7 +80,8 @@ class ModelRunner:
 
     def __init__(self, bundle: ModelBundle, device: str | torch.device = "auto", fp16: bool = True,
                  tta: bool = False, *, cpu_precision: Literal["float32", "bfloat16"] = "float32",
-                 compile: bool = False, engine: EngineName = "torch", work_pixels: int | None = None):
+                 compile: bool = False, engine: EngineName = "torch", work_pixels: int | None = None,
+                 auto_bf16: bool = True):
         cfg = bundle.config
         self.device = resolve_device(device)
         self.cuda = self.device.type == "cuda"
@@ -117,6 +120,7 @@ class ModelRunner:
             raise ConfigError("--engine onnxruntime runs single-date models only: its graph takes one date "
                               "(N, C, H, W), a series model takes (N, T, C, H, W)", hint="use --engine torch or auto")
         self.work_pixels = work_pixels
+        self.auto_bf16 = auto_bf16
         self.choice: EngineChoice | None = None
         choose_engine(engine, self.device)  # an impossible explicit engine fails before any work
         self._forwards: dict[tuple[int, int], Callable[[torch.Tensor], torch.Tensor]] = {}
@@ -141,7 +145,7 @@ class ModelRunner:
 
     def _build_forward(self, shape: tuple[int, int], x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         choice = self.choice or choose_engine(self.requested_engine, self.device, self.work_pixels,
-                                              bundle=self.bundle, window=shape)
+                                              bundle=self.bundle, window=shape, bf16=self.auto_bf16)
         if choice.name != "torch" and self.precision != "float32":  # evaluate --fp16 on the CPU: bf16 already
             choice = EngineChoice("torch", "reduced precision runs on torch")
         if choice.name == "torch-bf16":

@@ -27,9 +27,8 @@ class EvaluateOptions(OptionsModel):
                                "| errors): the worst cube, one per class, random ones")
     fp16: bool = Field(False, description="reduced precision (float16 on CUDA, bfloat16 on the CPU)")
     device: DeviceName = Field("auto", description="device: auto (CUDA when available), cpu, cuda, cuda:N, mps")
-    engine: EngineName = Field("auto", description="inference engine: auto (on a CPU: torch-bf16 where the CPU "
-                               "has native bfloat16 and its map agrees with float32 on the first batch, else "
-                               "onnxruntime when installed, exact for the model and the split is large enough; "
-                               "else torch), torch, torch-bf16, onnxruntime")
+    engine: EngineName = Field("auto", description="inference engine: auto (on a CPU: onnxruntime when installed, "
+                               "exact for the model and the split is large enough, else torch: the scores are "
+                               "float32's), torch, torch-bf16 (approximate scores), onnxruntime")
     num_workers: int | None = Field(None, ge=0, description="DataLoader worker processes (default: automatic)")
     compile: bool = Field(False, description="torch.compile the model")

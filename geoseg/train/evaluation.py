@@ -139,7 +139,7 @@ def evaluate(
     ids = dm.split_ids(split)
     size = opts.target_size or cfg.eval_resize or dm.store.cube_size
     runner = ModelRunner(bundle, dev, fp16=opts.fp16, cpu_precision="bfloat16", compile=opts.compile,
-                         engine=opts.engine, work_pixels=len(ids) * size * size)
+                         engine=opts.engine, work_pixels=len(ids) * size * size, auto_bf16=False)
     k = len(cfg.classes)
     confusion = MulticlassConfusionMatrix(k, ignore_index=IGNORE_INDEX, validate_args=False).to(dev)
     tally = CubeTally(k)

@@ -197,3 +197,17 @@ def test_cli_torch_bf16_in_summary_json_and_refusal(model_dir, demo_small, tmp_p
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "bfloat16 map agrees" in refused.stderr and "--engine torch" in refused.stderr
     assert not list(tmp_path.glob("no.*"))
+
+
+def test_evaluation_keeps_float32_scores_under_auto(model_dir, monkeypatch):
+    """The evaluator's ``auto`` never takes bfloat16: its scores must reproduce the training log's."""
+    monkeypatch.setattr(engines_module, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(runner_module, "BF16_AGREEMENT", 0.0)  # even a model bfloat16 would pass
+    bundle = load_bundle(model_dir)
+    x = torch.randn(2, 24, 32, 32)
+    runner = ModelRunner(bundle, device="cpu", engine="auto", work_pixels=1, auto_bf16=False)
+    torch.testing.assert_close(runner.logits(x), bundle.model(x))
+    assert runner.engine == "torch"
+    predictor = ModelRunner(bundle, device="cpu", engine="auto", work_pixels=1)  # the predictor's default
+    predictor.logits(x)
+    assert predictor.engine == "torch-bf16"

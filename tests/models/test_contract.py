@@ -60,24 +60,27 @@ def _build(name: str, in_channels: int, aux: bool, temporal: str | None = None) 
     )
 
 
-@pytest.mark.parametrize("aux", [False, True], ids=["noaux", "aux"])
-@pytest.mark.parametrize("kind", ["even", "odd"])
-@pytest.mark.parametrize("in_channels", [3, 13, 24])
-@pytest.mark.parametrize("name", single_date_models())
+def _pairings(*leading: tuple) -> list:
+    """Each ``leading`` case at (odd, aux) and (even, no aux); the two other pairings run in the slow tier."""
+    cases = []
+    for case in leading:
+        for kind in ("even", "odd"):
+            for aux in (False, True):
+                marks = () if (kind == "odd") == aux else (pytest.mark.slow,)
+                cases.append(pytest.param(*case, kind, aux, marks=marks,
+                                          id="-".join([*map(str, case), kind, "aux" if aux else "noaux"])))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "in_channels", "kind", "aux"),
+                         _pairings(*((n, c) for n in single_date_models() for c in (3, 13, 24))))
 def test_model_contract(name: str, in_channels: int, kind: str, aux: bool, tmp_path) -> None:
     _check_contract(_build(name, in_channels, aux), _size(in_channels, kind), aux, tmp_path)
 
 
 def _series_cases() -> list:
     """Every series variant at (odd, aux) and (even, no aux); the two other pairings run in the slow tier."""
-    cases = []
-    for name, temporal in series_variants():
-        for kind in ("even", "odd"):
-            for aux in (False, True):
-                marks = () if (kind == "odd") == aux else (pytest.mark.slow,)
-                cases.append(pytest.param(name, temporal, kind, aux, marks=marks,
-                                          id=f"{name}-{temporal}-{kind}-{'aux' if aux else 'noaux'}"))
-    return cases
+    return _pairings(*series_variants())
 
 
 @pytest.mark.parametrize(("name", "temporal", "kind", "aux"), _series_cases())
