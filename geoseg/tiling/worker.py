@@ -123,13 +123,14 @@ def _run_task(task: TileTask) -> dict:
     compact = task.form == "compact"
     with rasterio.Env(**GDAL_WORKER_ENV):
         records = None
-        if compact:  # the channels (for the statistics) and the DN they come from (written)
+        if compact and task.layout is not None:  # the channels (for the statistics); the records hold the source DN
+            features, valid = read_features(task.scene, union, recipe)
+            cubes = [(slice(w.col_off - int(union.col_off), w.col_off - int(union.col_off) + w.width),
+                      w.height, w.width) for _, w in task.cubes]
+            with reading(task.scene.path, f"the source blocks of window {union}"):
+                records = native_records(task.scene, union, cubes, valid, None, recipe, task.layout)
+        elif compact:  # the channels and the DN on the 10 m grid they come from (written)
             features, valid, dn = read_features_and_dn(task.scene, union, recipe)
-            if task.layout is not None:
-                cubes = [(slice(w.col_off - int(union.col_off), w.col_off - int(union.col_off) + w.width),
-                          w.height, w.width) for _, w in task.cubes]
-                with reading(task.scene.path, f"the source blocks of window {union}"):
-                    records = native_records(task.scene, union, cubes, valid, dn, recipe, task.layout)
         elif task.series is not None:  # (T, C, h, w) and (T, h, w); a pixel valid on any date keeps its label
             features, date_valid = read_series(task.series, union, recipe)
             valid = np.logical_or.reduce(date_valid, axis=0)
