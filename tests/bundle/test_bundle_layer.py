@@ -221,6 +221,7 @@ def test_bundle_config_round_trip(tmp_path):
     assert again == cfg and again.eval_resize == 32
 
 
+@pytest.mark.slow  # two fresh interpreters (~7 s): .ci/run runs the slow tier after the default suite
 def test_predictor_bundle_and_exporter_import_no_lightning():
     code = ("import sys, geoseg.predict, geoseg.bundle, geoseg.export; "
             "print(sorted(m for m in ('lightning', 'torchmetrics', 'geoseg.train') if m in sys.modules))")

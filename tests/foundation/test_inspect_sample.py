@@ -244,6 +244,7 @@ def test_small_scene_sample_is_every_pixel() -> None:
     assert "read        every pixel (224 x 224 px)" in full.lines()
 
 
+@pytest.mark.slow  # a whole real tile (~7 s): .ci/run runs the slow tier after the default suite
 def test_default_inspect_of_a_full_tile_is_a_sample_with_flat_memory() -> None:
     """The real product on its 10 m grid (10980 x 10980 px): seconds, a 1/8 sample, close to --full.
 
