@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _demo import demo_scene  # noqa: E402
 from _machine import machine, peak_rss_mb  # noqa: E402
 
 WINDOW, CLASSES = 256, 6
@@ -72,7 +73,7 @@ def _bare(scene_path: str, bundle_dir: str, batch: int, count: int | None) -> di
     windows = list(layout)
     window, overlap = layout.window_height, layout.overlap
     inputs = [runner.prepare(np.stack([read_features(scene, w, recipe)[0] for w in windows[i : i + batch]]))
-              for i in (0, batch)]  # two real batches, already normalised, in memory
+              for i in (0, batch) if i < len(windows)]  # two real batches, already normalised, in memory
     count = len(windows) if count is None else count  # (b) skips windows without a valid pixel
     sizes = [min(batch, count - i) for i in range(0, count, batch)]
     model = runner.model
@@ -80,7 +81,7 @@ def _bare(scene_path: str, bundle_dir: str, batch: int, count: int | None) -> di
         model(inputs[0][:1])  # warm-up
         with _Clock() as clock:
             for j, n in enumerate(sizes):
-                model(inputs[j % 2][:n])
+                model(inputs[j % len(inputs)][:n])
     return {"seconds": clock.wall, "cpu": clock.cpu, "windows": count, "peak_mb": peak_rss_mb(), "window": window,
             "overlap": overlap}
 
@@ -235,8 +236,6 @@ def main() -> None:
         _worker(args)
         return
 
-    from geoseg.demo import generate_demo_scene
-
     tmp = tempfile.TemporaryDirectory(prefix="geoseg-bench-predict-") if args.work is None else None
     work = Path(tmp.name) if tmp else args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -244,13 +243,7 @@ def main() -> None:
     scenes = {}
     load_before = os.getloadavg()
     for size in sizes:
-        root = args.cache / f"demo_{size}"
-        if not (root / "labels.tif").exists():
-            root = work / f"demo_{size}"
-        if not (root / "labels.tif").exists():
-            print(f"generating a {size} x {size} demo scene ...", flush=True)
-            generate_demo_scene(root, size=size, seed=0, progress=False)
-        scenes[size] = next(p for p in sorted(root.iterdir()) if p.is_dir())
+        scenes[size] = demo_scene(args.cache, work, size)
     if args.model is not None:
         from geoseg.predict import load_model_bundle
 

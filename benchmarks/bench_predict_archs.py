@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import bench_predict as bp
+from _demo import demo_scene
 from _machine import machine
 
 SEED_ARCHS = {  # seed → architecture, default encoder
@@ -53,18 +54,11 @@ def main() -> None:
                         default=Path(__file__).resolve().parents[1] / "docs" / "benchmarks_predict_archs.md")
     args = parser.parse_args()
 
-    from geoseg.demo import generate_demo_scene
-
     load_before = os.getloadavg()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="geoseg-bench-archs-") as tmp:
         work = Path(tmp)
-        root = args.cache / f"demo_{args.size}"
-        if not (root / "labels.tif").exists():
-            root = work / f"demo_{args.size}"
-            print(f"generating a {args.size} x {args.size} demo scene ...", flush=True)
-            generate_demo_scene(root, size=args.size, seed=0, progress=False)
-        scene = next(p for p in sorted(root.iterdir()) if p.is_dir())
+        scene = demo_scene(args.cache, work, args.size)
         rows = []
         for arch in args.archs:
             seed, encoder = SEED_ARCHS[arch]

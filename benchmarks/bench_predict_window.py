@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _demo import demo_scene  # noqa: E402
 from _machine import machine, peak_rss_mb  # noqa: E402
 
 MODELS = {"unet/resnet18": ("unet", "resnet18"), "rsprunetpp/resnest14d": ("rsprunetpp", "resnest14d")}
@@ -105,19 +106,12 @@ def main() -> None:
         _worker(args)
         return
 
-    from geoseg.demo import generate_demo_scene
-
     windows = [int(w) for w in args.windows.split(",")]
     if args.train_window not in windows:
         windows.insert(0, args.train_window)
     with tempfile.TemporaryDirectory(prefix="geoseg-bench-window-") as tmp:
         work = Path(tmp)
-        root = args.cache / f"demo_{args.size}"
-        if not (root / "labels.tif").exists():
-            root = work / f"demo_{args.size}"
-            print(f"generating a {args.size} x {args.size} demo scene ...", flush=True)
-            generate_demo_scene(root, size=args.size, seed=0, progress=False)
-        scene = next(p for p in sorted(root.iterdir()) if p.is_dir())
+        scene = demo_scene(args.cache, work, args.size)
         load_before = os.getloadavg()
         rows = []
         for name in args.models.split(","):
