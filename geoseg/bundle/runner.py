@@ -124,7 +124,6 @@ class ModelRunner:
         self.choice: EngineChoice | None = None
         choose_engine(engine, self.device)  # an impossible explicit engine fails before any work
         self._forwards: dict[tuple[int, int], Callable[[torch.Tensor], torch.Tensor]] = {}
-        self._bf16_rejected = ""
         self._lock = threading.Lock()
 
     @property
@@ -149,12 +148,12 @@ class ModelRunner:
         if choice.name != "torch" and self.precision != "float32":  # evaluate --fp16 on the CPU: bf16 already
             choice = EngineChoice("torch", "reduced precision runs on torch")
         if choice.name == "torch-bf16":
-            forward = self._bf16_forward(choice, x)
+            forward, rejected = self._bf16_forward(choice, x)
             if forward is not None:
                 return forward
             fallback = choose_engine(self.requested_engine, self.device, self.work_pixels, bundle=self.bundle,
                                      window=shape, bf16=False)
-            choice = EngineChoice(fallback.name, f"{fallback.reason}; {self._bf16_rejected}")
+            choice = EngineChoice(fallback.name, f"{fallback.reason}; {rejected}")
         if choice.name == "onnxruntime" and self.series:  # the engines' cached graph takes one date
             choice = EngineChoice("torch", "auto: a series model runs on torch")
         if choice.name == "torch":
@@ -184,11 +183,12 @@ class ModelRunner:
         log.info("engine: onnxruntime (%s; probe agreement %.4f, logit difference %.1e)", choice.reason, agree, diff)
         return forward
 
-    def _bf16_forward(self, choice: EngineChoice, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """The bfloat16 forward if its map agrees with float32 torch's on the first batch ``x``.
+    def _bf16_forward(self, choice: EngineChoice, x: torch.Tensor
+                      ) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, str]:
+        """``(forward, "")`` if the bfloat16 map agrees with float32 torch's on the first batch ``x``.
 
-        ``auto`` needs :data:`BF16_AGREEMENT` of the valid pixels (else None: another engine);
-        ``--engine torch-bf16`` needs the 99.9 % every engine promises, else a ModelError.
+        ``auto`` needs :data:`BF16_AGREEMENT` of the valid pixels (else ``(None, why)``: another
+        engine); ``--engine torch-bf16`` needs the 99.9 % every engine promises, else a ModelError.
         """
         forward = BFloat16Forward(self.model, channels_last=not self.series)
         with torch.inference_mode():
@@ -201,17 +201,17 @@ class ModelRunner:
         explicit = self.requested_engine == "torch-bf16"
         needed = PROBE_AGREEMENT if explicit else BF16_AGREEMENT
         if agree < needed:
-            self._bf16_rejected = (f"the bfloat16 map agrees with float32 torch's on {agree:.4f} of the first "
-                                   f"batch's valid pixels, below {needed}")
+            rejected = (f"the bfloat16 map agrees with float32 torch's on {agree:.4f} of the first batch's valid "
+                        f"pixels, below {needed}")
             if explicit:
-                raise ModelError(self._bf16_rejected, hint="use --engine torch (or auto, which checks this first)")
-            log.info("auto: %s; not using bfloat16", self._bf16_rejected)
+                raise ModelError(rejected, hint="use --engine torch (or auto, which checks this first)")
+            log.info("auto: %s; not using bfloat16", rejected)
             self.model.to(memory_format=torch.contiguous_format)  # float32 torch exactly as without the probe
-            return None
+            return None, rejected
         self.choice = EngineChoice(choice.name, f"{choice.reason} (map agreement with float32 on the first "
                                                 f"batch: {agree:.4f})")
         log.info("engine: torch-bf16 (%s)", self.choice.reason)
-        return forward
+        return forward, ""
 
     @property
     def fp16(self) -> bool:
