@@ -31,6 +31,7 @@ from geoseg.bundle.engines import (
 from geoseg.bundle.files import ModelBundle
 from geoseg.bundle.normalization import normalize
 from geoseg.errors import CheckpointError, ConfigError, ModelError
+from geoseg.validity import valid_mask
 
 __all__ = ["ModelRunner", "dihedral_transforms"]
 
@@ -195,8 +196,8 @@ class ModelRunner:
             reference = self.torch_forward(x)
             reference = reference[0] if isinstance(reference, tuple | list) else reference
             same = reference.argmax(1) == forward(x).argmax(1)
-        date_axis = (1,) if x.ndim == 5 else ()  # a series pixel is valid when any date is
-        valid = x.narrow(-3, 0, min(self.mask_channels, x.shape[-3])).abs().sum(dim=(*date_axis, -3)) > 0
+        # (N, H, W): a series pixel is valid when any date is
+        valid = valid_mask(x, self.mask_channels, channel_dim=-3).flatten(1, -3).any(1)
         agree = float(same[valid].float().mean()) if int(valid.sum()) >= 1024 else float(same.float().mean())
         explicit = self.requested_engine == "torch-bf16"
         needed = PROBE_AGREEMENT if explicit else BF16_AGREEMENT
